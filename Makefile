@@ -1,0 +1,32 @@
+# make demo: train a small model on the built-in synthetic dataset (CPU, a few minutes).
+# make test: the test suite and the linter.
+# Both create .venv and install skinclf into it first when needed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: install demo test lint clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/python -m skinclf.train experiment=demo
+
+test: $(INSTALLED) lint
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache

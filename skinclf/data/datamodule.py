@@ -1,0 +1,104 @@
+"""The LightningDataModule: owns the splits, the image pipelines and the loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import albumentations as A
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from skinclf.data.dataset import LesionDataset
+from skinclf.data.splits import SplitSettings, load_splits, prepare_splits
+from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from skinclf.data.transforms import eval_pipeline, reseed_worker_pipeline, train_pipeline
+from skinclf.errors import SkinclfError
+
+
+class LesionDataModule(pl.LightningDataModule):
+    """Splits ``root`` (see :mod:`skinclf.data.splits`) and serves train, val and test loaders.
+
+    ``train_steps`` are the aug group's albumentations transforms; None trains on the eval
+    pipeline (resize, centre crop), as the reference's baseline did.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split_dir: str | Path | None = None,
+        split: SplitSettings | None = None,
+        resize_size: int = 256,
+        crop_size: int = 224,
+        train_steps: Sequence[A.BasicTransform] | None = None,
+        batch_size: int = 256,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        check_images: bool = True,
+        skip_corrupt: bool = False,
+        synthetic: SyntheticSpec | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if root is None:
+            raise SkinclfError(
+                "no data root: pass data.root=<folder holding train/ and test/>, set SKINCLF_DATA, "
+                "or try data=synthetic"
+            )
+        self.root = Path(root).expanduser()
+        self.split_dir = Path(split_dir).expanduser() if split_dir else self.root / "splits"
+        self.split = split or SplitSettings()
+        self.train_transform = train_pipeline(train_steps, resize_size, crop_size, seed)
+        self.eval_transform = eval_pipeline(resize_size, crop_size)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory and torch.cuda.is_available()
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.check_images = check_images
+        self.skip_corrupt = skip_corrupt
+        self.synthetic = synthetic
+        self.datasets: dict[str, LesionDataset] = {}
+        self._prepared = False
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset if asked for; create or check the split CSVs (once)."""
+        if self._prepared:
+            return
+        if self.synthetic is not None:
+            ensure_synthetic_dataset(self.root, self.synthetic)
+        prepare_splits(self.root, self.split_dir, self.split, self.check_images, self.skip_corrupt)
+        self._prepared = True
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        tables, _ = load_splits(self.split_dir)
+        self.datasets = {
+            name: LesionDataset(self.root, table, self.train_transform if name == "train" else self.eval_transform)
+            for name, table in tables.items()
+        }
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[name]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            # a last batch of one image would break BatchNorm in training
+            drop_last=shuffle and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            worker_init_fn=reseed_worker_pipeline if self.num_workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

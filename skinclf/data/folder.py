@@ -1,0 +1,74 @@
+"""Scanning an image folder laid out as ``<root>/<split>/<class>/*`` into (path, label) records."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from skinclf.data.images import IMAGE_EXTENSIONS, is_image_file
+from skinclf.errors import SkinclfError, examples
+
+log = logging.getLogger(__name__)
+
+#: Class folder name (matched case-insensitively) -> label. 1 is the positive class.
+CLASS_LABELS = {"benign": 0, "malignant": 1}
+
+
+def _class_folders(split_dir: Path) -> dict[str, Path]:
+    """Find the benign/ and malignant/ folders in split_dir, whatever their letter case."""
+    found: dict[str, list[Path]] = {name: [] for name in CLASS_LABELS}
+    others = []
+    for child in sorted(split_dir.iterdir()):
+        if not child.is_dir():
+            continue
+        if child.name.lower() in found:
+            found[child.name.lower()].append(child)
+        elif not child.name.startswith("."):
+            others.append(child.name)
+    if others:
+        log.warning("ignoring folders in %s that are not a class: %s", split_dir, examples(others))
+    folders = {}
+    for name, matches in found.items():
+        if not matches:
+            raise SkinclfError(
+                f"class folder '{name}' is missing in {split_dir}: expected subfolders "
+                f"{' and '.join(CLASS_LABELS)} (any letter case) holding the images"
+            )
+        if len(matches) > 1:
+            raise SkinclfError(
+                f"{split_dir} has several folders for class '{name}' "
+                f"({examples([m.name for m in matches])}): merge them into one"
+            )
+        folders[name] = matches[0]
+    return folders
+
+
+def scan_split_folder(root: Path, split: str) -> pd.DataFrame:
+    """List the images of ``root/split`` as a table with columns path (relative to root) and label."""
+    rows = []
+    for name, folder in _class_folders(root / split).items():
+        paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+        if not paths:
+            raise SkinclfError(
+                f"class folder {folder} holds no images: add images with one of the extensions "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}, or remove the folder's split"
+            )
+        rows += [(p.relative_to(root).as_posix(), CLASS_LABELS[name]) for p in paths]
+    return pd.DataFrame(rows, columns=["path", "label"])
+
+
+def scan_image_folder(root: Path) -> dict[str, pd.DataFrame]:
+    """Scan ``root/train`` and, when present, ``root/test``; returns a table per split found."""
+    if not root.is_dir():
+        raise SkinclfError(
+            f"data root {root} does not exist: pass data.root=<folder holding train/ and test/> or set SKINCLF_DATA"
+        )
+    if not (root / "train").is_dir():
+        raise SkinclfError(
+            f"{root} has no train/ folder: expected {root}/train/<benign|malignant>/<images> "
+            "and optionally test/ laid out the same way"
+        )
+    splits = ["train"] + (["test"] if (root / "test").is_dir() else [])
+    return {split: scan_split_folder(root, split) for split in splits}

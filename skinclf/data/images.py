@@ -1,0 +1,44 @@
+"""Decoding images from disk the same way everywhere: EXIF orientation applied, converted to RGB."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file whose extension, in any letter case, is one of IMAGE_EXTENSIONS."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Decode an image into an (H, W, 3) uint8 array, upright as its EXIF orientation says.
+
+    Raises OSError (or a PIL error) for a missing, truncated or undecodable file.
+    """
+    with warnings.catch_warnings():
+        # An image past Pillow's decompression-bomb limit is refused, not decoded into memory.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"))
+
+
+def file_sha1(path: Path) -> str:
+    """Hash of a file's bytes: equal for exact copies of an image wherever they lie."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Decode one image fully; None when it decodes, else why it cannot be read."""
+    try:
+        load_rgb(path)
+    except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable", with its reason
+        return f"{type(error).__name__}: {error}"
+    return None

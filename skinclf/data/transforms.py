@@ -1,0 +1,57 @@
+"""Image pipelines: uint8 (H, W, 3) arrays in, uint8 (3, H, W) tensors out.
+
+Normalisation (mean/std) is not here: the model does it on the device as its first step, so a
+batch crosses to the GPU as compact uint8 and every exported model carries its own preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import torch
+from albumentations.pytorch import ToTensorV2
+from lightning_fabric.utilities.seed import pl_worker_init_function
+
+from skinclf.errors import SkinclfError
+
+
+def check_sizes(resize_size: int, crop_size: int) -> None:
+    """Refuse a crop larger than the image it is cut from."""
+    if crop_size > resize_size:
+        raise SkinclfError(
+            f"data.crop_size={crop_size} is larger than data.resize_size={resize_size}: "
+            "the crop is cut from the resized image, so it must not be larger"
+        )
+
+
+def eval_pipeline(resize_size: int, crop_size: int) -> A.Compose:
+    """Resize the shorter side to resize_size, then take the centre crop_size square."""
+    check_sizes(resize_size, crop_size)
+    return A.Compose(
+        [A.SmallestMaxSize(max_size=resize_size), A.CenterCrop(height=crop_size, width=crop_size), ToTensorV2()]
+    )
+
+
+def train_pipeline(
+    steps: Sequence[A.BasicTransform] | None, resize_size: int, crop_size: int, seed: int | None = None
+) -> A.Compose:
+    """The aug group's steps followed by the tensor conversion; no steps means the eval pipeline."""
+    if not steps:
+        return eval_pipeline(resize_size, crop_size)
+    check_sizes(resize_size, crop_size)
+    return A.Compose([*steps, ToTensorV2()], seed=seed)
+
+
+def reseed_worker_pipeline(worker_id: int) -> None:
+    """DataLoader worker_init_fn: Lightning's per-worker seeding, then the pipeline's own.
+
+    albumentations keeps its own generator, untouched by the global seeds; without this every
+    worker (and every DDP rank) would replay the same augmentations. Lightning's function seeds
+    torch from the loader's base seed, the worker id and the rank; the pipeline follows torch.
+    """
+    pl_worker_init_function(worker_id)
+    info = torch.utils.data.get_worker_info()
+    pipeline = getattr(info.dataset, "transform", None)
+    if isinstance(pipeline, A.Compose):
+        pipeline.set_random_seed(torch.initial_seed() % 2**32)

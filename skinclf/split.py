@@ -1,0 +1,33 @@
+"""Make (or check) the split CSVs without training: ``python -m skinclf.split data.root=<folder>``.
+
+Composes the training config, so every override of ``skinclf.train`` applies, and writes
+train.csv, val.csv and test.csv to ``data.split_dir`` (default ``<root>/splits``) just as training
+would; existing CSVs are checked against the folder instead.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from skinclf.config import CONFIG_PATH, register_resolvers
+from skinclf.data.splits import load_splits
+from skinclf.errors import exit_on_user_error
+from skinclf.train import build_datamodule
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="split", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    tables, _ = load_splits(datamodule.split_dir)
+    for name, table in tables.items():
+        csv = datamodule.split_dir / f"{name}.csv"
+        print(f"{name:5s} {len(table):6d} images, {int(table.label.sum()):5d} malignant -> {csv}")
+
+
+register_resolvers()
+
+if __name__ == "__main__":
+    main()

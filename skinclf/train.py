@@ -1,0 +1,154 @@
+"""Train, pick a checkpoint on validation, evaluate on test: ``python -m skinclf.train [overrides]``.
+
+Examples::
+
+    python -m skinclf.train data.root=/data/melanoma model=resnext50 aug=albu
+    python -m skinclf.train -m experiment=r18_baseline,r18_albu,rx50_albu data.root=/data/melanoma
+    python -m skinclf.train model=resnext50 aug=albu --cfg job     # print the composed config
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from skinclf.config import CONFIG_PATH, register_resolvers
+from skinclf.data.datamodule import LesionDataModule
+from skinclf.data.splits import SplitSettings
+from skinclf.data.synthetic import SyntheticSpec
+from skinclf.errors import SkinclfError, exit_on_user_error
+from skinclf.evaluation.metrics import summary_line
+from skinclf.evaluation.outputs import predict_split, write_evaluation
+from skinclf.models import LesionClassifier
+from skinclf.models.backbones import preprocessing_preset
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> LesionDataModule:
+    data = cfg.data
+    return LesionDataModule(
+        root=data.root,
+        split_dir=data.split_dir,
+        split=split_settings(data),
+        resize_size=data.resize_size,
+        crop_size=data.crop_size,
+        train_steps=instantiate(cfg.aug.train) if cfg.aug.train else None,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        pin_memory=data.pin_memory,
+        persistent_workers=data.persistent_workers,
+        check_images=data.check_images,
+        skip_corrupt=data.skip_corrupt,
+        synthetic=SyntheticSpec(**data.synthetic) if data.synthetic else None,
+        seed=cfg.seed,
+    )
+
+
+def split_settings(data: DictConfig) -> SplitSettings:
+    return SplitSettings(
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        seed=data.split_seed,
+        groups_csv=data.groups_csv,
+        group_image_column=data.group_image_column,
+        group_column=data.group_column,
+    )
+
+
+def build_model(cfg: DictConfig) -> LesionClassifier:
+    preset = preprocessing_preset(cfg.model.arch, cfg.model.weights)
+    return LesionClassifier(
+        arch=cfg.model.arch,
+        weights=cfg.model.weights,
+        mean=list(cfg.data.mean or preset["mean"]),
+        std=list(cfg.data.std or preset["std"]),
+        resize_size=cfg.data.resize_size,
+        crop_size=cfg.data.crop_size,
+        optimizer=cfg.optim.optimizer,
+        lr=cfg.optim.lr,
+        optimizer_kwargs=OmegaConf.to_container(cfg.optim.kwargs),
+        warmup_epochs=cfg.optim.warmup_epochs,
+        pos_weight=cfg.loss.pos_weight,
+    )
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[pl.Trainer, ModelCheckpoint]:
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor="val/auprc",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        every_n_epochs=cfg.checkpoint.every_n_epochs,
+    )
+    logger = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
+    trainer = pl.Trainer(
+        **cfg.trainer,
+        default_root_dir=run_dir,
+        logger=logger,
+        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+    )
+    return trainer, checkpoint
+
+
+def chosen_checkpoint(checkpoint: ModelCheckpoint, select: str) -> str:
+    """The checkpoint to evaluate: the best by val/auprc, or the last one."""
+    if select not in ("best", "last"):
+        raise SkinclfError(f"checkpoint.select={select!r} is not one of best, last")
+    if select == "best" and checkpoint.best_model_path:
+        return checkpoint.best_model_path
+    if select == "best":
+        log.warning("no validation ran, so no best checkpoint: evaluating the last one")
+    return checkpoint.last_model_path
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Fit, evaluate the chosen checkpoint on val and test, write the run's files into run_dir."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg)
+    trainer, checkpoint = build_trainer(cfg, run_dir)
+    trainer.fit(model, datamodule=datamodule)
+
+    ckpt_path = chosen_checkpoint(checkpoint, cfg.checkpoint.select)
+    chosen = LesionClassifier.load_from_checkpoint(ckpt_path)
+    predictions = {split: predict_split(trainer, chosen, datamodule, split) for split in ("val", "test")}
+    run_info = {
+        "name": cfg.name,
+        "arch": cfg.model.arch,
+        "weights": cfg.model.weights,
+        "aug": cfg.aug.name,
+        "seed": cfg.seed,
+        "checkpoint": str(Path(ckpt_path).relative_to(run_dir)),
+    }
+    return write_evaluation(
+        run_dir, predictions, list(cfg.evaluation.target_recalls), run_info, trainer.logger, trainer.global_step
+    )
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float | None:
+    """Run one training job; returns the validation AUPRC of the chosen checkpoint (for sweepers)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    metrics = train(cfg, run_dir)
+    print(f"{cfg.name}: {summary_line(metrics)}")
+    print(f"run directory: {run_dir}  (metrics.json, pr_curve.png, checkpoints/, tensorboard/)")
+    return metrics["val/auprc"]
+
+
+register_resolvers()
+
+if __name__ == "__main__":
+    main()

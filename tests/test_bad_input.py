@@ -1,0 +1,86 @@
+"""Each kind of bad input gets a short error naming the culprit and saying what to do."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_image_folder
+
+from skinclf.data.splits import SplitSettings, prepare_splits
+from skinclf.errors import SkinclfError
+
+CLI_ENV = {**os.environ, "SKINCLF_DATA": "", "PYTHONWARNINGS": "ignore"}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, env=CLI_ENV, timeout=120
+    )
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(SkinclfError, match=rf"data root {tmp_path / 'nowhere'} does not exist: pass data.root="):
+        prepare_splits(tmp_path / "nowhere", tmp_path / "splits", SplitSettings())
+
+
+def test_missing_class_folder(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "data", {"train": {"benign": 3}})
+    with pytest.raises(SkinclfError, match=rf"class folder 'malignant' is missing in {root / 'train'}"):
+        prepare_splits(root, root / "splits", SplitSettings())
+    assert not (root / "splits").exists()
+
+
+def test_empty_class_folder(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "data", {"train": {"benign": 3}})
+    (root / "train" / "Malignant").mkdir()
+    with pytest.raises(SkinclfError, match=rf"class folder {root / 'train' / 'Malignant'} holds no images"):
+        prepare_splits(root, root / "splits", SplitSettings())
+
+
+def test_corrupt_images_are_listed_or_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = make_image_folder(
+        tmp_path / "data", {"train": {"benign": 40, "malignant": 20}, "test": {"benign": 4, "malignant": 4}}
+    )
+    truncated = root / "train" / "benign" / "img_0001.png"
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    (root / "train" / "malignant" / "not_an_image.jpg").write_text("hello")
+
+    with pytest.raises(SkinclfError) as refused:
+        prepare_splits(root, root / "splits", SplitSettings())
+    message = str(refused.value)
+    assert "2 image(s)" in message and str(truncated) in message and "not_an_image.jpg" in message
+    assert "data.skip_corrupt=true" in message
+    assert not (root / "splits").exists()
+
+    with caplog.at_level(logging.WARNING):
+        tables = prepare_splits(root, root / "splits", SplitSettings(), skip_corrupt=True)
+    assert "left out 2 unreadable image(s)" in caplog.text
+    listed = {p for t in tables.values() for p in t.path}
+    assert "train/benign/img_0001.png" not in listed and len(listed) == 67
+    metadata = json.loads((root / "splits" / "split.json").read_text())
+    assert sorted(metadata["skipped_unreadable"]) == ["train/benign/img_0001.png", "train/malignant/not_an_image.jpg"]
+
+
+def test_fractions_out_of_range_are_refused() -> None:
+    with pytest.raises(SkinclfError, match=r"data.val_fraction=1.5 is out of range"):
+        SplitSettings(val_fraction=1.5)
+
+
+def test_cli_reports_a_missing_root_in_one_line_without_traceback(tmp_path: Path) -> None:
+    result = run_cli("skinclf.split", f"data.root={tmp_path / 'missing'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: data root {tmp_path / 'missing'} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
+    result = run_cli("skinclf.train", "data.batchsize=8", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Key 'batchsize' is not in struct" in result.stderr
+    assert "full_key: data.batchsize" in result.stderr

@@ -1,0 +1,128 @@
+"""Backbones, the one-logit head, normalisation, and loading ImageNet weights offline."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import get_model
+
+from skinclf.errors import SkinclfError
+from skinclf.models import LesionClassifier
+from skinclf.models.backbones import build_backbone, preprocessing_preset
+
+RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights download to
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty TORCH_HOME; any download attempt fails as it would offline."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path / "torch"
+
+
+def fake_imagenet_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return get_model("resnet18", num_classes=1000).state_dict()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
+def test_head_is_one_logit_with_xavier_normal_weight_and_zero_bias(arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_backbone(arch)
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    head = heads[-1]
+    assert head.out_features == 1
+    assert torch.count_nonzero(head.bias) == 0
+    expected_std = (2.0 / (head.in_features + 1)) ** 0.5
+    assert head.weight.std().item() == pytest.approx(expected_std, rel=0.15)
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 1)
+
+
+def test_unknown_architecture_and_weights_names_are_refused() -> None:
+    with pytest.raises(SkinclfError, match=r"model.arch='resnet19' is not a torchvision classification model"):
+        build_backbone("resnet19")
+    with pytest.raises(SkinclfError, match=r"model.weights='IMAGENET1K_V9' is not a weights name of resnet18"):
+        preprocessing_preset("resnet18", "IMAGENET1K_V9")
+
+
+def test_preprocessing_comes_from_the_weights_transforms() -> None:
+    assert preprocessing_preset("resnet18", "IMAGENET1K_V1")["resize_size"] == 256
+    assert preprocessing_preset("resnext50_32x4d", "IMAGENET1K_V2")["resize_size"] == 232
+    assert preprocessing_preset("resnext50_32x4d", "IMAGENET1K_V1")["resize_size"] == 256
+    assert preprocessing_preset("resnext50_32x4d", None)["crop_size"] == 224  # the default weights'
+    assert preprocessing_preset("resnet18", None)["mean"] == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_forward_normalises_0_255_pixels_with_the_mean_and_std() -> None:
+    model = LesionClassifier(arch="resnet18", weights=None, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)).eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
+    std = torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    expected = model.backbone((images.float() / 255 - mean) / std).squeeze(1)
+    torch.testing.assert_close(model(images), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model(images.float()), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_imagenet_weights_load_from_the_torch_hub_cache(torch_home: Path) -> None:
+    imagenet = fake_imagenet_state_dict()
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(imagenet, torch_home / "hub" / "checkpoints" / RESNET18_FILE)
+
+    model = LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1")
+
+    backbone = model.backbone.state_dict()
+    for key in ("conv1.weight", "layer4.1.bn2.running_var", "layer2.0.downsample.0.weight"):
+        torch.testing.assert_close(backbone[key], imagenet[key])
+    assert backbone["fc.weight"].shape == (1, 512)  # the new head, not ImageNet's 1000 classes
+    assert torch.count_nonzero(backbone["fc.bias"]) == 0
+
+
+def test_imagenet_weights_load_from_a_local_file(tmp_path: Path) -> None:
+    imagenet = fake_imagenet_state_dict(seed=1)
+    torch.save(imagenet, tmp_path / "my_weights.pth")
+    model = LesionClassifier(arch="resnet18", weights=str(tmp_path / "my_weights.pth"))
+    torch.testing.assert_close(model.backbone.state_dict()["conv1.weight"], imagenet["conv1.weight"])
+
+
+def test_offline_without_cached_weights_says_where_to_put_them(torch_home: Path) -> None:
+    with pytest.raises(SkinclfError) as refused:
+        LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1")
+    message = str(refused.value)
+    assert "cannot download the resnet18 IMAGENET1K_V1 weights" in message
+    assert str(torch_home / "hub" / "checkpoints" / RESNET18_FILE) in message
+    assert "model.weights=null" in message
+
+
+def test_a_corrupt_cached_weights_file_is_named(torch_home: Path) -> None:
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    (torch_home / "hub" / "checkpoints" / RESNET18_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(SkinclfError, match="cached resnet18 IMAGENET1K_V1 weights cannot be loaded"):
+        LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1")
+
+
+def test_load_from_checkpoint_never_fetches_imagenet_weights(tmp_path: Path, torch_home: Path) -> None:
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(fake_imagenet_state_dict(), torch_home / "hub" / "checkpoints" / RESNET18_FILE)
+    model = LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1", resize_size=40, crop_size=32)
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": "2.6.0",
+    }
+    torch.save(checkpoint, tmp_path / "model.ckpt")
+    (torch_home / "hub" / "checkpoints" / RESNET18_FILE).unlink()  # now offline with nothing cached
+
+    restored = LesionClassifier.load_from_checkpoint(tmp_path / "model.ckpt")
+
+    assert restored.hparams.weights == "IMAGENET1K_V1" and restored.hparams.crop_size == 32
+    torch.testing.assert_close(
+        restored.backbone.state_dict()["conv1.weight"], model.backbone.state_dict()["conv1.weight"]
+    )

@@ -1,0 +1,118 @@
+"""End to end on the synthetic dataset: the model learns, and the run leaves its files behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import LEARNABLE_SPEC, compose_train_config
+
+from skinclf.models import LesionClassifier
+from skinclf.train import train
+
+
+def synthetic_overrides(root: Path) -> list[str]:
+    spec = LEARNABLE_SPEC
+    return [
+        "data=synthetic",
+        f"data.root={root}",
+        f"data.synthetic.n_train={spec.n_train}",
+        f"data.synthetic.n_test={spec.n_test}",
+        f"data.synthetic.image_size={spec.image_size}",
+        f"data.synthetic.malignant_fraction={spec.malignant_fraction}",
+        f"data.synthetic.seed={spec.seed}",
+        "model.weights=null",
+        "trainer=cpu",
+        "trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false",
+    ]
+
+
+def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tmp_path: Path) -> None:
+    cfg = compose_train_config(
+        [
+            *synthetic_overrides(learnable_root),
+            *("data.resize_size=45", "data.crop_size=40", "data.batch_size=32", "data.num_workers=2"),
+            *("trainer.max_epochs=8", "optim.lr=1e-3", "optim.warmup_epochs=1"),
+        ]
+    )
+    metrics = train(cfg, tmp_path)
+
+    assert metrics["test/auroc"] > 0.7, metrics  # chance is 0.5; this config reaches about 0.78
+    assert metrics["test/auprc"] > LEARNABLE_SPEC.malignant_fraction + 0.1
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    for key in (
+        "val/auroc",
+        "val/auprc",
+        "test/auroc",
+        "test/auprc",
+        "test/accuracy",
+        "test/precision_at_recall_0.999",
+    ):
+        assert isinstance(metrics[key], float), key
+    assert [p["target_recall"] for p in metrics["operating_points"]] == [0.95, 0.99, 0.999]
+    for point in metrics["operating_points"]:
+        assert {"threshold", "test/precision", "test/recall", "test/specificity"} <= set(point)
+
+    predictions = pd.read_csv(tmp_path / "predictions_test.csv")
+    assert len(predictions) == LEARNABLE_SPEC.n_test and list(predictions.columns) == ["path", "label", "probability"]
+    assert predictions.probability.between(0, 1).all()
+    assert (tmp_path / "pr_curve.png").stat().st_size > 10_000
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+    chosen = LesionClassifier.load_from_checkpoint(tmp_path / metrics["run"]["checkpoint"])
+    assert chosen.hparams.crop_size == 40 and chosen.hparams.arch == "resnet18"
+
+
+def test_experiments_set_the_reference_recipe() -> None:
+    expected = {
+        "r18_baseline": ("resnet18", "IMAGENET1K_V1", "none", 256),
+        "r18_albu": ("resnet18", "IMAGENET1K_V1", "albu", 256),
+        "rx50_albu": ("resnext50_32x4d", "IMAGENET1K_V2", "albu", 232),
+    }
+    for experiment, (arch, weights, aug, resize) in expected.items():
+        cfg = compose_train_config([f"experiment={experiment}"])
+        assert (cfg.model.arch, cfg.model.weights, cfg.aug.name, cfg.data.resize_size) == (arch, weights, aug, resize)
+        assert (cfg.data.crop_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (224, 256, 20)
+        assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.warmup_epochs) == ("torch.optim.Adam", 2e-4, 2)
+        assert cfg.loss.pos_weight is None and cfg.name == experiment
+
+
+@pytest.mark.timeout(300)
+def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> None:
+    overrides = [
+        *synthetic_overrides(learnable_root),
+        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=64", "data.num_workers=0"),
+        *("trainer.max_epochs=1", "+trainer.limit_train_batches=2"),
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "skinclf.train",
+        "-m",
+        "experiment=r18_baseline,r18_albu,rx50_albu",
+        *overrides,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    runs = sorted((tmp_path / "sweep").glob("*_*/metrics.json"))
+    names = [json.loads(p.read_text())["run"]["name"] for p in runs]
+    assert names == ["r18_baseline", "r18_albu", "rx50_albu"]
+    archs = [json.loads(p.read_text())["run"]["arch"] for p in runs]
+    assert archs == ["resnet18", "resnet18", "resnext50_32x4d"]
+    assert result.stdout.count("test AUROC") == 3

@@ -1,0 +1,64 @@
+"""The aug groups' pipelines: uint8 CHW tensors of the crop size, random only when training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_train_config
+from hydra.utils import instantiate
+
+from skinclf.data.transforms import eval_pipeline, train_pipeline
+from skinclf.errors import SkinclfError
+
+
+@pytest.mark.parametrize("aug", ["none", "albu"])
+def test_pipelines_give_uint8_crops_of_the_configured_size(aug: str) -> None:
+    cfg = compose_train_config([f"aug={aug}", "data.resize_size=40", "data.crop_size=32"])
+    steps = instantiate(cfg.aug.train) if cfg.aug.train else None
+    train = train_pipeline(steps, cfg.data.resize_size, cfg.data.crop_size, seed=0)
+    evaluate = eval_pipeline(cfg.data.resize_size, cfg.data.crop_size)
+    image = np.random.default_rng(0).integers(0, 256, size=(60, 90, 3), dtype=np.uint8)
+
+    for pipeline in (train, evaluate):
+        out = pipeline(image=image)["image"]
+        assert isinstance(out, torch.Tensor)
+        assert out.dtype == torch.uint8 and out.shape == (3, 32, 32)
+
+    assert torch.equal(evaluate(image=image)["image"], evaluate(image=image)["image"])
+    outputs = [train(image=image)["image"] for _ in range(8)]
+    assert any(not torch.equal(outputs[0], o) for o in outputs[1:]) == (aug == "albu")
+
+
+def test_eval_pipeline_resizes_the_shorter_side_then_centre_crops() -> None:
+    image = np.zeros((40, 80, 3), dtype=np.uint8)
+    image[:, 30:50] = 255  # a white band in the middle
+    out = eval_pipeline(resize_size=20, crop_size=10)(image=image)["image"]
+    assert out.shape == (3, 10, 10)
+    # 40x80 -> 20x40, centre 10x10 is columns 15..25 of the resized image, the band is 15..25
+    assert out.float().mean() > 200
+
+
+def test_albu_yaml_is_the_reference_pipeline() -> None:
+    cfg = compose_train_config(["aug=albu", "model=resnext50"])
+    steps = instantiate(cfg.aug.train)
+    assert [type(s).__name__ for s in steps] == [
+        "SmallestMaxSize",
+        "Affine",
+        "RandomCrop",
+        "RGBShift",
+        "RandomBrightnessContrast",
+    ]
+    assert cfg.aug.train[0].max_size == 232 and cfg.aug.train[2].height == 224
+    affine = cfg.aug.train[1]
+    assert (list(affine.scale), list(affine.rotate), list(affine.shear), affine.p) == (
+        [0.9, 1.1],
+        [-180, 180],
+        [-15, 15],
+        0.33,
+    )
+
+
+def test_a_crop_larger_than_the_resize_is_refused() -> None:
+    with pytest.raises(SkinclfError, match=r"data.crop_size=64 is larger than data.resize_size=32"):
+        eval_pipeline(resize_size=32, crop_size=64)

@@ -80,6 +80,8 @@ class LesionClassifier(pl.LightningModule):
         images, labels = batch
         logits = self(images)
         self.log("val/loss", self.loss(logits, labels), sync_dist=True)
+        if self.trainer.sanity_checking:  # a couple of batches, maybe of one class: no ranking metrics
+            return
         probabilities = logits.sigmoid()
         self.val_auroc.update(probabilities, labels.int())
         self.val_auprc.update(probabilities, labels.int())

@@ -24,6 +24,14 @@ def examples(items: Sequence[object], limit: int = 5) -> str:
     return f"{shown} and {rest} more" if rest > 0 else shown
 
 
+def user_message(error: SkinclfError) -> str:
+    """The error's message; for one re-raised by a DataLoader worker, without the worker's traceback."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    return text.rsplit(f"{SkinclfError.__module__}.{SkinclfError.__name__}: ", 1)[-1].strip()
+
+
 def exit_on_user_error(command: Callable[..., T]) -> Callable[..., T]:
     """Turn a :class:`SkinclfError` raised by a command into one error line and exit status 2."""
 
@@ -32,7 +40,7 @@ def exit_on_user_error(command: Callable[..., T]) -> Callable[..., T]:
         try:
             return command(*args, **kwargs)
         except SkinclfError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {user_message(error)}", file=sys.stderr)
             sys.exit(USER_ERROR_EXIT_CODE)
 
     return wrapper

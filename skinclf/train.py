@@ -20,13 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from skinclf.checkpoints import load_classifier, store_validation
 from skinclf.config import CONFIG_PATH, register_resolvers
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.data.splits import SplitSettings
 from skinclf.data.synthetic import SyntheticSpec
 from skinclf.errors import SkinclfError, exit_on_user_error
+from skinclf.evaluation.bootstrap import BootstrapSettings
 from skinclf.evaluation.metrics import summary_line
-from skinclf.evaluation.outputs import predict_split, write_evaluation
+from skinclf.evaluation.outputs import predict_dataset, write_evaluation
 from skinclf.models import LesionClassifier
 from skinclf.models.backbones import preprocessing_preset
 
@@ -81,59 +83,77 @@ def build_model(cfg: DictConfig) -> LesionClassifier:
     )
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[pl.Trainer, ModelCheckpoint]:
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="epoch{epoch:03d}",
-        auto_insert_metric_name=False,
-        monitor="val/auprc",
-        mode="max",
-        save_top_k=1,
-        save_last=True,
-        every_n_epochs=cfg.checkpoint.every_n_epochs,
-    )
+def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str, ModelCheckpoint]]:
+    """The Trainer with two checkpoint callbacks: the best by val/auprc, and the latest."""
+    every_n_epochs = cfg.checkpoint.every_n_epochs
+    checkpoints = {
+        "best": ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            monitor="val/auprc",
+            mode="max",
+            save_top_k=1,
+            every_n_epochs=every_n_epochs,
+        ),
+        # no monitor: every save replaces the previous one (ModelCheckpoint's save_last only
+        # refreshes last.ckpt when a new best is saved)
+        "last": ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=every_n_epochs),
+    }
     logger = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
     trainer = pl.Trainer(
         **cfg.trainer,
         default_root_dir=run_dir,
         logger=logger,
-        callbacks=[checkpoint, LearningRateMonitor(logging_interval="step")],
+        callbacks=[*checkpoints.values(), LearningRateMonitor(logging_interval="step")],
     )
-    return trainer, checkpoint
+    return trainer, checkpoints
 
 
-def chosen_checkpoint(checkpoint: ModelCheckpoint, select: str) -> str:
+CHECKPOINT_CHOICES = ("best", "last")
+
+
+def chosen_checkpoint(checkpoints: dict[str, ModelCheckpoint], select: str) -> str:
     """The checkpoint to evaluate: the best by val/auprc, or the last one."""
-    if select not in ("best", "last"):
-        raise SkinclfError(f"checkpoint.select={select!r} is not one of best, last")
-    if select == "best" and checkpoint.best_model_path:
-        return checkpoint.best_model_path
-    if select == "best":
+    if select == "best" and not checkpoints["best"].best_model_path:
         log.warning("no validation ran, so no best checkpoint: evaluating the last one")
-    return checkpoint.last_model_path
+        select = "last"
+    return checkpoints[select].best_model_path
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Fit, evaluate the chosen checkpoint on val and test, write the run's files into run_dir."""
+    if cfg.checkpoint.select not in CHECKPOINT_CHOICES:
+        raise SkinclfError(f"checkpoint.select={cfg.checkpoint.select!r} is not one of {', '.join(CHECKPOINT_CHOICES)}")
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
-    trainer, checkpoint = build_trainer(cfg, run_dir)
+    trainer, checkpoints = build_trainer(cfg, run_dir)
     trainer.fit(model, datamodule=datamodule)
 
-    ckpt_path = chosen_checkpoint(checkpoint, cfg.checkpoint.select)
-    chosen = LesionClassifier.load_from_checkpoint(ckpt_path)
-    predictions = {split: predict_split(trainer, chosen, datamodule, split) for split in ("val", "test")}
+    ckpt_path = chosen_checkpoint(checkpoints, cfg.checkpoint.select)
+    chosen, _ = load_classifier(ckpt_path)
+    predictions = {
+        "val": predict_dataset(trainer, chosen, datamodule.val_dataloader()),
+        "test": predict_dataset(trainer, chosen, datamodule.test_dataloader()),
+    }
     run_info = {
         "name": cfg.name,
         "arch": cfg.model.arch,
         "weights": cfg.model.weights,
         "aug": cfg.aug.name,
         "seed": cfg.seed,
-        "checkpoint": str(Path(ckpt_path).relative_to(run_dir)),
     }
+    store_validation(ckpt_path, predictions["val"], run_info)
     return write_evaluation(
-        run_dir, predictions, list(cfg.evaluation.target_recalls), run_info, trainer.logger, trainer.global_step
+        run_dir,
+        predictions,
+        list(cfg.evaluation.target_recalls),
+        BootstrapSettings(**cfg.evaluation.bootstrap),
+        {**run_info, "checkpoint": str(Path(ckpt_path).relative_to(run_dir)), "evaluated_on": "test split"},
+        images=(datamodule.root, datamodule.eval_transform),
+        logger=trainer.logger,
+        step=trainer.global_step,
     )
 
 

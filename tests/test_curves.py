@@ -11,7 +11,14 @@ from torchmetrics.functional.classification import (
     binary_precision_at_fixed_recall,
 )
 
-from skinclf.evaluation.curves import auroc, average_precision, best_precision_at_recall, rank, rates_at_threshold
+from skinclf.evaluation.curves import (
+    auroc,
+    average_precision,
+    best_precision_at_recall,
+    rank,
+    rates_at_threshold,
+    reference_precision_at_recall,
+)
 from skinclf.evaluation.metrics import evaluate
 
 # three positives (0.9, 0.7, 0.6) and three negatives (0.8, 0.5, 0.4)
@@ -117,3 +124,30 @@ def test_threshold_is_chosen_on_validation_and_reported_on_test() -> None:
     assert metrics["test/precision_at_recall_0.999"] == pytest.approx(0.75)
     assert metrics["test/accuracy"] == pytest.approx(4 / 6)
     assert metrics["test/auroc"] == pytest.approx(7 / 9)
+
+
+def test_reference_reading_lands_on_the_cut_just_below_the_target() -> None:
+    # recall at the cuts of SCORES: 1/3, 1/3, 2/3, 1, 1, 1 (thresholds 0.9 ... 0.4)
+    ranked = rank(SCORES, LABELS)
+    # lowest threshold with recall <= 0.9 is t=0.7 (recall 2/3, precision 2/3)
+    assert reference_precision_at_recall(ranked, 0.9)[0] == pytest.approx(2 / 3)
+    # at a target of 1 every threshold qualifies; the lowest, 0.4, flags everything
+    assert reference_precision_at_recall(ranked, 1.0)[0] == pytest.approx(0.5)
+    # below the first cut's recall there is none
+    assert np.isnan(reference_precision_at_recall(ranked, 0.2)[0])
+
+
+def test_reference_reading_with_ties_a_single_positive_and_equal_scores() -> None:
+    # ties: the two 0.8s form one cut (recall 1/2 -> 1 at once)
+    tied = rank(np.array([0.9, 0.8, 0.8, 0.1]), np.array([1, 1, 0, 0]))
+    assert reference_precision_at_recall(tied, 0.999)[0] == pytest.approx(1.0)  # t=0.9: recall 1/2
+    assert best_precision_at_recall(tied, 0.999)[0][0] == pytest.approx(2 / 3)  # t=0.8: recall 1
+    # a single positive decides the reading on its own
+    single = rank(np.array([0.9, 0.3, 0.2]), np.array([0, 1, 0]))
+    # only the cut at 0.9 (recall 0) lies below 0.999: the reading reports precision 0
+    assert reference_precision_at_recall(single, 0.999)[0] == 0.0
+    assert reference_precision_at_recall(single, 1.0)[0] == pytest.approx(1 / 3)
+    # all scores equal: one cut, everything flagged
+    equal = rank(np.full(5, 0.5), np.array([1, 0, 0, 1, 0]))
+    assert reference_precision_at_recall(equal, 1.0)[0] == pytest.approx(0.4)
+    assert best_precision_at_recall(equal, 0.999)[0][0] == pytest.approx(0.4)

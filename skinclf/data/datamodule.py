@@ -80,6 +80,10 @@ class LesionDataModule(pl.LightningDataModule):
             for name, table in tables.items()
         }
 
+    def state_dict(self) -> dict[str, str]:
+        """Saved in every checkpoint, so that evaluate can find the run's splits again."""
+        return {"root": str(self.root), "split_dir": str(self.split_dir)}
+
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[name]
         return DataLoader(

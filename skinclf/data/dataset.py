@@ -1,10 +1,11 @@
-"""A torch Dataset over one split table."""
+"""A torch Dataset over a table of image paths, with labels when they are known."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import albumentations as A
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
@@ -12,26 +13,45 @@ from torch.utils.data import Dataset
 from skinclf.data.images import load_rgb
 from skinclf.errors import SkinclfError
 
+BLANK = np.zeros((8, 8, 3), dtype=np.uint8)
+
 
 class LesionDataset(Dataset):
-    """Images listed in a split table (path relative to root, label): yields (uint8 CHW image, float label)."""
+    """Images listed in a table (path relative to root, optional label).
 
-    def __init__(self, root: Path, table: pd.DataFrame, transform: A.Compose) -> None:
+    Items are dicts: ``image`` (uint8, 3 x H x W) and ``label`` (float; NaN when unknown). With
+    ``tolerate_unreadable`` an image that cannot be read gives a black image and its reason in
+    ``error`` ("" for the others) instead of stopping the run.
+    """
+
+    def __init__(
+        self, root: Path, table: pd.DataFrame, transform: A.Compose, tolerate_unreadable: bool = False
+    ) -> None:
         self.root = root
         self.paths = table["path"].tolist()
-        self.labels = torch.tensor(table["label"].to_numpy(), dtype=torch.float32)
+        labels = table["label"].to_numpy() if "label" in table.columns else [float("nan")] * len(table)
+        self.labels = torch.tensor(labels, dtype=torch.float32)
         self.transform = transform
+        self.tolerate_unreadable = tolerate_unreadable
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         path = self.root / self.paths[index]
+        item: dict[str, torch.Tensor | str] = {"label": self.labels[index]}
         try:
-            image = load_rgb(path)
+            item["image"] = self.transform(image=load_rgb(path))["image"]
         except Exception as error:
-            raise SkinclfError(
-                f"cannot read {path} ({type(error).__name__}: {error}): it changed since the splits "
-                "were checked; restore or remove it and make the splits again"
-            ) from error
-        return self.transform(image=image)["image"], self.labels[index]
+            reason = f"{type(error).__name__}: {error}"
+            if not self.tolerate_unreadable:
+                raise SkinclfError(
+                    f"cannot read {path} ({reason}): it changed since the splits were checked; "
+                    "restore or remove it and make the splits again"
+                ) from error
+            item["image"] = self.transform(image=BLANK)["image"]  # a stand-in of the right size
+            item["error"] = reason
+            return item
+        if self.tolerate_unreadable:
+            item["error"] = ""
+        return item

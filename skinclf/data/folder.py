@@ -45,17 +45,27 @@ def _class_folders(split_dir: Path) -> dict[str, Path]:
     return folders
 
 
-def scan_split_folder(root: Path, split: str) -> pd.DataFrame:
-    """List the images of ``root/split`` as a table with columns path (relative to root) and label."""
+def list_images(folder: Path) -> list[Path]:
+    """Every image file below folder, nested folders included, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+
+
+def has_class_folders(folder: Path) -> bool:
+    """True when folder has a benign/ or malignant/ subfolder (any letter case)."""
+    return any(child.is_dir() and child.name.lower() in CLASS_LABELS for child in folder.iterdir())
+
+
+def scan_class_folders(folder: Path, relative_to: Path) -> pd.DataFrame:
+    """List the images of folder/<class>/ as a table: path (relative to relative_to) and label."""
     rows = []
-    for name, folder in _class_folders(root / split).items():
-        paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+    for name, class_folder in _class_folders(folder).items():
+        paths = list_images(class_folder)
         if not paths:
             raise SkinclfError(
-                f"class folder {folder} holds no images: add images with one of the extensions "
-                f"{', '.join(sorted(IMAGE_EXTENSIONS))}, or remove the folder's split"
+                f"class folder {class_folder} holds no images: add images with one of the extensions "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}, or remove the folder"
             )
-        rows += [(p.relative_to(root).as_posix(), CLASS_LABELS[name]) for p in paths]
+        rows += [(p.relative_to(relative_to).as_posix(), CLASS_LABELS[name]) for p in paths]
     return pd.DataFrame(rows, columns=["path", "label"])
 
 
@@ -71,4 +81,4 @@ def scan_image_folder(root: Path) -> dict[str, pd.DataFrame]:
             "and optionally test/ laid out the same way"
         )
     splits = ["train"] + (["test"] if (root / "test").is_dir() else [])
-    return {split: scan_split_folder(root, split) for split in splits}
+    return {split: scan_class_folders(root / split, relative_to=root) for split in splits}

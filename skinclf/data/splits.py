@@ -143,9 +143,9 @@ def _check_both_classes(tables: dict[str, pd.DataFrame], settings: SplitSettings
         for label, class_name in ((0, "benign"), (1, "malignant")):
             if counts.get(label, 0) == 0:
                 raise SkinclfError(
-                    f"the {name} split would hold no {class_name} images "
-                    f"({len(table)} images in all, data.val_fraction={settings.val_fraction}): "
-                    "add images of that class or raise the fraction"
+                    f"the {name} split would hold no {class_name} images ({len(table)} images in it): "
+                    f"add {class_name} images, or raise data.val_fraction ({settings.val_fraction}) "
+                    f"or data.test_fraction ({settings.test_fraction})"
                 )
 
 

@@ -107,6 +107,18 @@ def best_precision_at_recall(ranked: RankedCounts, target_recall: float) -> tupl
     return np.where(found, best[:, 0], np.nan), np.where(found, threshold, np.nan)
 
 
+def reference_precision_at_recall(ranked: RankedCounts, target_recall: float) -> np.ndarray:
+    """The reference's reading: precision at the lowest threshold whose recall is <= target.
+
+    For comparison with the reference's published figures only: it looks at the test labels and
+    lands on whichever cut lies just under the target, however few images decide it.
+    """
+    below = ranked.is_cut & (ranked.recall <= target_recall + RECALL_TOLERANCE)
+    last = ranked.scores.shape[-1] - 1 - np.argmax(below[:, ::-1], axis=-1)
+    precision = np.take_along_axis(ranked.precision, last[:, None], axis=-1)[:, 0]
+    return np.where(below.any(axis=-1), precision, np.nan)
+
+
 def rates_at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float | np.ndarray) -> dict[str, np.ndarray]:
     """Precision, recall, specificity, NPV and accuracy of predicting malignant when score >= threshold."""
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))

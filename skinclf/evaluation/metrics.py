@@ -1,4 +1,8 @@
-"""The metrics of a run: ranking quality on val and test, and operating points chosen on val."""
+"""The metrics of a run: ranking quality on val and test, and operating points chosen on val.
+
+Every figure comes from :func:`figures`, vectorised over resamples, so that the point estimate
+and its bootstrap interval are computed by the same code.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from skinclf.evaluation.curves import auroc, average_precision, best_precision_at_recall, rank, rates_at_threshold
+from skinclf.evaluation.bootstrap import BootstrapSettings, bootstrap_intervals
+from skinclf.evaluation.curves import (
+    auroc,
+    average_precision,
+    best_precision_at_recall,
+    rank,
+    rates_at_threshold,
+    reference_precision_at_recall,
+)
+
+#: What each operating point reports on test, at the threshold chosen on validation.
+TEST_RATES = ("precision", "recall", "specificity", "npv")
 
 
 def recall_key(target_recall: float) -> str:
@@ -14,9 +29,39 @@ def recall_key(target_recall: float) -> str:
     return f"{target_recall:g}"
 
 
-def _scalar(values: np.ndarray) -> float | None:
-    value = float(values[0])
-    return None if np.isnan(value) else value
+def figures(
+    val_scores: np.ndarray,
+    val_labels: np.ndarray,
+    test_scores: np.ndarray,
+    test_labels: np.ndarray,
+    target_recalls: Sequence[float],
+) -> dict[str, np.ndarray]:
+    """Every figure of metrics.json, one value per row of the (resampled) scores."""
+    val, test = rank(val_scores, val_labels), rank(test_scores, test_labels)
+    values = {
+        "val/auroc": auroc(val),
+        "val/auprc": average_precision(val),
+        "test/auroc": auroc(test),
+        "test/auprc": average_precision(test),
+        "test/accuracy": rates_at_threshold(test_scores, test_labels, 0.5)["accuracy"],
+    }
+    for target in target_recalls:
+        key = recall_key(target)
+        values[f"test/precision_at_recall_{key}"] = best_precision_at_recall(test, target)[0]
+        values[f"test/reference_precision_at_recall_{key}"] = reference_precision_at_recall(test, target)
+        _, threshold = best_precision_at_recall(val, target)
+        val_rates = rates_at_threshold(val_scores, val_labels, threshold)
+        test_rates = rates_at_threshold(test_scores, test_labels, threshold)
+        values[f"op/{key}/threshold"] = threshold
+        values[f"op/{key}/val/precision"] = val_rates["precision"]
+        values[f"op/{key}/val/recall"] = val_rates["recall"]
+        for name in TEST_RATES:
+            values[f"op/{key}/test/{name}"] = test_rates[name]
+    return values
+
+
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def evaluate(
@@ -25,43 +70,63 @@ def evaluate(
     test_scores: np.ndarray,
     test_labels: np.ndarray,
     target_recalls: Sequence[float],
+    bootstrap: BootstrapSettings | None = None,
 ) -> dict:
-    """The metrics.json of a run.
+    """The metrics.json of a run ("val" chooses thresholds, "test" is what is evaluated).
 
-    - ``val/*``, ``test/*``: AUROC, AUPRC (average precision), counts; test accuracy at 0.5.
-    - ``test/precision_at_recall_<r>``: the highest test precision among thresholds whose test
-      recall is >= r. It looks at the test labels to pick the threshold: an upper bound, not a
-      figure a deployed model would reach.
+    - ``val/*``, ``test/*``: AUROC, AUPRC (average precision), image counts; test accuracy at 0.5.
     - ``operating_points``: for each target recall r, the threshold chosen on validation (highest
-      validation precision with validation recall >= r) and what it gives on test.
+      validation precision with validation recall >= r) and the test precision, recall,
+      specificity and NPV it gives: what a deployed model would do.
+    - ``test/precision_at_recall_<r>`` (oracle): the highest test precision among thresholds whose
+      test recall is >= r; it picks the threshold with the test labels, an optimistic bound.
+    - ``test/reference_precision_at_recall_<r>``: the reference's reading, precision at the lowest
+      threshold whose test recall is <= r, to set beside its published figures.
+    - ``<figure>_ci``: stratified bootstrap percentile interval; val and test are resampled
+      independently and the val-chosen thresholds are chosen anew in every resample.
     """
+    val_scores, test_scores = np.asarray(val_scores, dtype=float), np.asarray(test_scores, dtype=float)
+    val_labels, test_labels = np.asarray(val_labels, dtype=int), np.asarray(test_labels, dtype=int)
+    point = {k: v[0] for k, v in figures(val_scores, val_labels, test_scores, test_labels, target_recalls).items()}
+    intervals: dict[str, tuple[float, float]] = {}
+    if bootstrap is not None and bootstrap.resamples > 0:
+        intervals = bootstrap_intervals(
+            lambda vs, vl, ts, tl: figures(vs, vl, ts, tl, target_recalls),
+            (val_scores, val_labels),
+            (test_scores, test_labels),
+            bootstrap,
+        )
+
+    def with_interval(name: str, key: str) -> dict:
+        entry = {key: _number(point[name])}
+        if name in intervals:
+            entry[f"{key}_ci"] = [_number(bound) for bound in intervals[name]]
+        return entry
+
     metrics: dict = {}
-    for split, scores, labels in (("val", val_scores, val_labels), ("test", test_scores, test_labels)):
-        ranked = rank(scores, labels)
-        metrics[f"{split}/auroc"] = _scalar(auroc(ranked))
-        metrics[f"{split}/auprc"] = _scalar(average_precision(ranked))
+    for split, labels in (("val", val_labels), ("test", test_labels)):
+        metrics.update(with_interval(f"{split}/auroc", f"{split}/auroc"))
+        metrics.update(with_interval(f"{split}/auprc", f"{split}/auprc"))
         metrics[f"{split}/images"] = len(labels)
-        metrics[f"{split}/malignant"] = int(np.sum(labels))
-    metrics["test/accuracy"] = _scalar(rates_at_threshold(test_scores, test_labels, 0.5)["accuracy"])
-    val_ranked, test_ranked = rank(val_scores, val_labels), rank(test_scores, test_labels)
+        metrics[f"{split}/malignant"] = int(labels.sum())
+    metrics.update(with_interval("test/accuracy", "test/accuracy"))
     points = []
     for target in target_recalls:
-        metrics[f"test/precision_at_recall_{recall_key(target)}"] = _scalar(
-            best_precision_at_recall(test_ranked, target)[0]
-        )
-        _, threshold = best_precision_at_recall(val_ranked, target)
-        val_rates = rates_at_threshold(val_scores, val_labels, threshold)
-        test_rates = rates_at_threshold(test_scores, test_labels, threshold)
-        points.append(
-            {
-                "target_recall": target,
-                "threshold": _scalar(threshold),
-                "val/precision": _scalar(val_rates["precision"]),
-                "val/recall": _scalar(val_rates["recall"]),
-                **{f"test/{name}": _scalar(test_rates[name]) for name in ("precision", "recall", "specificity", "npv")},
-            }
-        )
+        key = recall_key(target)
+        for name in (f"test/precision_at_recall_{key}", f"test/reference_precision_at_recall_{key}"):
+            metrics.update(with_interval(name, name))
+        point_entry: dict = {"target_recall": target}
+        for name in ("threshold", "val/precision", "val/recall", *(f"test/{r}" for r in TEST_RATES)):
+            point_entry.update(with_interval(f"op/{key}/{name}", name))
+        points.append(point_entry)
     metrics["operating_points"] = points
+    if intervals:
+        metrics["bootstrap"] = {
+            "resamples": bootstrap.resamples,
+            "confidence": bootstrap.confidence,
+            "seed": bootstrap.seed,
+            "method": "stratified percentile; val and test resampled independently",
+        }
     return metrics
 
 

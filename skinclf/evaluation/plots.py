@@ -1,42 +1,48 @@
-"""Figures of a run, written as PNG files."""
+"""Figures of runs, written as PNG files: precision-recall, ROC, reliability."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torchmetrics.functional.classification import binary_calibration_error
 
-from skinclf.evaluation.curves import rank
+from skinclf.evaluation.curves import auroc, rank
+
+#: Lower end of recall in the zoomed precision-recall panel (the reference's figure).
+HIGH_RECALL_FROM = 0.95
+
+#: Scores and labels of one curve, by its legend label.
+Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def pr_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(recall, precision) at every distinct threshold, from the highest threshold down."""
+def _cut_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(recall, precision, false-positive rate) at every distinct threshold, highest first."""
     ranked = rank(scores, labels)
     cut = ranked.is_cut[0]
-    return ranked.recall[0][cut], ranked.precision[0][cut]
+    fpr = ranked.fp[0] / max(ranked.negatives[0], 1)
+    return ranked.recall[0][cut], ranked.precision[0][cut], fpr[cut]
 
 
-def plot_pr_curve(
-    curves: dict[str, tuple[np.ndarray, np.ndarray]],
-    operating_points: list[dict],
-    path: Path,
-    title: str,
-) -> Path:
-    """Precision-recall curves over the full range and zoomed to recall >= 0.9.
+def _save(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=120)
+    return path
 
-    ``curves`` maps a label ("val", "test") to (scores, labels); the test results of the
-    thresholds chosen on validation are marked.
+
+def plot_pr_curves(curves: Curves, path: Path, title: str, operating_points: list[dict] | None = None) -> Path:
+    """Precision-recall over the full range and zoomed to recall >= HIGH_RECALL_FROM.
+
+    ``operating_points`` (from metrics.json) marks what the val-chosen thresholds give on test.
     """
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
-    for axis, low in zip(axes, (0.0, 0.9), strict=True):
+    figure = Figure(figsize=(12, 5), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for axis, low in zip(axes, (0.0, HIGH_RECALL_FROM), strict=True):
         for name, (scores, labels) in curves.items():
-            recall, precision = pr_points(scores, labels)
-            axis.step(recall, precision, where="post", label=f"{name} ({int(np.sum(labels))} malignant)")
-        for point, marker in zip(operating_points, "os^Dv<>", strict=False):
+            recall, precision, _ = _cut_points(scores, labels)
+            axis.step(recall, precision, where="post", label=name)
+        for point, marker in zip(operating_points or [], "os^Dv<>p", strict=False):
             if point["test/recall"] is not None and point["test/precision"] is not None:
                 axis.plot(
                     point["test/recall"],
@@ -45,16 +51,56 @@ def plot_pr_curve(
                     ms=8,
                     mfc="none",
                     mew=1.6,
-                    label=f"test at threshold for val recall >= {point['target_recall']:g}",
+                    label=f"test at the val threshold for recall >= {point['target_recall']:g}",
                 )
-        axis.set_xlim(low, 1.005)
+        axis.set_xlim(low - 0.002, 1.002)
         axis.set_ylim(0, 1.02)
         axis.set_xlabel("recall (sensitivity)")
         axis.set_ylabel("precision (PPV)")
         axis.grid(alpha=0.3)
         axis.set_title("full range" if low == 0 else f"high recall ({low:g}-1)")
-        axis.legend(loc="lower left", fontsize=8)
+    axes[0].legend(loc="lower left", fontsize=8)
     figure.suptitle(title)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
+
+
+def plot_roc_curves(curves: Curves, path: Path, title: str) -> Path:
+    """ROC curves with their AUROC in the legend."""
+    figure = Figure(figsize=(5.5, 5.2), layout="constrained")
+    axis = figure.subplots()
+    for name, (scores, labels) in curves.items():
+        recall, _, fpr = _cut_points(scores, labels)
+        area = auroc(rank(scores, labels))[0]
+        axis.plot(np.r_[0, fpr], np.r_[0, recall], label=f"{name} (AUROC {area:.3f})")
+    axis.plot([0, 1], [0, 1], ":", color="grey")
+    axis.set_xlabel("false-positive rate (1 - specificity)")
+    axis.set_ylabel("true-positive rate (recall)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    return _save(figure, path)
+
+
+def plot_reliability(scores: np.ndarray, labels: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
+    """Reliability diagram: observed malignant fraction per bin of predicted probability, with ECE."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        observed = np.bincount(which, weights=labels, minlength=bins) / counts
+        predicted = np.bincount(which, weights=scores, minlength=bins) / counts
+    ece = binary_calibration_error(torch.tensor(scores), torch.tensor(labels), n_bins=bins).item()
+    figure = Figure(figsize=(5.5, 6.5), layout="constrained")
+    axis, hist = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    filled = counts > 0
+    axis.plot(predicted[filled], observed[filled], "o-", label=f"model (ECE {ece:.3f}, {bins} bins)")
+    axis.set_ylabel("observed fraction malignant")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left", fontsize=8)
+    hist.bar(edges[:-1], counts, width=1 / bins, align="edge", edgecolor="white")
+    hist.set_yscale("log")
+    hist.set_xlabel("predicted probability of malignancy")
+    hist.set_ylabel("images")
+    return _save(figure, path)

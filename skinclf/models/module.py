@@ -9,15 +9,33 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
+from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
+from torchmetrics.aggregation import CatMetric
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
+import skinclf
 from skinclf.models.backbones import build_backbone, load_pretrained
 from skinclf.models.schedule import WarmupCosine
 
+#: Checkpoint entry that marks a checkpoint as written by this class, with the package version.
+VERSION_KEY = "skinclf_version"
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PixelNormalize(nn.Module):
+    """(pixels / 255 - mean) / std for images of pixel values 0-255, uint8 or float."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) / self.std
 
 
 class LesionClassifier(pl.LightningModule):
@@ -52,12 +70,14 @@ class LesionClassifier(pl.LightningModule):
         self.backbone = build_backbone(arch)
         if weights and load_pretrained_weights:
             load_pretrained(self.backbone, arch, weights)
-        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+        self.normalize = PixelNormalize(mean, std)
         pos_weight_tensor = torch.tensor(pos_weight) if pos_weight is not None else None
         self.loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight_tensor)
-        self.val_auroc = BinaryAUROC()
-        self.val_auprc = BinaryAveragePrecision()
+        # validation outputs of an epoch, gathered across processes, for AUROC, AUPRC and the PR curve
+        self.val_probabilities = CatMetric()
+        self.val_labels = CatMetric()
+        #: set by the predict command: average the predictions over horizontal and vertical flips
+        self.flip_tta = False
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, **kwargs: Any) -> LesionClassifier:  # type: ignore[override]
@@ -65,32 +85,51 @@ class LesionClassifier(pl.LightningModule):
         kwargs.setdefault("load_pretrained_weights", False)
         return super().load_from_checkpoint(checkpoint_path, **kwargs)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[VERSION_KEY] = skinclf.__version__
+
+    def probability_model(self) -> nn.Sequential:
+        """A plain module from pixels 0-255 to probabilities of malignancy, for export."""
+        return nn.Sequential(self.normalize, self.backbone, nn.Flatten(0), nn.Sigmoid()).eval()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits, shape (B,), for images of pixel values 0-255."""
-        normalised = (images.float() - self.pixel_mean) / self.pixel_std
-        return self.backbone(normalised).squeeze(1)
+        return self.backbone(self.normalize(images)).squeeze(1)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        loss = self.loss(self(images), labels)
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self(batch["image"]), batch["label"])
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        images, labels = batch
-        logits = self(images)
-        self.log("val/loss", self.loss(logits, labels), sync_dist=True)
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        self.log("val/loss", self.loss(logits, batch["label"]), sync_dist=True)
         if self.trainer.sanity_checking:  # a couple of batches, maybe of one class: no ranking metrics
             return
-        probabilities = logits.sigmoid()
-        self.val_auroc.update(probabilities, labels.int())
-        self.val_auprc.update(probabilities, labels.int())
-        self.log("val/auroc", self.val_auroc)
-        self.log("val/auprc", self.val_auprc, prog_bar=True)
+        self.val_probabilities.update(logits.sigmoid().float())
+        self.val_labels.update(batch["label"])
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        images, labels = batch
-        return {"probability": self(images).sigmoid().float(), "label": labels}
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        probabilities, labels = self.val_probabilities.compute(), self.val_labels.compute().int()
+        self.val_probabilities.reset()
+        self.val_labels.reset()
+        self.log("val/auroc", binary_auroc(probabilities, labels))
+        self.log("val/auprc", binary_average_precision(probabilities, labels), prog_bar=True)
+        if isinstance(self.logger, TensorBoardLogger):
+            self.logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Probabilities of malignancy; with ``flip_tta`` the mean over the four flips of each image."""
+        images = batch["image"]
+        if self.flip_tta:
+            views = (images, images.flip(-1), images.flip(-2), images.flip(-2, -1))
+            probabilities = torch.stack([self(view).sigmoid() for view in views]).mean(0)
+        else:
+            probabilities = self(images).sigmoid()
+        # label, and the error of an unreadable image where the dataset reports them, pass through
+        return {**{k: v for k, v in batch.items() if k != "image"}, "probability": probabilities.float()}
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The optim group's optimizer with warmup then cosine decay, stepped every batch."""

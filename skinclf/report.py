@@ -1,0 +1,161 @@
+"""Compare runs: ``python -m skinclf.report <run or multirun directories...> [--output DIR]``.
+
+Finds every run (a folder with metrics.json) below the given directories and writes report.md, a
+Markdown table with a row per run and, for experiments run over several seeds, mean ± sd, and
+report.png, the runs' test precision-recall curves overlaid over the full range and at high recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from skinclf.errors import SkinclfError, exit_on_user_error
+from skinclf.evaluation.metrics import recall_key
+from skinclf.evaluation.plots import plot_pr_curves
+
+
+def find_runs(directories: Sequence[Path]) -> list[Path]:
+    """Every folder holding a metrics.json at or below the given directories."""
+    runs = []
+    for directory in directories:
+        if not directory.is_dir():
+            raise SkinclfError(f"{directory} is not a directory: name run or multirun directories")
+        found = sorted(p.parent for p in directory.rglob("metrics.json"))
+        if not found:
+            raise SkinclfError(f"{directory} holds no run (no metrics.json below it)")
+        runs += found
+    return runs
+
+
+def _value(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _with_interval(metrics: dict, key: str) -> str:
+    interval = metrics.get(f"{key}_ci")
+    if interval is None or None in interval:
+        return _value(metrics.get(key))
+    return f"{_value(metrics.get(key))} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def run_row(label: str, metrics: dict) -> dict[str, str]:
+    """One table row: who the run is, its ranking figures and its operating points, with intervals."""
+    run = metrics.get("run", {})
+    row = {
+        "run": label,
+        "experiment": str(run.get("name", "")),
+        "model": str(run.get("arch", "")),
+        "aug": str(run.get("aug", "")),
+        "seed": str(run.get("seed", "")),
+        "evaluated on": str(run.get("evaluated_on", "")),
+        "AUROC": _with_interval(metrics, "test/auroc"),
+        "AUPRC": _with_interval(metrics, "test/auprc"),
+    }
+    for point in metrics["operating_points"]:
+        r = recall_key(point["target_recall"])
+        row[f"P @ R≥{r} (oracle)"] = _with_interval(metrics, f"test/precision_at_recall_{r}")
+    for point in metrics["operating_points"]:
+        r = recall_key(point["target_recall"])
+        row[f"val t for R≥{r}: test P / R"] = f"{_value(point['test/precision'])} / {_value(point['test/recall'])}"
+    return row
+
+
+def numeric_figures(metrics: dict) -> dict[str, float]:
+    """The figures that are averaged over seeds, by column name."""
+    figures = {"AUROC": metrics["test/auroc"], "AUPRC": metrics["test/auprc"]}
+    for point in metrics["operating_points"]:
+        r = recall_key(point["target_recall"])
+        figures[f"P @ R≥{r} (oracle)"] = metrics.get(f"test/precision_at_recall_{r}")
+        figures[f"val t for R≥{r}: test P"] = point["test/precision"]
+        figures[f"val t for R≥{r}: test R"] = point["test/recall"]
+    return {k: np.nan if v is None else v for k, v in figures.items()}
+
+
+def seed_summary(runs: list[dict]) -> pd.DataFrame:
+    """Mean ± sd over the seeds of each experiment (on the same data) run with several seeds."""
+    frame = pd.DataFrame(
+        [
+            {
+                "experiment": m.get("run", {}).get("name", ""),
+                "evaluated on": m.get("run", {}).get("evaluated_on", ""),
+                "seed": m.get("run", {}).get("seed"),
+                **numeric_figures(m),
+            }
+            for m in runs
+        ]
+    )
+    rows = []
+    for (experiment, data), group in frame.groupby(["experiment", "evaluated on"], sort=False):
+        group = group.drop_duplicates("seed")  # the same run evaluated again is not another seed
+        if len(group) < 2:
+            continue
+        row = {"experiment": experiment, "evaluated on": data, "seeds": ", ".join(map(str, group["seed"]))}
+        for column in frame.columns[3:]:
+            row[column] = f"{group[column].mean():.3f} ± {group[column].std(ddof=1):.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_report(run_dirs: list[Path], output: Path) -> tuple[Path, Path]:
+    """Write report.md and report.png for the runs into output."""
+    output.mkdir(parents=True, exist_ok=True)
+    runs = [json.loads((d / "metrics.json").read_text()) for d in run_dirs]
+    common = Path(os.path.commonpath(run_dirs))
+    labels = [d.name if d == common else d.relative_to(common).as_posix() for d in run_dirs]
+    table = pd.DataFrame([run_row(label, m) for label, m in zip(labels, runs, strict=True)])
+    curves = {}
+    for label, directory, metrics in zip(labels, run_dirs, runs, strict=True):
+        predictions = directory / "predictions_test.csv"
+        if predictions.is_file():
+            test = pd.read_csv(predictions)
+            name = metrics.get("run", {}).get("name", label)
+            curves[f"{label} ({name})"] = (test["probability"].to_numpy(), test["label"].to_numpy())
+    figure = plot_pr_curves(curves, output / "report.png", "test precision-recall of the compared runs")
+    text = [
+        "# Run comparison",
+        "",
+        f"{len(runs)} run(s) below {common}. Figures on each run's test set; brackets: 95 % stratified "
+        "bootstrap intervals. *Oracle*: the highest test precision among thresholds reaching the recall "
+        "(the threshold picked with the test labels, an optimistic bound). *val t*: the threshold chosen on "
+        "validation for that recall, and the precision / recall it gives on test.",
+        "",
+        markdown_table(table),
+    ]
+    summary = seed_summary(runs)
+    if not summary.empty:
+        text += ["", "## Over seeds (mean ± sd)", "", markdown_table(summary)]
+    text += ["", f"![precision-recall]({figure.name})", ""]
+    report = output / "report.md"
+    report.write_text("\n".join(text))
+    return report, figure
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m skinclf.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directories", nargs="+", type=Path, help="run or multirun directories")
+    default = Path("reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    parser.add_argument("--output", type=Path, default=default, help=f"where to write (default {default})")
+    args = parser.parse_args(argv)
+    report, figure = write_report(find_runs(args.directories), args.output)
+    print(report.read_text())
+    print(f"wrote {report} and {figure}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,229 @@
+"""evaluate, predict, export and report on a tiny trained checkpoint, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import compose_train_config, write_image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_training import synthetic_overrides
+
+from skinclf.checkpoints import load_classifier, read_checkpoint, stored_validation, threshold_for_recall
+from skinclf.data.inputs import read_inputs
+from skinclf.errors import SkinclfError
+from skinclf.report import main as report_main
+from skinclf.train import train
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def run_command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def trained_run(learnable_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with a small trained ResNet18 (two epochs at 32 px)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_train_config(
+        [
+            *synthetic_overrides(learnable_root),
+            *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
+            *("trainer.max_epochs=2", "optim.lr=1e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=500"),
+        ]
+    )
+    train(cfg, run_dir)
+    return run_dir
+
+
+def chosen_checkpoint(run_dir: Path) -> Path:
+    return run_dir / json.loads((run_dir / "metrics.json").read_text())["run"]["checkpoint"]
+
+
+def test_training_stores_validation_and_writes_every_file(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    for name in ("pr_curve.png", "roc_curve.png", "reliability.png", "errors.png", "predictions_val.csv"):
+        assert (trained_run / name).stat().st_size > 1000, name
+    assert [p["target_recall"] for p in metrics["operating_points"]] == [0.95, 0.99, 0.995, 0.999]
+    lo, hi = metrics["test/auroc_ci"]
+    assert lo <= metrics["test/auroc"] <= hi
+    point = metrics["operating_points"][1]
+    assert {"threshold_ci", "test/precision_ci", "test/recall_ci", "test/specificity_ci", "test/npv_ci"} <= set(point)
+    assert "test/reference_precision_at_recall_0.999" in metrics
+
+    checkpoint = read_checkpoint(chosen_checkpoint(trained_run))
+    validation = stored_validation(checkpoint)
+    stored = pd.read_csv(trained_run / "predictions_val.csv")
+    np.testing.assert_allclose(validation["probability"], stored["probability"], rtol=1e-6)
+    assert threshold_for_recall(validation, 0.99) == pytest.approx(point["threshold"])
+    assert torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    events = EventAccumulator(str(trained_run / "tensorboard"))  # every event file of the run
+    events.Reload()
+    assert "test/most_confident_errors" in events.Tags()["images"]
+    assert "val/pr_curve" in events.Tags()["tensors"]  # the PR curve of each validation epoch
+    assert len(events.Tensors("val/pr_curve")) == 2
+
+
+def test_evaluate_reproduces_training_and_takes_folders_and_csvs(
+    trained_run: Path, learnable_root: Path, tmp_path: Path
+) -> None:
+    ckpt = chosen_checkpoint(trained_run)
+    run_command("skinclf.evaluate", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'on_test'}", cwd=tmp_path)
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    evaluated = json.loads((tmp_path / "on_test" / "metrics.json").read_text())
+    assert evaluated["test/auroc"] == pytest.approx(trained["test/auroc"], abs=1e-6)
+    assert evaluated["operating_points"][1]["test/precision"] == pytest.approx(
+        trained["operating_points"][1]["test/precision"]
+    )
+    assert evaluated["run"]["name"] == trained["run"]["name"] and evaluated["run"]["evaluated_on"] == "test split"
+    assert (tmp_path / "on_test" / "reliability.png").is_file()
+
+    test_csv = tmp_path / "test.csv"
+    pd.read_csv(trained_run / "predictions_test.csv")[["path", "label"]].to_csv(test_csv, index=False)
+    run_command(
+        "skinclf.evaluate",
+        f"ckpt={ckpt}",
+        f"input={test_csv}",
+        f"root={learnable_root}",
+        f"hydra.run.dir={tmp_path / 'on_csv'}",
+        "bootstrap.resamples=0",
+        cwd=tmp_path,
+    )
+    from_csv = json.loads((tmp_path / "on_csv" / "metrics.json").read_text())
+    assert from_csv["test/auroc"] == pytest.approx(trained["test/auroc"], abs=1e-6)
+    assert "test/auroc_ci" not in from_csv
+
+
+def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "new patients"
+    for i in range(3):
+        write_image(folder / f"lesión {i}.jpg", seed=i, size=48, suffix_format="JPEG")
+    (folder / "notes").mkdir()
+    (folder / "notes" / "broken.png").write_bytes(b"\x89PNG not really")
+    output = tmp_path / "out" / "predictions.csv"
+
+    result = run_command(
+        "skinclf.predict",
+        f"ckpt={chosen_checkpoint(trained_run)}",
+        f"input={folder}",
+        f"output={output}",
+        "target_recall=0.95",
+        "flip_tta=true",
+        cwd=tmp_path,
+    )
+
+    table = pd.read_csv(output, keep_default_na=False)
+    assert list(table.columns) == ["path", "probability", "decision", "error"]
+    assert sorted(table["path"]) == ["lesión 0.jpg", "lesión 1.jpg", "lesión 2.jpg", "notes/broken.png"]
+    broken = table.set_index("path").loc["notes/broken.png"]
+    assert broken["decision"] == "" and "UnidentifiedImageError" in broken["error"]
+    readable = table[table["error"] == ""]
+    validation = stored_validation(read_checkpoint(chosen_checkpoint(trained_run)))
+    threshold = threshold_for_recall(validation, 0.95)
+    expected = np.where(readable["probability"].astype(float) >= threshold, "malignant", "benign")
+    assert (readable["decision"] == expected).all()
+    assert "1 unreadable" in result.stdout and f"threshold {threshold:.4f}" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_matches_pytorch_and_carries_its_preprocessing(trained_run: Path, tmp_path: Path, fmt: str) -> None:
+    ckpt = chosen_checkpoint(trained_run)
+    output = tmp_path / f"model.{fmt}"
+    run_command("skinclf.export", f"ckpt={ckpt}", f"format={fmt}", f"output={output}", cwd=tmp_path)
+
+    metadata = json.loads(output.with_name(output.name + ".json").read_text())
+    assert metadata["input"]["crop_size"] == 32 and metadata["input"]["resize_size"] == 36
+    assert metadata["parity_check"]["max_abs_difference"] <= metadata["parity_check"]["tolerance"] == 1e-4
+    validation = stored_validation(read_checkpoint(ckpt))
+    assert metadata["thresholds"]["0.99"] == pytest.approx(threshold_for_recall(validation, 0.99))
+
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    model, _ = load_classifier(ckpt)
+    with torch.inference_mode():
+        expected = model(images).sigmoid().numpy()
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+        exported = session.run(None, {"image": images.numpy()})[0]
+    else:
+        exported = torch.jit.load(str(output))(images).detach().numpy()
+    np.testing.assert_allclose(exported, expected, atol=1e-4)
+
+
+def test_report_tabulates_runs_and_aggregates_seeds(trained_run: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        run = sweep / f"{seed}_demo"
+        run.mkdir(parents=True)
+        metrics = json.loads((trained_run / "metrics.json").read_text())
+        metrics["run"]["seed"] = seed
+        metrics["test/auroc"] += shift
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        (run / "predictions_test.csv").write_text((trained_run / "predictions_test.csv").read_text())
+
+    report_main([str(sweep), "--output", str(tmp_path / "report")])
+
+    text = (tmp_path / "report" / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| 0_demo") or line.startswith("| 1_demo")]
+    assert len(rows) == 2
+    auroc = json.loads((trained_run / "metrics.json").read_text())["test/auroc"]
+    assert f"{auroc + 0.01:.3f} ± {0.02 / np.sqrt(2):.3f}" in text  # mean ± sd of the two seeds
+    assert "[" in rows[0]  # intervals
+    assert (tmp_path / "report" / "report.png").stat().st_size > 10_000
+
+
+def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(SkinclfError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(SkinclfError, match=r"other.ckpt is not a skinclf checkpoint"):
+        read_checkpoint(tmp_path / "other.ckpt")
+    (tmp_path / "text.ckpt").write_text("hello")
+    with pytest.raises(SkinclfError, match=r"cannot load .*text.ckpt as a checkpoint"):
+        read_checkpoint(tmp_path / "text.ckpt")
+
+    pd.DataFrame({"file": ["a.jpg"]}).to_csv(tmp_path / "list.csv", index=False)
+    with pytest.raises(SkinclfError, match=r"list.csv has no 'path' column \(it has file\)"):
+        read_inputs(tmp_path / "list.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SkinclfError, match=r"empty holds no images"):
+        read_inputs(tmp_path / "empty")
+    with pytest.raises(SkinclfError, match=r"input .*nowhere does not exist"):
+        read_inputs(tmp_path / "nowhere")
+    with pytest.raises(SystemExit):
+        report_main([str(tmp_path / "empty")])
+
+
+def test_evaluate_refuses_unlabelled_images(trained_run: Path, tmp_path: Path) -> None:
+    write_image(tmp_path / "images" / "a.png", 0, suffix_format="PNG")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skinclf.evaluate",
+            f"ckpt={chosen_checkpoint(trained_run)}",
+            f"input={tmp_path / 'images'}",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "has no labels" in result.stderr and "Traceback" not in result.stderr

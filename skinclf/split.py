@@ -10,10 +10,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from skinclf.builders import build_datamodule
 from skinclf.config import CONFIG_PATH, register_resolvers
 from skinclf.data.splits import load_splits
 from skinclf.errors import exit_on_user_error
-from skinclf.train import build_datamodule
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="split", version_base="1.3")

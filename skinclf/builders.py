@@ -1,0 +1,109 @@
+"""Building the datamodule, model and trainer of a run from its composed config.
+
+Objects are built here, at the top; the LightningModule and DataModule receive plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from skinclf.data.datamodule import LesionDataModule
+from skinclf.data.splits import SplitSettings
+from skinclf.data.synthetic import SyntheticSpec
+from skinclf.models import LesionClassifier
+from skinclf.models.backbones import preprocessing_preset
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> LesionDataModule:
+    data = cfg.data
+    return LesionDataModule(
+        root=data.root,
+        split_dir=data.split_dir,
+        split=split_settings(data),
+        resize_size=data.resize_size,
+        crop_size=data.crop_size,
+        train_steps=instantiate(cfg.aug.train) if cfg.aug.train else None,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        pin_memory=data.pin_memory,
+        persistent_workers=data.persistent_workers,
+        check_images=data.check_images,
+        skip_corrupt=data.skip_corrupt,
+        synthetic=SyntheticSpec(**data.synthetic) if data.synthetic else None,
+        seed=cfg.seed,
+    )
+
+
+def split_settings(data: DictConfig) -> SplitSettings:
+    return SplitSettings(
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        seed=data.split_seed,
+        groups_csv=data.groups_csv,
+        group_image_column=data.group_image_column,
+        group_column=data.group_column,
+    )
+
+
+def build_model(cfg: DictConfig) -> LesionClassifier:
+    preset = preprocessing_preset(cfg.model.arch, cfg.model.weights)
+    return LesionClassifier(
+        arch=cfg.model.arch,
+        weights=cfg.model.weights,
+        mean=list(cfg.data.mean or preset["mean"]),
+        std=list(cfg.data.std or preset["std"]),
+        resize_size=cfg.data.resize_size,
+        crop_size=cfg.data.crop_size,
+        optimizer=cfg.optim.optimizer,
+        lr=cfg.optim.lr,
+        optimizer_kwargs=OmegaConf.to_container(cfg.optim.kwargs),
+        warmup_epochs=cfg.optim.warmup_epochs,
+        pos_weight=cfg.loss.pos_weight,
+    )
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str, ModelCheckpoint]]:
+    """The Trainer with two checkpoint callbacks: the best by val/auprc, and the latest."""
+    every_n_epochs = cfg.checkpoint.every_n_epochs
+    checkpoints = {
+        "best": ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            monitor="val/auprc",
+            mode="max",
+            save_top_k=1,
+            every_n_epochs=every_n_epochs,
+        ),
+        # no monitor: every save replaces the previous one (ModelCheckpoint's save_last only
+        # refreshes last.ckpt when a new best is saved)
+        "last": ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=every_n_epochs),
+    }
+    logger = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
+    trainer = pl.Trainer(
+        **cfg.trainer,
+        default_root_dir=run_dir,
+        logger=logger,
+        callbacks=[*checkpoints.values(), LearningRateMonitor(logging_interval="step")],
+    )
+    return trainer, checkpoints
+
+
+CHECKPOINT_CHOICES = ("best", "last")
+
+
+def chosen_checkpoint(checkpoints: dict[str, ModelCheckpoint], select: str) -> str:
+    """The checkpoint to evaluate: the best by val/auprc, or the last one."""
+    if select == "best" and not checkpoints["best"].best_model_path:
+        log.warning("no validation ran, so no best checkpoint: evaluating the last one")
+        select = "last"
+    return checkpoints[select].best_model_path

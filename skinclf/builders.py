@@ -11,7 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from skinclf.data.datamodule import LesionDataModule
@@ -40,6 +40,8 @@ def build_datamodule(cfg: DictConfig) -> LesionDataModule:
         skip_corrupt=data.skip_corrupt,
         synthetic=SyntheticSpec(**data.synthetic) if data.synthetic else None,
         seed=cfg.seed,
+        cache=data.cache,
+        cache_dir=data.cache_dir,
     )
 
 
@@ -68,6 +70,7 @@ def build_model(cfg: DictConfig) -> LesionClassifier:
         optimizer_kwargs=OmegaConf.to_container(cfg.optim.kwargs),
         warmup_epochs=cfg.optim.warmup_epochs,
         pos_weight=cfg.loss.pos_weight,
+        channels_last=cfg.speed.channels_last,
     )
 
 
@@ -89,12 +92,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str,
         "last": ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=every_n_epochs),
     }
     logger = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
-    trainer = pl.Trainer(
-        **cfg.trainer,
-        default_root_dir=run_dir,
-        logger=logger,
-        callbacks=[*checkpoints.values(), LearningRateMonitor(logging_interval="step")],
-    )
+    callbacks = [*checkpoints.values(), LearningRateMonitor(logging_interval="step")]
+    if cfg.trainer.get("enable_progress_bar", True):
+        # each refresh reads the loss back from the device: not every step
+        callbacks.append(TQDMProgressBar(refresh_rate=cfg.speed.progress_refresh_steps))
+    trainer = pl.Trainer(**cfg.trainer, default_root_dir=run_dir, logger=logger, callbacks=callbacks)
     return trainer, checkpoints
 
 

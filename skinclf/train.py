@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -33,7 +34,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     datamodule = build_datamodule(cfg)
     model = build_model(cfg)
     trainer, checkpoints = build_trainer(cfg, run_dir)
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(torch.compile(model) if cfg.speed.compile else model, datamodule=datamodule)
 
     ckpt_path = chosen_checkpoint(checkpoints, cfg.checkpoint.select)
     chosen, _ = load_classifier(ckpt_path)

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from skinclf.data.cache import build_cache
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.splits import SplitSettings, load_splits, prepare_splits
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
@@ -21,7 +22,9 @@ class LesionDataModule(pl.LightningDataModule):
     """Splits ``root`` (see :mod:`skinclf.data.splits`) and serves train, val and test loaders.
 
     ``train_steps`` are the aug group's albumentations transforms; None trains on the eval
-    pipeline (resize, centre crop), as the reference's baseline did.
+    pipeline (resize, centre crop), as the reference's baseline did. With ``cache`` every split is
+    decoded once into a memory-mapped uint8 cache at resize_size (see :mod:`skinclf.data.cache`),
+    in ``cache_dir`` (default ``<split_dir>/cache``).
     """
 
     def __init__(
@@ -40,6 +43,8 @@ class LesionDataModule(pl.LightningDataModule):
         skip_corrupt: bool = False,
         synthetic: SyntheticSpec | None = None,
         seed: int | None = None,
+        cache: bool = False,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         if root is None:
@@ -59,6 +64,8 @@ class LesionDataModule(pl.LightningDataModule):
         self.check_images = check_images
         self.skip_corrupt = skip_corrupt
         self.synthetic = synthetic
+        self.resize_size = resize_size
+        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir else self.split_dir / "cache") if cache else None
         self.datasets: dict[str, LesionDataset] = {}
         self._prepared = False
 
@@ -68,17 +75,22 @@ class LesionDataModule(pl.LightningDataModule):
             return
         if self.synthetic is not None:
             ensure_synthetic_dataset(self.root, self.synthetic)
-        prepare_splits(self.root, self.split_dir, self.split, self.check_images, self.skip_corrupt)
+        tables = prepare_splits(self.root, self.split_dir, self.split, self.check_images, self.skip_corrupt)
+        if self.cache_dir is not None:
+            for name, table in tables.items():
+                build_cache(self.root, table, self.resize_size, self.cache_dir, name, self.num_workers)
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         tables, _ = load_splits(self.split_dir)
-        self.datasets = {
-            name: LesionDataset(self.root, table, self.train_transform if name == "train" else self.eval_transform)
-            for name, table in tables.items()
-        }
+        for name, table in tables.items():
+            cache = None
+            if self.cache_dir is not None:
+                cache = build_cache(self.root, table, self.resize_size, self.cache_dir, name, self.num_workers)
+            transform = self.train_transform if name == "train" else self.eval_transform
+            self.datasets[name] = LesionDataset(self.root, table, transform, cache=cache)
 
     def state_dict(self) -> dict[str, str]:
         """Saved in every checkpoint, so that evaluate can find the run's splits again."""

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from skinclf.data.cache import ImageCache
 from skinclf.data.images import load_rgb
 from skinclf.errors import SkinclfError
 
@@ -21,18 +22,26 @@ class LesionDataset(Dataset):
 
     Items are dicts: ``image`` (uint8, 3 x H x W) and ``label`` (float; NaN when unknown). With
     ``tolerate_unreadable`` an image that cannot be read gives a black image and its reason in
-    ``error`` ("" for the others) instead of stopping the run.
+    ``error`` ("" for the others) instead of stopping the run. With a ``cache`` the decoded,
+    resized pixels come from it rather than from the files.
     """
 
     def __init__(
-        self, root: Path, table: pd.DataFrame, transform: A.Compose, tolerate_unreadable: bool = False
+        self,
+        root: Path,
+        table: pd.DataFrame,
+        transform: A.Compose,
+        tolerate_unreadable: bool = False,
+        cache: ImageCache | None = None,
     ) -> None:
         self.root = root
+        self.table = table
         self.paths = table["path"].tolist()
         labels = table["label"].to_numpy() if "label" in table.columns else [float("nan")] * len(table)
         self.labels = torch.tensor(labels, dtype=torch.float32)
         self.transform = transform
         self.tolerate_unreadable = tolerate_unreadable
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -41,7 +50,8 @@ class LesionDataset(Dataset):
         path = self.root / self.paths[index]
         item: dict[str, torch.Tensor | str] = {"label": self.labels[index]}
         try:
-            item["image"] = self.transform(image=load_rgb(path))["image"]
+            pixels = self.cache.image(index) if self.cache is not None else load_rgb(path)
+            item["image"] = self.transform(image=pixels)["image"]
         except Exception as error:
             reason = f"{type(error).__name__}: {error}"
             if not self.tolerate_unreadable:

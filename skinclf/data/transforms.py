@@ -25,12 +25,15 @@ def check_sizes(resize_size: int, crop_size: int) -> None:
         )
 
 
+def resize_step(resize_size: int) -> A.SmallestMaxSize:
+    """Resize the shorter side to resize_size, keeping the aspect ratio (bilinear)."""
+    return A.SmallestMaxSize(max_size=resize_size)
+
+
 def eval_pipeline(resize_size: int, crop_size: int) -> A.Compose:
     """Resize the shorter side to resize_size, then take the centre crop_size square."""
     check_sizes(resize_size, crop_size)
-    return A.Compose(
-        [A.SmallestMaxSize(max_size=resize_size), A.CenterCrop(height=crop_size, width=crop_size), ToTensorV2()]
-    )
+    return A.Compose([resize_step(resize_size), A.CenterCrop(height=crop_size, width=crop_size), ToTensorV2()])
 
 
 def train_pipeline(

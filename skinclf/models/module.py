@@ -58,9 +58,13 @@ class LesionClassifier(pl.LightningModule):
         optimizer_kwargs: dict[str, Any] | None = None,
         warmup_epochs: float = 2.0,
         pos_weight: float | None = None,
+        channels_last: bool | None = None,
         load_pretrained_weights: bool = True,
     ) -> None:
         """``weights``: torchvision weights name or .pth file the backbone starts from (None: random).
+
+        ``channels_last``: NHWC weights and batches, faster convolutions on GPUs with AMP and
+        slower on CPUs; None chooses it on CUDA devices.
 
         ``load_pretrained_weights=False`` builds the architecture without fetching them;
         :meth:`load_from_checkpoint` does so, since the checkpoint holds every weight.
@@ -92,8 +96,24 @@ class LesionClassifier(pl.LightningModule):
         """A plain module from pixels 0-255 to probabilities of malignancy, for export."""
         return nn.Sequential(self.normalize, self.backbone, nn.Flatten(0), nn.Sigmoid()).eval()
 
+    def uses_channels_last(self) -> bool:
+        chosen = self.hparams.channels_last
+        return self.device.type == "cuda" if chosen is None else chosen
+
+    def _set_memory_format(self) -> None:
+        if self.uses_channels_last():
+            self.backbone.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self) -> None:
+        self._set_memory_format()
+
+    def on_predict_start(self) -> None:
+        self._set_memory_format()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits, shape (B,), for images of pixel values 0-255."""
+        if self.uses_channels_last():
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.backbone(self.normalize(images)).squeeze(1)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

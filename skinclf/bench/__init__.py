@@ -1,0 +1,1 @@
+"""``python -m skinclf.bench``: how fast the input pipeline, the model step and the full loop run."""

@@ -1,0 +1,120 @@
+"""A uint8 cache of the images of a split, decoded once and resized to the pre-crop size.
+
+Images keep their aspect ratio (the shorter side becomes ``resize_size``), so they are stored one
+after another in a flat memory-mapped file with an index of offsets and shapes. Resizing is the
+first step of every pipeline and resizing an image already at that size changes nothing, so the
+pipelines see exactly the pixels they would see decoding the files every epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from skinclf.data.images import load_rgb
+from skinclf.data.transforms import resize_step
+from skinclf.errors import SkinclfError
+
+log = logging.getLogger(__name__)
+
+#: Part of every cache key: a change of the cache format or of the decoding invalidates old caches.
+CACHE_FORMAT = 1
+
+
+def cache_key(table: pd.DataFrame, resize_size: int) -> str:
+    """A digest of what the cache holds: the images (paths, and contents where sha1 is known) and size."""
+    identity = {
+        "format": CACHE_FORMAT,
+        "resize_size": resize_size,
+        "paths": table["path"].tolist(),
+        "sha1": table["sha1"].tolist() if "sha1" in table.columns else None,
+    }
+    return hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
+
+
+class ImageCache:
+    """Read access to a built cache; the memory map is opened lazily in each process."""
+
+    def __init__(self, data_path: Path, offsets: np.ndarray, shapes: np.ndarray) -> None:
+        self.data_path = data_path
+        self.offsets = offsets
+        self.shapes = shapes
+        self._data: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_data": None}  # each DataLoader worker maps the file itself
+
+    def image(self, index: int) -> np.ndarray:
+        """The (H, W, 3) uint8 image, a read-only view into the mapped file."""
+        if self._data is None:
+            self._data = np.memmap(self.data_path, dtype=np.uint8, mode="r")
+        height, width = self.shapes[index]
+        start = self.offsets[index]
+        return self._data[start : start + height * width * 3].reshape(height, width, 3)
+
+
+class _ResizedImages(Dataset):
+    """Decoded and resized images, in order: what the cache is built from, in DataLoader workers."""
+
+    def __init__(self, root: Path, paths: list[str], resize_size: int) -> None:
+        self.root, self.paths, self.resize = root, paths, resize_step(resize_size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        path = self.root / self.paths[index]
+        try:
+            return np.ascontiguousarray(self.resize(image=load_rgb(path))["image"])
+        except Exception as error:
+            raise SkinclfError(f"cannot read {path} while caching ({type(error).__name__}: {error})") from error
+
+
+def _paths(cache_dir: Path, name: str, key: str) -> tuple[Path, Path]:
+    return cache_dir / f"{name}-{key}.u8", cache_dir / f"{name}-{key}.index.npz"
+
+
+def build_cache(
+    root: Path, table: pd.DataFrame, resize_size: int, cache_dir: Path, name: str, num_workers: int = 0
+) -> ImageCache:
+    """The cache of a split's images at resize_size: reused if built for the same images and size.
+
+    Images are decoded in ``num_workers`` DataLoader workers, in order, and appended to the file.
+    """
+    key = cache_key(table, resize_size)
+    data_path, index_path = _paths(cache_dir, name, key)
+    if index_path.is_file() and data_path.is_file():
+        index = np.load(index_path)
+        return ImageCache(data_path, index["offsets"], index["shapes"])
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cache_dir.glob(f"{name}-*"):  # an older cache of this split, for other images or sizes
+        stale.unlink()
+    images = DataLoader(
+        _ResizedImages(root, table["path"].tolist(), resize_size), batch_size=None, num_workers=num_workers
+    )
+    offsets, shapes = np.zeros(len(table), dtype=np.int64), np.zeros((len(table), 2), dtype=np.int64)
+    partial = data_path.with_name(data_path.name + ".partial")
+    position = 0
+    with open(partial, "wb") as out:
+        for i, tensor in enumerate(tqdm(images, desc=f"caching {name} images at {resize_size} px", unit="img")):
+            image = tensor.numpy()
+            out.write(image.tobytes())
+            offsets[i], shapes[i] = position, image.shape[:2]
+            position += image.size
+    os.replace(partial, data_path)
+    partial_index = index_path.with_name(index_path.name + ".partial.npz")
+    np.savez(partial_index, offsets=offsets, shapes=shapes)
+    os.replace(partial_index, index_path)  # last: an index marks a complete cache
+    log.info("cached %d %s images (%.1f MB) in %s", len(table), name, position / 1e6, data_path)
+    return ImageCache(data_path, offsets, shapes)

@@ -1,0 +1,71 @@
+"""The uint8 image cache: built once, reused, rebuilt for other sizes, the same pixels as decoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import pandas as pd
+import torch
+from conftest import compose_train_config
+from hydra.utils import instantiate
+from PIL import Image
+
+from skinclf.data.cache import build_cache
+from skinclf.data.dataset import LesionDataset
+from skinclf.data.transforms import eval_pipeline, train_pipeline
+from skinclf.models.module import PixelNormalize
+
+
+def image_table(folder: Path, count: int = 6) -> pd.DataFrame:
+    """Images of several aspect ratios, portrait and landscape, as a split table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        height, width = 40 + 9 * i, 90 - 7 * i
+        pixels = np.random.default_rng(i).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img_{i}.jpg", quality=90)
+        paths.append(f"img_{i}.jpg")
+    return pd.DataFrame({"path": paths, "label": [0, 1] * (count // 2)})
+
+
+def test_cache_is_built_once_reused_and_rebuilt_for_another_size(tmp_path: Path) -> None:
+    table = image_table(tmp_path / "images")
+    cache = build_cache(tmp_path / "images", table, 32, tmp_path / "cache", "train")
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(files) == 2 and len(cache) == 6
+    assert min(cache.image(0).shape[:2]) == 32 and cache.image(0).dtype == np.uint8
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
+
+    again = build_cache(tmp_path / "images", table, 32, tmp_path / "cache", "train", num_workers=2)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamps  # not rebuilt
+    assert np.array_equal(again.image(3), cache.image(3))
+
+    bigger = build_cache(tmp_path / "images", table, 48, tmp_path / "cache", "train")
+    assert min(bigger.image(0).shape[:2]) == 48
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # the 32 px cache was replaced
+    fewer = build_cache(tmp_path / "images", table.iloc[:4], 48, tmp_path / "cache", "train")
+    assert len(fewer) == 4  # another split: rebuilt
+
+
+def test_cached_pixels_equal_decoded_pixels_through_both_pipelines(tmp_path: Path) -> None:
+    table = image_table(tmp_path / "images")
+    cache = build_cache(tmp_path / "images", table, 36, tmp_path / "cache", "val", num_workers=2)
+    cfg = compose_train_config(["aug=albu", "data.resize_size=36", "data.crop_size=32"])
+    for make_pipeline in (
+        lambda: eval_pipeline(36, 32),
+        lambda: train_pipeline(instantiate(cfg.aug.train), 36, 32, seed=11),
+    ):
+        direct = LesionDataset(tmp_path / "images", table, make_pipeline())
+        cached = LesionDataset(tmp_path / "images", table, make_pipeline(), cache=cache)
+        for i in range(len(table)):
+            assert torch.equal(direct[i]["image"], cached[i]["image"]), i
+
+
+def test_device_normalisation_equals_albumentations_normalize() -> None:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    on_cpu = A.Normalize(mean=mean, std=std)(image=pixels)["image"]  # (H, W, 3) float32
+    on_device = PixelNormalize(mean, std)(torch.from_numpy(pixels).permute(2, 0, 1)[None])
+    torch.testing.assert_close(on_device[0].permute(1, 2, 0), torch.from_numpy(on_cpu), rtol=1e-5, atol=1e-5)

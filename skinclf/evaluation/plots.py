@@ -39,9 +39,11 @@ def plot_pr_curves(curves: Curves, path: Path, title: str, operating_points: lis
     figure = Figure(figsize=(12, 5), layout="constrained")
     axes = figure.subplots(1, 2)
     for axis, low in zip(axes, (0.0, HIGH_RECALL_FROM), strict=True):
+        shown = []  # precisions within the panel's recall range
         for name, (scores, labels) in curves.items():
             recall, precision, _ = _cut_points(scores, labels)
             axis.step(recall, precision, where="post", label=name)
+            shown += list(precision[recall >= low])
         for point, marker in zip(operating_points or [], "os^Dv<>p", strict=False):
             if point["test/recall"] is not None and point["test/precision"] is not None:
                 axis.plot(
@@ -54,7 +56,11 @@ def plot_pr_curves(curves: Curves, path: Path, title: str, operating_points: lis
                     label=f"test at the val threshold for recall >= {point['target_recall']:g}",
                 )
         axis.set_xlim(low - 0.002, 1.002)
-        axis.set_ylim(0, 1.02)
+        # the full range from 0 to 1; the high-recall panel around the precisions it shows
+        if low == 0 or not shown:
+            axis.set_ylim(0, 1.02)
+        else:
+            axis.set_ylim(max(0.0, min(shown) - 0.05), min(1.02, max(shown) + 0.05))
         axis.set_xlabel("recall (sensitivity)")
         axis.set_ylabel("precision (PPV)")
         axis.grid(alpha=0.3)

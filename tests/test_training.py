@@ -116,3 +116,19 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
     archs = [json.loads(p.read_text())["run"]["arch"] for p in runs]
     assert archs == ["resnet18", "resnet18", "resnext50_32x4d"]
     assert result.stdout.count("test AUROC") == 3
+
+
+def test_same_seed_gives_identical_metrics_and_the_cache_changes_nothing(learnable_root: Path, tmp_path: Path) -> None:
+    overrides = [
+        *synthetic_overrides(learnable_root),
+        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=2"),
+        *("trainer.max_epochs=2", "optim.lr=1e-3", "evaluation.bootstrap.resamples=200"),
+    ]
+    runs = {}
+    for name, cache in (("first", "true"), ("again", "true"), ("no_cache", "false")):
+        (tmp_path / name).mkdir()
+        cfg = compose_train_config([*overrides, f"data.cache={cache}"])
+        runs[name] = train(cfg, tmp_path / name)
+    assert runs["again"] == runs["first"]  # bit for bit, with two loader workers
+    for key in ("val/auroc", "test/auroc", "test/auprc", "test/accuracy"):
+        assert runs["no_cache"][key] == pytest.approx(runs["first"][key], abs=1e-6), key

@@ -12,9 +12,10 @@ from torch.utils.data import DataLoader
 
 from skinclf.data.cache import build_cache
 from skinclf.data.dataset import LesionDataset
+from skinclf.data.sampler import EpochSampler
 from skinclf.data.splits import SplitSettings, load_splits, prepare_splits
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
-from skinclf.data.transforms import eval_pipeline, reseed_worker_pipeline, train_pipeline
+from skinclf.data.transforms import eval_pipeline, train_pipeline
 from skinclf.errors import SkinclfError
 
 
@@ -55,7 +56,8 @@ class LesionDataModule(pl.LightningDataModule):
         self.root = Path(root).expanduser()
         self.split_dir = Path(split_dir).expanduser() if split_dir else self.root / "splits"
         self.split = split or SplitSettings()
-        self.train_transform = train_pipeline(train_steps, resize_size, crop_size, seed)
+        self.train_transform = train_pipeline(train_steps, resize_size, crop_size)
+        self.seed = seed or 0
         self.eval_transform = eval_pipeline(resize_size, crop_size)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -96,25 +98,28 @@ class LesionDataModule(pl.LightningDataModule):
         """Saved in every checkpoint, so that evaluate can find the run's splits again."""
         return {"root": str(self.root), "split_dir": str(self.split_dir)}
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def _loader(self, name: str, sampler: EpochSampler | None = None) -> DataLoader:
         dataset = self.datasets[name]
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             # a last batch of one image would break BatchNorm in training
-            drop_last=shuffle and len(dataset) > self.batch_size,
+            drop_last=sampler is not None and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            worker_init_fn=reseed_worker_pipeline if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled by an EpochSampler, sharded across DDP processes by it."""
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochSampler(len(self.datasets["train"]), self.seed, rank, world_size)
+        return self._loader("train", sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

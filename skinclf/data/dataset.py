@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import albumentations as A
@@ -46,7 +47,11 @@ class LesionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        """The item at an index, or at (index, seed): then the pipeline's randomness starts from seed."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is not None:
+            self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         path = self.root / self.paths[index]
         item: dict[str, torch.Tensor | str] = {"label": self.labels[index]}
         try:

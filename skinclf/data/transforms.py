@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import albumentations as A
-import torch
 from albumentations.pytorch import ToTensorV2
-from lightning_fabric.utilities.seed import pl_worker_init_function
 
 from skinclf.errors import SkinclfError
 
@@ -36,25 +34,12 @@ def eval_pipeline(resize_size: int, crop_size: int) -> A.Compose:
     return A.Compose([resize_step(resize_size), A.CenterCrop(height=crop_size, width=crop_size), ToTensorV2()])
 
 
-def train_pipeline(
-    steps: Sequence[A.BasicTransform] | None, resize_size: int, crop_size: int, seed: int | None = None
-) -> A.Compose:
-    """The aug group's steps followed by the tensor conversion; no steps means the eval pipeline."""
+def train_pipeline(steps: Sequence[A.BasicTransform] | None, resize_size: int, crop_size: int) -> A.Compose:
+    """The aug group's steps followed by the tensor conversion; no steps means the eval pipeline.
+
+    Its randomness is seeded per image by the dataset (see :class:`~skinclf.data.sampler.EpochSampler`).
+    """
     if not steps:
         return eval_pipeline(resize_size, crop_size)
     check_sizes(resize_size, crop_size)
-    return A.Compose([*steps, ToTensorV2()], seed=seed)
-
-
-def reseed_worker_pipeline(worker_id: int) -> None:
-    """DataLoader worker_init_fn: Lightning's per-worker seeding, then the pipeline's own.
-
-    albumentations keeps its own generator, untouched by the global seeds; without this every
-    worker (and every DDP rank) would replay the same augmentations. Lightning's function seeds
-    torch from the loader's base seed, the worker id and the rank; the pipeline follows torch.
-    """
-    pl_worker_init_function(worker_id)
-    info = torch.utils.data.get_worker_info()
-    pipeline = getattr(info.dataset, "transform", None)
-    if isinstance(pipeline, A.Compose):
-        pipeline.set_random_seed(torch.initial_seed() % 2**32)
+    return A.Compose([*steps, ToTensorV2()])

@@ -77,9 +77,10 @@ class LesionClassifier(pl.LightningModule):
         self.normalize = PixelNormalize(mean, std)
         pos_weight_tensor = torch.tensor(pos_weight) if pos_weight is not None else None
         self.loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight_tensor)
-        # validation outputs of an epoch, gathered across processes, for AUROC, AUPRC and the PR curve
-        self.val_probabilities = CatMetric()
-        self.val_labels = CatMetric()
+        # validation outputs of an epoch for AUROC, AUPRC and the PR curve; every process validates
+        # on the whole validation set (trainer.use_distributed_sampler=false), so nothing to gather
+        self.val_probabilities = CatMetric(sync_on_compute=False)
+        self.val_labels = CatMetric(sync_on_compute=False)
         #: set by the predict command: average the predictions over horizontal and vertical flips
         self.flip_tta = False
 

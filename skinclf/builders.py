@@ -14,9 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from skinclf.callbacks import AtomicCheckpointIO, FiniteLossGuard
+from skinclf.checkpoints import read_checkpoint
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.data.splits import SplitSettings
 from skinclf.data.synthetic import SyntheticSpec
+from skinclf.errors import SkinclfError
 from skinclf.models import LesionClassifier
 from skinclf.models.backbones import preprocessing_preset
 
@@ -56,7 +59,8 @@ def split_settings(data: DictConfig) -> SplitSettings:
     )
 
 
-def build_model(cfg: DictConfig) -> LesionClassifier:
+def build_model(cfg: DictConfig, load_pretrained_weights: bool = True) -> LesionClassifier:
+    """The LightningModule; without load_pretrained_weights (a resumed run) no ImageNet weights are fetched."""
     preset = preprocessing_preset(cfg.model.arch, cfg.model.weights)
     return LesionClassifier(
         arch=cfg.model.arch,
@@ -71,6 +75,7 @@ def build_model(cfg: DictConfig) -> LesionClassifier:
         warmup_epochs=cfg.optim.warmup_epochs,
         pos_weight=cfg.loss.pos_weight,
         channels_last=cfg.speed.channels_last,
+        load_pretrained_weights=load_pretrained_weights,
     )
 
 
@@ -92,15 +97,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str,
         "last": ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", every_n_epochs=every_n_epochs),
     }
     logger = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
-    callbacks = [*checkpoints.values(), LearningRateMonitor(logging_interval="step")]
+    callbacks = [
+        *checkpoints.values(),
+        LearningRateMonitor(logging_interval="step"),
+        FiniteLossGuard(every_n_steps=cfg.speed.nonfinite_check_steps),
+    ]
     if cfg.trainer.get("enable_progress_bar", True):
         # each refresh reads the loss back from the device: not every step
         callbacks.append(TQDMProgressBar(refresh_rate=cfg.speed.progress_refresh_steps))
-    trainer = pl.Trainer(**cfg.trainer, default_root_dir=run_dir, logger=logger, callbacks=callbacks)
+    trainer = pl.Trainer(
+        **cfg.trainer, default_root_dir=run_dir, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
     return trainer, checkpoints
-
-
-CHECKPOINT_CHOICES = ("best", "last")
 
 
 def chosen_checkpoint(checkpoints: dict[str, ModelCheckpoint], select: str) -> str:
@@ -109,3 +117,34 @@ def chosen_checkpoint(checkpoints: dict[str, ModelCheckpoint], select: str) -> s
         log.warning("no validation ran, so no best checkpoint: evaluating the last one")
         select = "last"
     return checkpoints[select].best_model_path
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from, if any.
+
+    ``ckpt_path=last`` or ``resume=true``: the run folder's last.ckpt (resume=true starts afresh
+    when there is none yet); ``ckpt_path=<file>``: that checkpoint. Either must be of the
+    configured architecture.
+    """
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if cfg.ckpt_path == "last" or (cfg.ckpt_path is None and cfg.resume):
+        if not last.is_file():
+            if cfg.ckpt_path == "last":
+                raise SkinclfError(
+                    f"ckpt_path=last, but {last} does not exist: pass hydra.run.dir=<folder of the run to continue>"
+                )
+            log.info("resume=true: %s does not exist yet, starting afresh", last)
+            return None
+        path = last
+    elif cfg.ckpt_path:
+        path = Path(cfg.ckpt_path).expanduser()
+    else:
+        return None
+    arch = read_checkpoint(path)["hyper_parameters"].get("arch")
+    if arch != cfg.model.arch:
+        raise SkinclfError(
+            f"{path} holds a {arch} model but the config asks for model.arch={cfg.model.arch}: "
+            "resume with the model it was trained with, or start a new run"
+        )
+    log.info("resuming from %s", path)
+    return path

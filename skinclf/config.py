@@ -1,10 +1,11 @@
-"""Where the Hydra configs live and the resolvers they use."""
+"""Where the Hydra configs live, and what they need registered before Hydra composes them."""
 
 from __future__ import annotations
 
 from omegaconf import OmegaConf
 
 from skinclf.models.backbones import preprocessing_preset
+from skinclf.schema import register_schemas
 
 #: conf/ of the checkout, installed as the package skinclf.conf (see pyproject.toml).
 CONFIG_PATH = "pkg://skinclf.conf"
@@ -15,6 +16,13 @@ def weights_preset(key: str, arch: str, weights: str | None) -> int:
     return preprocessing_preset(arch, weights)[key]
 
 
-def register_resolvers() -> None:
-    """Make the resolvers known to OmegaConf; safe to call more than once."""
+def scaled_probability(probability: float, strength: float) -> float:
+    """``${scaled_p:0.33,${aug.strength}}``: how often an augmentation applies, at a strength (1: as written)."""
+    return min(1.0, probability * strength)
+
+
+def register_configs() -> None:
+    """Register the resolvers and the typed schemas; safe to call more than once."""
     OmegaConf.register_new_resolver("weights_preset", weights_preset, replace=True)
+    OmegaConf.register_new_resolver("scaled_p", scaled_probability, replace=True)
+    register_schemas()

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from skinclf.checkpoints import data_location, load_classifier, stored_run_info, stored_validation
-from skinclf.config import CONFIG_PATH
+from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.data.inputs import missing_paths, read_inputs
 from skinclf.data.splits import SPLITS, load_splits
 from skinclf.data.transforms import eval_pipeline
@@ -89,6 +89,8 @@ def main(cfg: DictConfig) -> None:
     print(f"{evaluated_on}: {summary_line(metrics)}")
     print(f"output directory: {run_dir}")
 
+
+register_configs()
 
 if __name__ == "__main__":
     main()

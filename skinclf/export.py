@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from skinclf.checkpoints import load_classifier, stored_run_info, stored_validation, thresholds_for_recalls
-from skinclf.config import CONFIG_PATH
+from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.errors import SkinclfError, exit_on_user_error
 from skinclf.evaluation.outputs import write_json
 
@@ -125,6 +125,8 @@ def main(cfg: DictConfig) -> None:
     print(f"wrote {output} and {metadata_path}")
     print(f"largest difference from PyTorch: {difference:.2e} (tolerance {cfg.tolerance:g})")
 
+
+register_configs()
 
 if __name__ == "__main__":
     main()

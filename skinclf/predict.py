@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from skinclf.checkpoints import load_classifier, stored_validation, threshold_for_recall
-from skinclf.config import CONFIG_PATH
+from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.data.inputs import read_inputs
 from skinclf.errors import SkinclfError, exit_on_user_error
 from skinclf.inference import inference_trainer, predict_images
@@ -64,6 +64,8 @@ def main(cfg: DictConfig) -> None:
         f"{int((~readable).sum())} unreadable; threshold {threshold:.4f} ({source}) -> {output}"
     )
 
+
+register_configs()
 
 if __name__ == "__main__":
     main()

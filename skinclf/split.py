@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from skinclf.builders import build_datamodule
-from skinclf.config import CONFIG_PATH, register_resolvers
+from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.data.splits import load_splits
 from skinclf.errors import exit_on_user_error
 
@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> None:
         print(f"{name:5s} {len(table):6d} images, {int(table.label.sum()):5d} malignant -> {csv}")
 
 
-register_resolvers()
+register_configs()
 
 if __name__ == "__main__":
     main()

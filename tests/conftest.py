@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
 
-from skinclf.config import register_resolvers
+from skinclf.config import register_configs
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 
 #: A synthetic dataset large enough to learn from in a few CPU seconds at low resolution.
@@ -57,6 +57,6 @@ def learnable_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def compose_train_config(overrides: list[str]) -> DictConfig:
     """The training config as ``python -m skinclf.train <overrides>`` would compose it."""
-    register_resolvers()
+    register_configs()
     with initialize_config_module(config_module="skinclf.conf", version_base="1.3"):
         return compose(config_name="train", overrides=overrides)

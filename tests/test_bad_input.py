@@ -82,5 +82,5 @@ def test_cli_reports_a_missing_root_in_one_line_without_traceback(tmp_path: Path
 def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
     result = run_cli("skinclf.train", "data.batchsize=8", cwd=tmp_path)
     assert result.returncode != 0
-    assert "Key 'batchsize' is not in struct" in result.stderr
+    assert "Key 'batchsize' not in 'DataConfig'" in result.stderr
     assert "full_key: data.batchsize" in result.stderr

@@ -29,7 +29,7 @@ def synthetic_overrides(root: Path) -> list[str]:
         "model.weights=null",
         "trainer=cpu",
         "trainer.enable_progress_bar=false",
-        "+trainer.enable_model_summary=false",
+        "trainer.enable_model_summary=false",
     ]
 
 
@@ -89,7 +89,7 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
     overrides = [
         *synthetic_overrides(learnable_root),
         *("data.resize_size=36", "data.crop_size=32", "data.batch_size=64", "data.num_workers=0"),
-        *("trainer.max_epochs=1", "+trainer.limit_train_batches=2"),
+        *("trainer.max_epochs=1", "trainer.limit_train_batches=2"),
     ]
     command = [
         sys.executable,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader
 from skinclf.bench.bare_loop import bare_loop, model_step_ceiling
 from skinclf.bench.timing import Stopwatch, machine_facts, peak_host_memory_mb
 from skinclf.builders import build_datamodule, build_model, build_trainer
-from skinclf.config import CONFIG_PATH, register_resolvers
+from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.data.dataset import LesionDataset
 from skinclf.errors import exit_on_user_error
 
@@ -94,6 +95,12 @@ def lightning_loop(cfg: DictConfig, datamodule: pl.LightningDataModule, device: 
     return meter.images_per_second
 
 
+def default_worker_counts() -> list[int]:
+    """0, 1, 2, 4, ... up to the number of CPUs."""
+    cpus = os.cpu_count() or 1
+    return [0] + [2**k for k in range(cpus.bit_length()) if 2**k <= cpus]
+
+
 def run_device(cfg: DictConfig) -> torch.device:
     accelerator = cfg.trainer.accelerator
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
@@ -131,8 +138,9 @@ def main(cfg: DictConfig) -> None:
     train_set = datamodule.datasets["train"]
     decoded = LesionDataset(train_set.root, train_set.table, train_set.transform)
 
+    worker_counts = bench.worker_counts or default_worker_counts()
     pipeline = []
-    for workers in bench.worker_counts:
+    for workers in worker_counts:
         for source, dataset in (("decode JPEG", decoded), ("uint8 cache", train_set)):
             if source == "uint8 cache" and train_set.cache is None:
                 continue
@@ -159,7 +167,7 @@ def main(cfg: DictConfig) -> None:
         "lightning_loop / model_step": rates["lightning_loop"] / rates["model_step"],
         "lightning_loop / bare_loop": rates["lightning_loop"] / rates["bare_loop"],
     }
-    for workers in bench.worker_counts:
+    for workers in worker_counts:
         if ("uint8 cache", workers) in by_source:
             ratios[f"cache / decode, {workers} workers"] = (
                 by_source[("uint8 cache", workers)] / by_source[("decode JPEG", workers)]
@@ -182,7 +190,7 @@ def main(cfg: DictConfig) -> None:
     print(f"\nwrote {output_dir / 'bench.json'}")
 
 
-register_resolvers()
+register_configs()
 
 if __name__ == "__main__":
     main()

@@ -52,9 +52,10 @@ class FiniteLossGuard(pl.Callback):
         self._bad_steps = bad if self._bad_steps is None else self._bad_steps + bad
         last_of_epoch = batch_idx + 1 == trainer.num_training_batches
         if (trainer.global_step % self.every_n_steps == 0 or last_of_epoch) and self._bad_steps.item() > 0:
-            checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none yet"
+            saved = sorted({c.best_model_path for c in trainer.checkpoint_callbacks if c.best_model_path})
             raise SkinclfError(
                 f"the training loss became NaN or infinite (epoch {trainer.current_epoch}, by step "
-                f"{trainer.global_step}); training stopped and the last good checkpoint is kept ({checkpoint}). "
-                "Lower optim.lr, check the images, or train in 32-bit (trainer.precision=32-true)."
+                f"{trainer.global_step}); training stopped, and the checkpoints saved before it are kept "
+                f"({', '.join(saved) or 'none yet'}). Lower optim.lr, check the images, or train in 32-bit "
+                "(trainer.precision=32-true)."
             )

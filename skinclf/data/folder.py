@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,18 @@ log = logging.getLogger(__name__)
 
 #: Class folder name (matched case-insensitively) -> label. 1 is the positive class.
 CLASS_LABELS = {"benign": 0, "malignant": 1}
+
+
+def checked_labels(table: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """The table with its label column as integers, refusing any label but 0 and 1."""
+    labels = pd.to_numeric(table["label"], errors="coerce")
+    bad = ~labels.isin([0, 1])
+    if bad.any():
+        raise SkinclfError(
+            f"{source} has labels {examples(table.loc[bad, 'label'].unique().tolist())}: "
+            "labels must be 0 (benign) or 1 (malignant)"
+        )
+    return table.assign(label=labels.astype(int))
 
 
 def _class_folders(split_dir: Path) -> dict[str, Path]:
@@ -46,8 +59,20 @@ def _class_folders(split_dir: Path) -> dict[str, Path]:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Every image file below folder, nested folders included, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+    """Every image file below folder, sorted: nested folders and linked folders included, each once."""
+    images, seen = [], set()
+    for directory, subdirectories, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:  # a link back up the tree, or a second link to the same folder
+            subdirectories.clear()
+            continue
+        seen.add(real)
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+        images += [Path(directory) / name for name in files if is_image_file(Path(directory) / name)]
+    broken = [p for p in images if not p.is_file()]
+    if broken:
+        log.warning("ignoring %d broken link(s), e.g. %s", len(broken), broken[0])
+    return sorted(p for p in images if p.is_file())
 
 
 def has_class_folders(folder: Path) -> bool:

@@ -26,8 +26,22 @@ def load_rgb(path: Path) -> np.ndarray:
         # An image past Pillow's decompression-bomb limit is refused, not decoded into memory.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"))
+            return _rgb_pixels(ImageOps.exif_transpose(image))
+
+
+#: Pillow modes of single-channel images with more than 8 bits (16-bit PNG and TIFF greyscale).
+WIDE_GREY_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
+
+def _rgb_pixels(image: Image.Image) -> np.ndarray:
+    """Pixels as (H, W, 3) uint8 RGB: palette, grey, alpha and CMYK converted, 16-bit scaled down."""
+    if image.mode in WIDE_GREY_MODES:  # Pillow's own conversion would clip everything above 255
+        grey = np.clip(np.round(np.asarray(image, dtype=np.float64) / 257), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode == "F":
+        grey = np.clip(np.asarray(image, dtype=np.float64), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
 
 
 def file_sha1(path: Path) -> str:

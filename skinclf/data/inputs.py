@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skinclf.data.folder import has_class_folders, list_images, scan_class_folders
+from skinclf.data.folder import checked_labels, has_class_folders, list_images, scan_class_folders
 from skinclf.data.images import is_image_file
 from skinclf.errors import SkinclfError, examples
 
@@ -21,10 +21,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"{path} has no 'path' column (it has {examples(list(table.columns))}): expected columns "
             "path (image path, relative to root= or to the CSV's folder) and optionally label (0/1)"
         )
-    if "label" in table.columns and not table["label"].isin([0, 1]).all():
-        bad = table.loc[~table["label"].isin([0, 1]), "label"].unique().tolist()
-        raise SkinclfError(f"{path} has labels {examples(bad)}: labels must be 0 (benign) or 1 (malignant)")
-    return table
+    return checked_labels(table, path) if "label" in table.columns else table
 
 
 def read_inputs(source: str | Path, root: str | Path | None = None) -> tuple[Path, pd.DataFrame]:

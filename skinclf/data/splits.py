@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from skinclf.data.folder import scan_image_folder
+from skinclf.data.folder import checked_labels, scan_image_folder
 from skinclf.data.images import file_sha1, unreadable_reason
 from skinclf.errors import SkinclfError, examples
 
@@ -252,10 +252,7 @@ def load_splits(split_dir: Path) -> tuple[dict[str, pd.DataFrame], dict]:
         missing = [c for c in ("path", "label") if c not in table.columns]
         if missing:
             raise SkinclfError(f"{path} lacks the column(s) {missing}: a split CSV needs path,label")
-        if not table["label"].isin([0, 1]).all():
-            bad = table.loc[~table["label"].isin([0, 1]), "label"].unique().tolist()
-            raise SkinclfError(f"{path} has labels {examples(bad)}: labels must be 0 (benign) or 1 (malignant)")
-        tables[name] = table
+        tables[name] = checked_labels(table, path)
     metadata_path = split_dir / METADATA_FILE
     metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
     return tables, metadata

@@ -1,0 +1,187 @@
+"""Faults and scale-out: kill and resume, NaN losses, mismatched checkpoints, DDP, cluster launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import compose_train_config
+from test_training import synthetic_overrides
+
+from skinclf.builders import resume_checkpoint
+from skinclf.errors import SkinclfError
+from skinclf.models import LesionClassifier
+from skinclf.models.module import VERSION_KEY
+from skinclf.train import train
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def tiny(root: Path, *more: str) -> list[str]:
+    return [
+        *synthetic_overrides(root),
+        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
+        *("optim.lr=1e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=200"),
+        *more,
+    ]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "skinclf.train", *args]
+
+
+def finish(process_args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(process_args, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=280)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.timeout(300)
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(learnable_root: Path, tmp_path: Path) -> None:
+    args = tiny(learnable_root, "trainer.max_epochs=4")
+    finish(command(*args, f"hydra.run.dir={tmp_path / 'whole'}"), tmp_path)
+
+    killed = tmp_path / "killed"
+    last = killed / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(
+        command(*args, f"hydra.run.dir={killed}"),
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    saves, seen = 0, None
+    while saves < 2 and process.poll() is None:  # wait for the checkpoint of the second epoch
+        stamp = last.stat().st_mtime_ns if last.exists() else None
+        if stamp != seen and stamp is not None:
+            saves, seen = saves + 1, stamp
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (killed / "metrics.json").exists()
+
+    finish(command(*args, f"hydra.run.dir={killed}", "resume=true"), tmp_path)
+
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((killed / "metrics.json").read_text())
+    assert resumed == whole
+    assert not list(killed.rglob("*.partial"))  # no half-written file left behind
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_step = LesionClassifier.training_step
+
+    def poisoned_from_epoch_one(self: LesionClassifier, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = original_step(self, batch, batch_idx)
+        return loss * float("nan") if self.current_epoch >= 1 else loss
+
+    monkeypatch.setattr(LesionClassifier, "training_step", poisoned_from_epoch_one)
+    cfg = compose_train_config(tiny(learnable_root, "trainer.max_epochs=3"))
+    with pytest.raises(SkinclfError, match=r"loss became NaN or infinite .epoch 1") as stopped:
+        train(cfg, tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert str(last) in str(stopped.value)
+    kept = torch.load(last, weights_only=True)
+    assert kept["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in kept["state_dict"].values() if v.is_floating_point())
+
+
+def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable_root: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "other.ckpt"
+    torch.save({VERSION_KEY: "0.1.0", "hyper_parameters": {"arch": "resnet18"}, "state_dict": {}}, ckpt)
+    cfg = compose_train_config(tiny(learnable_root, "model.arch=mobilenet_v3_small", f"ckpt_path={ckpt}"))
+    with pytest.raises(
+        SkinclfError, match=r"holds a resnet18 model but the config asks for model.arch=mobilenet_v3_small"
+    ):
+        resume_checkpoint(cfg, tmp_path)
+    cfg = compose_train_config(tiny(learnable_root, "ckpt_path=last"))
+    with pytest.raises(SkinclfError, match=r"ckpt_path=last, but .*last.ckpt does not exist"):
+        resume_checkpoint(cfg, tmp_path)
+    assert resume_checkpoint(compose_train_config(tiny(learnable_root, "resume=true")), tmp_path) is None
+
+
+@pytest.mark.timeout(300)
+def test_two_process_cpu_ddp_writes_the_metrics_once(learnable_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    result = finish(
+        command(
+            *tiny(
+                learnable_root,
+                "trainer=ddp",
+                "trainer.accelerator=cpu",
+                "trainer.devices=2",
+                "trainer.precision=32-true",
+                "trainer.max_epochs=2",
+                f"hydra.run.dir={run_dir}",
+            )
+        ),
+        tmp_path,
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/images"] == 160 and metrics["val/images"] > 0  # the whole test set, on rank 0
+    assert result.stdout.count("test AUROC") == 1
+    assert len(list(run_dir.rglob("metrics.json"))) == 1
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+
+def test_ddp_inside_a_local_multirun_is_refused(learnable_root: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        command(
+            "-m",
+            *tiny(learnable_root, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=0,1"),
+            f"hydra.sweep.dir={tmp_path}",
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "does not mix with a local multirun" in result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_optuna_sweep_over_learning_rate_and_augmentation_strength(learnable_root: Path, tmp_path: Path) -> None:
+    finish(
+        command(
+            "-m",
+            "hydra/sweeper=lr_aug",
+            "hydra.sweeper.n_trials=2",
+            # the learning rate is the sweeper's to choose: a fixed optim.lr would override it
+            *(a for a in tiny(learnable_root, "trainer.max_epochs=1") if not a.startswith("optim.lr")),
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ),
+        tmp_path,
+    )
+    results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert set(results["best_params"]) == {"optim.lr", "aug.strength"}
+    assert 0 < results["best_value"] <= 1  # the validation AUPRC the best trial returned
+    assert len(list((tmp_path / "sweep").glob("*/metrics.json"))) == 2
+
+
+def test_the_slurm_launcher_composes(tmp_path: Path) -> None:
+    result = finish(
+        command(
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.gpus_per_node=4",
+            "hydra.launcher.tasks_per_node=4",
+            "trainer=ddp",
+            "--cfg",
+            "hydra",
+        ),
+        tmp_path,
+    )
+    launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher["gpus_per_node"] == 4 and launcher["tasks_per_node"] == 4

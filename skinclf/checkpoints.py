@@ -12,13 +12,13 @@ the hyperparameters of :class:`LesionClassifier` (architecture, preprocessing):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from skinclf.atomic import atomic_path
 from skinclf.errors import SkinclfError
 from skinclf.evaluation.curves import best_precision_at_recall, rank
 from skinclf.models import LesionClassifier
@@ -67,9 +67,8 @@ def store_validation(path: str | Path, predictions: pd.DataFrame, run_info: dict
         "label": predictions["label"].astype(int).tolist(),
         "probability": predictions["probability"].astype(float).tolist(),
     }
-    partial = path.with_name(path.name + ".partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        torch.save(checkpoint, partial)
 
 
 def stored_validation(checkpoint: dict[str, Any]) -> pd.DataFrame | None:

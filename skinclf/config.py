@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import OmegaConf
 
 from skinclf.models.backbones import preprocessing_preset
@@ -21,8 +23,14 @@ def scaled_probability(probability: float, strength: float) -> float:
     return min(1.0, probability * strength)
 
 
+def cpus_up_to(limit: int) -> int:
+    """``${cpus_up_to:8}``: the number of CPUs of this machine, at most limit."""
+    return max(1, min(limit, os.cpu_count() or 1))
+
+
 def register_configs() -> None:
     """Register the resolvers and the typed schemas; safe to call more than once."""
     OmegaConf.register_new_resolver("weights_preset", weights_preset, replace=True)
     OmegaConf.register_new_resolver("scaled_p", scaled_probability, replace=True)
+    OmegaConf.register_new_resolver("cpus_up_to", cpus_up_to, replace=True)
     register_schemas()

@@ -9,7 +9,6 @@ validation. The export is checked against PyTorch on random images before it is 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
@@ -18,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from skinclf.atomic import atomic_path
 from skinclf.checkpoints import load_classifier, stored_run_info, stored_validation, thresholds_for_recalls
 from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.errors import SkinclfError, exit_on_user_error
@@ -82,21 +82,19 @@ def main(cfg: DictConfig) -> None:
     model = classifier.probability_model()
     export, run_export = EXPORTERS[cfg.format]
     example = torch.zeros(2, 3, hparams.crop_size, hparams.crop_size, dtype=torch.uint8)
-    partial = output.with_name(output.name + ".partial")
-    try:
-        export(model, example, partial)
-    except ImportError as error:
-        raise SkinclfError(
-            f"{cfg.format} export needs the optional packages: pip install 'skinclf[export]' ({error})"
-        ) from error
-    difference = largest_difference(model, partial, run_export, hparams.crop_size)
-    if not difference <= cfg.tolerance:
-        partial.unlink()
-        raise SkinclfError(
-            f"the {cfg.format} export differs from PyTorch by {difference:.2e}, more than "
-            f"tolerance={cfg.tolerance:g}: nothing written"
-        )
-    os.replace(partial, output)
+    with atomic_path(output) as partial:  # kept only if it passes the parity check
+        try:
+            export(model, example, partial)
+        except ImportError as error:
+            raise SkinclfError(
+                f"{cfg.format} export needs the optional packages: pip install 'skinclf[export]' ({error})"
+            ) from error
+        difference = largest_difference(model, partial, run_export, hparams.crop_size)
+        if not difference <= cfg.tolerance:
+            raise SkinclfError(
+                f"the {cfg.format} export differs from PyTorch by {difference:.2e}, more than "
+                f"tolerance={cfg.tolerance:g}: nothing written"
+            )
     validation = stored_validation(checkpoint)
     metadata = {
         "model": str(output.name),

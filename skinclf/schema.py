@@ -242,10 +242,15 @@ class TrainConfig:
 
 @dataclass
 class BenchSettings:
+    rounds: int = MISSING
     batches: int = MISSING
     warmup_batches: int = MISSING
     pipeline_batches: int = MISSING
     worker_counts: Optional[list[int]] = MISSING
+
+    def __post_init__(self) -> None:
+        _require(self.rounds > 0, "bench.rounds", self.rounds, "> 0")
+        _require(self.batches > 0, "bench.batches", self.batches, "> 0")
 
 
 @dataclass

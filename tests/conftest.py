@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,26 @@ from PIL import Image
 
 from skinclf.config import register_configs
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+
+#: The environment of the commands the tests run: no data root from the caller's shell, quiet libraries.
+COMMAND_ENV = {**{k: v for k, v in os.environ.items() if k != "SKINCLF_DATA"}, "PYTHONWARNINGS": "ignore"}
+
+
+def command_line(command: str, *args: str) -> list[str]:
+    """``python -m skinclf.<command> <args>``."""
+    return [sys.executable, "-m", f"skinclf.{command}", *args]
+
+
+def run_command(
+    command: str, *args: str, cwd: Path, status: int = 0, timeout: int = 280
+) -> subprocess.CompletedProcess:
+    """Run a skinclf command as a user would; check its exit status (showing stderr if it differs)."""
+    result = subprocess.run(
+        command_line(command, *args), cwd=cwd, capture_output=True, text=True, env=COMMAND_ENV, timeout=timeout
+    )
+    assert result.returncode == status, result.stderr[-3000:]
+    return result
+
 
 #: A synthetic dataset large enough to learn from in a few CPU seconds at low resolution.
 LEARNABLE_SPEC = SyntheticSpec(n_train=480, n_test=160, image_size=64, malignant_fraction=0.35, seed=7)

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_image_folder
+from conftest import make_image_folder, run_command
 
 from skinclf.data.splits import SplitSettings, prepare_splits
 from skinclf.errors import SkinclfError
-
-CLI_ENV = {**os.environ, "SKINCLF_DATA": "", "PYTHONWARNINGS": "ignore"}
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, env=CLI_ENV, timeout=120
-    )
 
 
 def test_missing_root(tmp_path: Path) -> None:
@@ -73,14 +62,12 @@ def test_fractions_out_of_range_are_refused() -> None:
 
 
 def test_cli_reports_a_missing_root_in_one_line_without_traceback(tmp_path: Path) -> None:
-    result = run_cli("skinclf.split", f"data.root={tmp_path / 'missing'}", cwd=tmp_path)
-    assert result.returncode == 2
+    result = run_command("split", f"data.root={tmp_path / 'missing'}", cwd=tmp_path, status=2)
     assert f"error: data root {tmp_path / 'missing'} does not exist" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
-    result = run_cli("skinclf.train", "data.batchsize=8", cwd=tmp_path)
-    assert result.returncode != 0
+    result = run_command("train", "data.batchsize=8", cwd=tmp_path, status=1)
     assert "Key 'batchsize' not in 'DataConfig'" in result.stderr
     assert "full_key: data.batchsize" in result.stderr

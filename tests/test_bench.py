@@ -3,47 +3,31 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_command
 from test_training import synthetic_overrides
 
 
 @pytest.mark.timeout(240)
 def test_bench_writes_its_figures(learnable_root: Path, tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "skinclf.bench",
+    result = run_command(
+        "bench",
         *synthetic_overrides(learnable_root),
-        "data.resize_size=36",
-        "data.crop_size=32",
-        "data.batch_size=16",
-        "data.num_workers=0",
-        "bench.batches=2",
-        "bench.warmup_batches=1",
-        "bench.pipeline_batches=2",
-        "bench.worker_counts=[0,1]",
+        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=16", "data.num_workers=0"),
+        *("bench.rounds=2", "bench.batches=2", "bench.warmup_batches=1"),
+        *("bench.pipeline_batches=2", "bench.worker_counts=[0,1]"),
         f"hydra.run.dir={tmp_path}",
-    ]
-    result = subprocess.run(
-        command,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=230,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
 
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert {row["source"] for row in bench["pipeline"]} == {"decode JPEG", "uint8 cache"}
     assert {row["workers"] for row in bench["pipeline"]} == {0, 1}
     assert set(bench["images_per_s"]) == {"model_step", "bare_loop", "lightning_loop"}
     assert all(rate > 0 for rate in bench["images_per_s"].values())
+    assert len(bench["rounds"]) == 2 and set(bench["rounds"][0]) == set(bench["images_per_s"])
     assert bench["ratios"]["lightning_loop / bare_loop"] > 0
     assert "cache / decode, 0 workers" in bench["ratios"]
     assert bench["machine"]["device"] == "cpu" and "torch" in bench["machine"]["versions"]

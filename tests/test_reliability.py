@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import compose_train_config
+from conftest import COMMAND_ENV, command_line, compose_train_config, run_command
 from test_training import synthetic_overrides
 
+from skinclf.atomic import atomic_path
 from skinclf.builders import resume_checkpoint
 from skinclf.errors import SkinclfError
 from skinclf.models import LesionClassifier
 from skinclf.models.module import VERSION_KEY
 from skinclf.train import train
-
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
 
 def tiny(root: Path, *more: str) -> list[str]:
@@ -34,27 +31,17 @@ def tiny(root: Path, *more: str) -> list[str]:
     ]
 
 
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "skinclf.train", *args]
-
-
-def finish(process_args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(process_args, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=280)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 @pytest.mark.timeout(300)
 def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(learnable_root: Path, tmp_path: Path) -> None:
     args = tiny(learnable_root, "trainer.max_epochs=4")
-    finish(command(*args, f"hydra.run.dir={tmp_path / 'whole'}"), tmp_path)
+    run_command("train", *args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
 
     killed = tmp_path / "killed"
     last = killed / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(
-        command(*args, f"hydra.run.dir={killed}"),
+        command_line("train", *args, f"hydra.run.dir={killed}"),
         cwd=tmp_path,
-        env=ENV,
+        env=COMMAND_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -69,12 +56,12 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(learnable_root:
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed / "metrics.json").exists()
 
-    finish(command(*args, f"hydra.run.dir={killed}", "resume=true"), tmp_path)
+    run_command("train", *args, f"hydra.run.dir={killed}", "resume=true", cwd=tmp_path)
 
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     resumed = json.loads((killed / "metrics.json").read_text())
     assert resumed == whole
-    assert not list(killed.rglob("*.partial"))  # no half-written file left behind
+    assert not list(killed.rglob("*.partial*"))  # no half-written file left behind
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
@@ -114,19 +101,11 @@ def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable
 @pytest.mark.timeout(300)
 def test_two_process_cpu_ddp_writes_the_metrics_once(learnable_root: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
-    result = finish(
-        command(
-            *tiny(
-                learnable_root,
-                "trainer=ddp",
-                "trainer.accelerator=cpu",
-                "trainer.devices=2",
-                "trainer.precision=32-true",
-                "trainer.max_epochs=2",
-                f"hydra.run.dir={run_dir}",
-            )
-        ),
-        tmp_path,
+    result = run_command(
+        "train",
+        *tiny(learnable_root, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
+        *("trainer.precision=32-true", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"),
+        cwd=tmp_path,
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test/images"] == 160 and metrics["val/images"] > 0  # the whole test set, on rank 0
@@ -136,33 +115,28 @@ def test_two_process_cpu_ddp_writes_the_metrics_once(learnable_root: Path, tmp_p
 
 
 def test_ddp_inside_a_local_multirun_is_refused(learnable_root: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        command(
-            "-m",
-            *tiny(learnable_root, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=0,1"),
-            f"hydra.sweep.dir={tmp_path}",
-        ),
+    result = run_command(
+        "train",
+        "-m",
+        *tiny(learnable_root, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=0,1"),
+        f"hydra.sweep.dir={tmp_path}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
+        status=2,
     )
-    assert result.returncode == 2 and "does not mix with a local multirun" in result.stderr
+    assert "does not mix with a local multirun" in result.stderr
 
 
 @pytest.mark.timeout(300)
 def test_optuna_sweep_over_learning_rate_and_augmentation_strength(learnable_root: Path, tmp_path: Path) -> None:
-    finish(
-        command(
-            "-m",
-            "hydra/sweeper=lr_aug",
-            "hydra.sweeper.n_trials=2",
-            # the learning rate is the sweeper's to choose: a fixed optim.lr would override it
-            *(a for a in tiny(learnable_root, "trainer.max_epochs=1") if not a.startswith("optim.lr")),
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        ),
-        tmp_path,
+    run_command(
+        "train",
+        "-m",
+        "hydra/sweeper=lr_aug",
+        "hydra.sweeper.n_trials=2",
+        # the learning rate is the sweeper's to choose: a fixed optim.lr would override it
+        *(a for a in tiny(learnable_root, "trainer.max_epochs=1") if not a.startswith("optim.lr")),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
     )
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert set(results["best_params"]) == {"optim.lr", "aug.strength"}
@@ -171,17 +145,28 @@ def test_optuna_sweep_over_learning_rate_and_augmentation_strength(learnable_roo
 
 
 def test_the_slurm_launcher_composes(tmp_path: Path) -> None:
-    result = finish(
-        command(
-            "hydra/launcher=submitit_slurm",
-            "hydra.launcher.gpus_per_node=4",
-            "hydra.launcher.tasks_per_node=4",
-            "trainer=ddp",
-            "--cfg",
-            "hydra",
-        ),
-        tmp_path,
+    result = run_command(
+        "train",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.gpus_per_node=4",
+        "hydra.launcher.tasks_per_node=4",
+        "trainer=ddp",
+        "--cfg",
+        "hydra",
+        cwd=tmp_path,
     )
     launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher["gpus_per_node"] == 4 and launcher["tasks_per_node"] == 4
+
+
+def test_an_interrupted_write_leaves_the_previous_file_whole(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    target.write_text("previous")
+    with pytest.raises(RuntimeError), atomic_path(target) as partial:
+        partial.write_text("half of the new")
+        raise RuntimeError("killed while writing")
+    assert target.read_text() == "previous" and list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as partial:
+        partial.write_text("new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import LEARNABLE_SPEC, compose_train_config
+from conftest import LEARNABLE_SPEC, compose_train_config, run_command
 
 from skinclf.models import LesionClassifier
 from skinclf.train import train
@@ -91,24 +88,14 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
         *("data.resize_size=36", "data.crop_size=32", "data.batch_size=64", "data.num_workers=0"),
         *("trainer.max_epochs=1", "trainer.limit_train_batches=2"),
     ]
-    command = [
-        sys.executable,
-        "-m",
-        "skinclf.train",
+    result = run_command(
+        "train",
         "-m",
         "experiment=r18_baseline,r18_albu,rx50_albu",
         *overrides,
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    ]
-    result = subprocess.run(
-        command,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
 
     runs = sorted((tmp_path / "sweep").glob("*_*/metrics.json"))
     names = [json.loads(p.read_text())["run"]["name"] for p in runs]

@@ -54,13 +54,14 @@ def images_per_second(
     batch_size: int,
 ) -> float:
     """Training throughput over ``timed`` steps after ``warmup`` untimed ones."""
+    steps = train_steps(model, batches, device, precision)
+    for _ in range(warmup):
+        next(steps)
     watch = Stopwatch(device)
-    for step, _ in enumerate(train_steps(model, batches, device, precision)):
-        if step == warmup:
-            watch.start()
-        if step == warmup + timed - 1:
-            return timed * batch_size / watch.stop()
-    raise ValueError(f"the loader gave fewer than {warmup + timed} batches")
+    watch.start()
+    for _ in range(timed):
+        next(steps)
+    return timed * batch_size / watch.stop()
 
 
 def _on_device(model: LesionClassifier, device: torch.device) -> LesionClassifier:

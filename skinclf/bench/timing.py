@@ -7,6 +7,7 @@ import platform
 import resource
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 import torch
 
@@ -44,11 +45,21 @@ def peak_host_memory_mb() -> dict[str, float]:
     }
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else its architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine_facts(device: torch.device) -> dict[str, object]:
     """Device, CPU and library versions of a benchmark run."""
     facts: dict[str, object] = {
         "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

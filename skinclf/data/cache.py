@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pandas as pd
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from skinclf.atomic import atomic_path
 from skinclf.data.images import load_rgb
 from skinclf.data.transforms import resize_step
 from skinclf.errors import SkinclfError
@@ -104,17 +104,14 @@ def build_cache(
         _ResizedImages(root, table["path"].tolist(), resize_size), batch_size=None, num_workers=num_workers
     )
     offsets, shapes = np.zeros(len(table), dtype=np.int64), np.zeros((len(table), 2), dtype=np.int64)
-    partial = data_path.with_name(data_path.name + ".partial")
     position = 0
-    with open(partial, "wb") as out:
+    with atomic_path(data_path) as partial, open(partial, "wb") as out:
         for i, tensor in enumerate(tqdm(images, desc=f"caching {name} images at {resize_size} px", unit="img")):
             image = tensor.numpy()
             out.write(image.tobytes())
             offsets[i], shapes[i] = position, image.shape[:2]
             position += image.size
-    os.replace(partial, data_path)
-    partial_index = index_path.with_name(index_path.name + ".partial.npz")
-    np.savez(partial_index, offsets=offsets, shapes=shapes)
-    os.replace(partial_index, index_path)  # last: an index marks a complete cache
+    with atomic_path(index_path) as partial:  # last: an index marks a complete cache
+        np.savez(partial, offsets=offsets, shapes=shapes)
     log.info("cached %d %s images (%.1f MB) in %s", len(table), name, position / 1e6, data_path)
     return ImageCache(data_path, offsets, shapes)

@@ -48,7 +48,7 @@ class LesionDataModule(pl.LightningDataModule):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        if root is None:
+        if not root:
             raise SkinclfError(
                 "no data root: pass data.root=<folder holding train/ and test/>, set SKINCLF_DATA, "
                 "or try data=synthetic"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from skinclf.atomic import atomic_path
 from skinclf.data.folder import checked_labels, scan_image_folder
 from skinclf.data.images import file_sha1, unreadable_reason
 from skinclf.errors import SkinclfError, examples
@@ -164,17 +164,6 @@ def _report_duplicates(tables: dict[str, pd.DataFrame]) -> None:
         )
 
 
-def _write_files(folder: Path, texts: dict[str, str]) -> None:
-    """Write every file in full under a temporary name first, then rename them all into place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    partials = {}
-    for name, text in texts.items():
-        partials[name] = folder / f".{name}.partial"
-        partials[name].write_text(text)
-    for name, partial in partials.items():
-        os.replace(partial, folder / name)
-
-
 def create_splits(
     root: Path, settings: SplitSettings, check_images: bool = True, skip_corrupt: bool = False
 ) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -287,7 +276,10 @@ def prepare_splits(
     tables, metadata = create_splits(root, settings, check_images, skip_corrupt)
     files = {f"{name}.csv": table.to_csv(index=False) for name, table in tables.items()}
     try:
-        _write_files(split_dir, {**files, METADATA_FILE: json.dumps(metadata, indent=2)})
+        split_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in {**files, METADATA_FILE: json.dumps(metadata, indent=2)}.items():
+            with atomic_path(split_dir / name) as partial:
+                partial.write_text(text)
     except OSError as error:
         raise SkinclfError(
             f"cannot write the split CSVs to {split_dir} ({error}): pass data.split_dir=<a writable folder>"

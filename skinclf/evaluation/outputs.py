@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
+from skinclf.atomic import atomic_path
 from skinclf.data.dataset import LesionDataset
 from skinclf.evaluation.bootstrap import BootstrapSettings
 from skinclf.evaluation.metrics import evaluate
@@ -44,10 +44,9 @@ def predict_dataset(trainer: pl.Trainer, model: LesionClassifier, loader: DataLo
 
 
 def write_json(path: Path, content: dict) -> None:
-    """Write JSON in full under a temporary name, then rename: never a half-written file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, indent=2))
-    os.replace(partial, path)
+    """Write JSON atomically: never a half-written file."""
+    with atomic_path(path) as partial:
+        partial.write_text(json.dumps(content, indent=2))
 
 
 def write_evaluation(
@@ -77,7 +76,8 @@ def write_evaluation(
     )
     metrics = {"run": run_info, **metrics}
     for split, table in predictions.items():
-        table.to_csv(run_dir / f"predictions_{split}.csv", index=False)
+        with atomic_path(run_dir / f"predictions_{split}.csv") as partial:
+            table.to_csv(partial, index=False)
     name = run_info.get("name", "")
     curves = {
         f"{split} ({int(t['label'].sum())} malignant of {len(t)})": (t["probability"].to_numpy(), t["label"].to_numpy())

@@ -24,6 +24,7 @@ from skinclf.evaluation.bootstrap import BootstrapSettings
 from skinclf.evaluation.metrics import summary_line
 from skinclf.evaluation.outputs import write_evaluation
 from skinclf.inference import inference_trainer, predict_images
+from skinclf.schema import validate
 
 
 def run_split(checkpoint: dict, split: str, data_root: str | None) -> tuple[Path, pd.DataFrame]:
@@ -43,6 +44,7 @@ def run_split(checkpoint: dict, split: str, data_root: str | None) -> tuple[Path
 @hydra.main(config_path=CONFIG_PATH, config_name="evaluate", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    validate(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     model, checkpoint = load_classifier(cfg.ckpt)
     if cfg.input:

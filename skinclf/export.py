@@ -22,6 +22,7 @@ from skinclf.checkpoints import load_classifier, stored_run_info, stored_validat
 from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.errors import SkinclfError, exit_on_user_error
 from skinclf.evaluation.outputs import write_json
+from skinclf.schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def largest_difference(model: nn.Module, path: Path, run_export: object, crop_si
 @hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    if cfg.format not in EXPORTERS:
-        raise SkinclfError(f"format={cfg.format!r} is not one of {', '.join(EXPORTERS)}")
+    validate(cfg)  # format is onnx or torchscript, the target recalls in (0, 1]
     classifier, checkpoint = load_classifier(cfg.ckpt)
     hparams = classifier.hparams
     output = Path(cfg.output).expanduser() if cfg.output else Path(cfg.ckpt).with_suffix(SUFFIXES[cfg.format])

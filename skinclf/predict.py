@@ -14,11 +14,13 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from skinclf.atomic import atomic_path
 from skinclf.checkpoints import load_classifier, stored_validation, threshold_for_recall
 from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.data.inputs import read_inputs
 from skinclf.errors import SkinclfError, exit_on_user_error
 from skinclf.inference import inference_trainer, predict_images
+from skinclf.schema import validate
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ def decision_threshold(checkpoint: dict, target_recall: float, threshold: float 
 @hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    validate(cfg)
     model, checkpoint = load_classifier(cfg.ckpt)
     threshold, source = decision_threshold(checkpoint, cfg.target_recall, cfg.threshold)
     root, table = read_inputs(cfg.input, cfg.root)
@@ -57,7 +60,8 @@ def main(cfg: DictConfig) -> None:
     predictions = predictions[columns]
     output = Path(cfg.output).expanduser()
     output.parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(output, index=False)
+    with atomic_path(output) as partial:
+        predictions.to_csv(partial, index=False)
     n_malignant = int((predictions["decision"] == "malignant").sum())
     print(
         f"{len(predictions)} image(s): {n_malignant} malignant, {int(readable.sum()) - n_malignant} benign, "

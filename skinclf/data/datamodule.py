@@ -57,8 +57,8 @@ class LesionDataModule(pl.LightningDataModule):
         self.split_dir = Path(split_dir).expanduser() if split_dir else self.root / "splits"
         self.split = split or SplitSettings()
         self.train_transform = train_pipeline(train_steps, resize_size, crop_size)
-        self.seed = seed or 0
         self.eval_transform = eval_pipeline(resize_size, crop_size)
+        self.seed = seed or 0
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory and torch.cuda.is_available()

@@ -1,9 +1,10 @@
-"""Where the Hydra configs live, and what they need registered before Hydra composes them."""
+"""Where the Hydra configs live, and the resolvers and schemas Hydra needs before it composes them."""
 
 from __future__ import annotations
 
 import os
 
+import torch
 from omegaconf import OmegaConf
 
 from skinclf.models.backbones import preprocessing_preset
@@ -28,9 +29,16 @@ def cpus_up_to(limit: int) -> int:
     return max(1, min(limit, os.cpu_count() or 1))
 
 
+def mixed_on_gpus(accelerator: str) -> str:
+    """``${mixed_on_gpus:${.accelerator}}``: bf16 autocast on GPUs, 32-bit elsewhere (CPU bf16 convolutions crawl)."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
 def register_configs() -> None:
     """Register the resolvers and the typed schemas; safe to call more than once."""
     OmegaConf.register_new_resolver("weights_preset", weights_preset, replace=True)
     OmegaConf.register_new_resolver("scaled_p", scaled_probability, replace=True)
     OmegaConf.register_new_resolver("cpus_up_to", cpus_up_to, replace=True)
+    OmegaConf.register_new_resolver("mixed_on_gpus", mixed_on_gpus, replace=True)
     register_schemas()

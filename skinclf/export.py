@@ -1,9 +1,10 @@
 """Export: ``python -m skinclf.export ckpt=<path> format=onnx|torchscript [output=<file>]``.
 
 The exported model takes a batch of uint8 images (N, 3, crop, crop), pixel values 0-255, resized
-and centre-cropped as the metadata says, and returns the probability of malignancy of each; the
-normalisation is inside. A JSON file beside it holds the preprocessing and the thresholds chosen on
-validation. The export is checked against PyTorch on random images before it is kept.
+and centre-cropped as the metadata says, and returns the probability of malignancy of each (and,
+for task=diagnosis, a second output: the probability of each diagnosis); the normalisation is
+inside. A JSON file beside it holds the preprocessing and the thresholds chosen on validation.
+The export is checked against PyTorch on random images before it is kept.
 """
 
 from __future__ import annotations
@@ -11,95 +12,110 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from skinclf.atomic import atomic_path
-from skinclf.checkpoints import load_classifier, stored_run_info, stored_validation, thresholds_for_recalls
-from skinclf.config import CONFIG_PATH, register_configs
-from skinclf.errors import SkinclfError, exit_on_user_error
-from skinclf.evaluation.outputs import write_json
-from skinclf.schema import validate
+from skinclf.atomic import atomic_path, write_json
+from skinclf.cli import command
+from skinclf.errors import SkinclfError
+from skinclf.evaluation.thresholds import thresholds_for_recalls
+from skinclf.models import LesionClassifier
+from skinclf.schema import ExportConfig
+from skinclf.training.checkpoints import load_classifier, stored_run_info, stored_validation
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+#: Names of the outputs: the probability of malignancy, and for task=diagnosis that of each diagnosis.
+OUTPUTS = ("probability", "diagnosis_probabilities")
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+def outputs_of(classifier: LesionClassifier) -> list[str]:
+    return list(OUTPUTS if classifier.hparams.get("diagnoses") else OUTPUTS[:1])
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
     batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(
         model,
         (example,),
         path,
         input_names=["image"],
-        output_names=["probability"],
+        output_names=outputs,
         dynamic_shapes=({0: batch},),
         dynamo=True,
         external_data=False,  # one self-contained file
     )
 
 
-def run_onnx(path: Path, images: torch.Tensor) -> np.ndarray:
+def run_onnx(path: Path, images: torch.Tensor) -> list[np.ndarray]:
     import onnxruntime  # optional dependency: pip install 'skinclf[export]'
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"image": images.numpy()})[0]
+    return session.run(None, {"image": images.numpy()})
 
 
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
     torch.jit.trace(model, example).save(str(path))
 
 
-def run_torchscript(path: Path, images: torch.Tensor) -> np.ndarray:
-    return torch.jit.load(str(path)).eval()(images).detach().numpy()
+def run_torchscript(path: Path, images: torch.Tensor) -> list[np.ndarray]:
+    return as_arrays(torch.jit.load(str(path)).eval()(images))
 
 
 EXPORTERS = {"onnx": (export_onnx, run_onnx), "torchscript": (export_torchscript, run_torchscript)}
 
 
+def as_arrays(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    return [o.detach().numpy() for o in (outputs if isinstance(outputs, tuple) else (outputs,))]
+
+
 def largest_difference(model: nn.Module, path: Path, run_export: object, crop_size: int, batch: int = 4) -> float:
-    """Largest absolute difference of probabilities between the export and PyTorch, on random images."""
+    """Largest absolute difference of any output between the export and PyTorch, on random images."""
     images = torch.randint(
         0, 256, (batch, 3, crop_size, crop_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
     with torch.inference_mode():
-        expected = model(images).numpy()
-    return float(np.abs(run_export(path, images) - expected).max())
+        expected = as_arrays(model(images))
+    exported = run_export(path, images)
+    return max(float(np.abs(e - x).max()) for e, x in zip(exported, expected, strict=True))
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
-@exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    validate(cfg)  # format is onnx or torchscript, the target recalls in (0, 1]
-    classifier, checkpoint = load_classifier(cfg.ckpt)
-    hparams = classifier.hparams
-    output = Path(cfg.output).expanduser() if cfg.output else Path(cfg.ckpt).with_suffix(SUFFIXES[cfg.format])
-    output.parent.mkdir(parents=True, exist_ok=True)
+def export_checked(classifier: LesionClassifier, settings: ExportConfig, output: Path) -> float:
+    """Write the export to output only if it matches PyTorch within the tolerance; returns the largest difference."""
+    crop = classifier.hparams.crop_size
     model = classifier.probability_model()
-    export, run_export = EXPORTERS[cfg.format]
-    example = torch.zeros(2, 3, hparams.crop_size, hparams.crop_size, dtype=torch.uint8)
+    export, run_export = EXPORTERS[settings.format]
     with atomic_path(output) as partial:  # kept only if it passes the parity check
         try:
-            export(model, example, partial)
+            export(model, torch.zeros(2, 3, crop, crop, dtype=torch.uint8), partial, outputs_of(classifier))
         except ImportError as error:
             raise SkinclfError(
-                f"{cfg.format} export needs the optional packages: pip install 'skinclf[export]' ({error})"
+                f"{settings.format} export needs the optional packages: pip install 'skinclf[export]' ({error})"
             ) from error
-        difference = largest_difference(model, partial, run_export, hparams.crop_size)
-        if not difference <= cfg.tolerance:
+        difference = largest_difference(model, partial, run_export, crop)
+        if not difference <= settings.tolerance:
             raise SkinclfError(
-                f"the {cfg.format} export differs from PyTorch by {difference:.2e}, more than "
-                f"tolerance={cfg.tolerance:g}: nothing written"
+                f"the {settings.format} export differs from PyTorch by {difference:.2e}, more than "
+                f"tolerance={settings.tolerance:g}: nothing written"
             )
+    return difference
+
+
+def export_metadata(
+    settings: ExportConfig, output: Path, classifier: LesionClassifier, checkpoint: dict, difference: float
+) -> dict:
+    """What a user of the exported file needs: its input, preprocessing, output and thresholds."""
+    hparams = classifier.hparams
     validation = stored_validation(checkpoint)
-    metadata = {
+    thresholds = (
+        thresholds_for_recalls(validation, settings.evaluation.target_recalls) if validation is not None else {}
+    )
+    return {
         "model": str(output.name),
-        "format": cfg.format,
-        "checkpoint": str(Path(cfg.ckpt).resolve()),
+        "format": settings.format,
+        "checkpoint": str(Path(settings.ckpt).resolve()),
         "run": stored_run_info(checkpoint),
         "input": {
             "name": "image",
@@ -113,18 +129,29 @@ def main(cfg: DictConfig) -> None:
             "std": list(hparams.std),
             "normalisation": "inside the model: (pixels / 255 - mean) / std",
         },
-        "output": {"name": "probability", "meaning": "probability of malignancy, one per image"},
-        "thresholds": thresholds_for_recalls(validation, list(cfg.target_recalls)) if validation is not None else {},
+        "output": {
+            "names": outputs_of(classifier),
+            "meaning": "probability of malignancy, one per image; diagnosis_probabilities: one per image and diagnosis",
+            "diagnoses": hparams.get("diagnoses"),
+        },
+        "thresholds": thresholds,
         "thresholds_meaning": "malignant when probability >= threshold; chosen on validation per target recall",
-        "parity_check": {"max_abs_difference": difference, "tolerance": cfg.tolerance, "images": 4},
+        "parity_check": {"max_abs_difference": difference, "tolerance": settings.tolerance, "images": 4},
     }
+
+
+@command("export")
+def main(settings: ExportConfig) -> None:
+    classifier, checkpoint = load_classifier(settings.ckpt)
+    suffix = SUFFIXES[settings.format]
+    output = Path(settings.output).expanduser() if settings.output else Path(settings.ckpt).with_suffix(suffix)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    difference = export_checked(classifier, settings, output)
     metadata_path = output.with_name(output.name + ".json")
-    write_json(metadata_path, metadata)
+    write_json(metadata_path, export_metadata(settings, output, classifier, checkpoint, difference))
     print(f"wrote {output} and {metadata_path}")
-    print(f"largest difference from PyTorch: {difference:.2e} (tolerance {cfg.tolerance:g})")
+    print(f"largest difference from PyTorch: {difference:.2e} (tolerance {settings.tolerance:g})")
 
-
-register_configs()
 
 if __name__ == "__main__":
     main()

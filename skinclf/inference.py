@@ -1,17 +1,51 @@
-"""Running a trained classifier on images outside training: shared by evaluate and predict."""
+"""Running a trained classifier on images: the one place where predictions are made.
+
+Training (on val and test), evaluate, predict and export's checks all come through here, so that
+a probability means the same everywhere: the checkpoint's own eval pipeline, one device, the
+model's ``predict_step``, and the same test-time views when asked for.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.transforms import eval_pipeline
-from skinclf.evaluation.outputs import predict_dataset
+from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
+
+#: Columns of a split table that say nothing about the image (its metadata columns are kept beside its predictions).
+NOT_DESCRIPTIVE = ("group", "sha1")
+
+#: Test-time views of an image: the dimensions flipped in each (() is the image as it is).
+VIEWS = {"none": [()], "flips": [(), (-1,), (-2,), (-2, -1)]}
+
+
+class Predictor(pl.LightningModule):
+    """A classifier at prediction time: its probabilities, averaged over the test-time views."""
+
+    def __init__(self, classifier: LesionClassifier, views: str = "none") -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.views = VIEWS[views]
+
+    def on_predict_start(self) -> None:
+        self.classifier.on_predict_start()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        images = batch["image"]
+        outputs = [
+            self.classifier.predict_step({**batch, "image": images.flip(dims) if dims else images}, batch_idx)
+            for dims in self.views
+        ]
+        return {**outputs[0], "probability": torch.stack([o["probability"] for o in outputs]).mean(0)}
 
 
 def inference_trainer(accelerator: str = "auto", precision: str = "32-true") -> pl.Trainer:
@@ -26,17 +60,50 @@ def inference_trainer(accelerator: str = "auto", precision: str = "32-true") -> 
     )
 
 
+def predict_loader(
+    trainer: pl.Trainer, classifier: LesionClassifier, loader: DataLoader, views: str = "none"
+) -> pd.DataFrame:
+    """Probability of malignancy for every image of the loader's LesionDataset, in its order.
+
+    Columns: path, label (when known), probability, and error where the dataset tolerates
+    unreadable images.
+    """
+    dataset: LesionDataset = loader.dataset
+    batches = trainer.predict(Predictor(classifier, views), dataloaders=loader)
+    table = pd.DataFrame({"path": dataset.paths})
+    labels = torch.cat([b["label"] for b in batches]).numpy()
+    if not np.isnan(labels).all():
+        table["label"] = labels.astype(int)
+    table["probability"] = torch.cat([b["probability"] for b in batches]).numpy()
+    if classifier.hparams.get("diagnoses"):  # task=diagnosis: the probability of each diagnosis too
+        per_diagnosis = torch.cat([b["diagnosis_probabilities"] for b in batches]).numpy()
+        for i, name in enumerate(classifier.hparams.diagnoses):
+            table[PROBABILITY_PREFIX + name] = per_diagnosis[:, i]
+    if dataset.tolerate_unreadable:
+        table["error"] = [error for b in batches for error in b["error"]]
+    described = dataset.table.drop(
+        columns=[c for c in (*table.columns, *NOT_DESCRIPTIVE) if c in dataset.table.columns]
+    )
+    return pd.concat([table, described.reset_index(drop=True)], axis=1)
+
+
 def predict_images(
     trainer: pl.Trainer,
-    model: LesionClassifier,
+    classifier: LesionClassifier,
     root: Path,
     table: pd.DataFrame,
-    batch_size: int = 64,
-    num_workers: int = 2,
+    batch_size: int,
+    num_workers: int,
     tolerate_unreadable: bool = False,
+    views: str = "none",
 ) -> pd.DataFrame:
     """Probabilities for the images of a table, preprocessed as the checkpoint says."""
-    transform = eval_pipeline(model.hparams.resize_size, model.hparams.crop_size)
-    dataset = LesionDataset(root, table, transform, tolerate_unreadable=tolerate_unreadable)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    return predict_dataset(trainer, model, loader)
+    dataset = LesionDataset(root, table, checkpoint_pipeline(classifier), tolerate_unreadable=tolerate_unreadable)
+    return predict_loader(
+        trainer, classifier, DataLoader(dataset, batch_size=batch_size, num_workers=num_workers), views
+    )
+
+
+def checkpoint_pipeline(classifier: LesionClassifier) -> Any:
+    """The eval pipeline the classifier was trained with (its resize and crop sizes)."""
+    return eval_pipeline(classifier.hparams.resize_size, classifier.hparams.crop_size)

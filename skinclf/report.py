@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinclf.atomic import write_text
 from skinclf.errors import SkinclfError, exit_on_user_error
 from skinclf.evaluation.metrics import recall_key
 from skinclf.evaluation.plots import plot_pr_curves
@@ -67,6 +68,26 @@ def run_row(label: str, metrics: dict) -> dict[str, str]:
         r = recall_key(point["target_recall"])
         row[f"val t for R≥{r}: test P / R"] = f"{_value(point['test/precision'])} / {_value(point['test/recall'])}"
     return row
+
+
+def subgroup_rows(metrics: dict) -> list[dict[str, str]]:
+    """The audit by subgroup of a run: a row per subgroup, recall and specificity at each operating point."""
+    rows = []
+    for column, entries in metrics.get("subgroups", {}).items():
+        for entry in entries:
+            row = {
+                "subgroup": f"{column} = {entry['value']}",
+                "images": str(entry["images"]),
+                "malignant": str(entry["malignant"]),
+                "AUROC": _with_interval(entry, "auroc"),
+            }
+            for point in entry["operating_points"]:
+                r = recall_key(point["target_recall"])
+                flag = " ⚠ below target" if point["below_target"] else ""
+                row[f"R≥{r}: recall"] = _with_interval(point, "recall") + flag
+                row[f"R≥{r}: specificity"] = _with_interval(point, "specificity")
+            rows.append(row)
+    return rows
 
 
 def numeric_figures(metrics: dict) -> dict[str, float]:
@@ -139,9 +160,21 @@ def write_report(run_dirs: list[Path], output: Path) -> tuple[Path, Path]:
     summary = seed_summary(runs)
     if not summary.empty:
         text += ["", "## Over seeds (mean ± sd)", "", markdown_table(summary)]
+    for label, metrics in zip(labels, runs, strict=True):
+        rows = subgroup_rows(metrics)
+        if rows:
+            text += [
+                "",
+                f"## Subgroups of {label}",
+                "",
+                "At the thresholds chosen on the whole validation set; ⚠: recall below the target even at the top "
+                "of its interval.",
+                "",
+                markdown_table(pd.DataFrame(rows)),
+            ]
     text += ["", f"![precision-recall]({figure.name})", ""]
     report = output / "report.md"
-    report.write_text("\n".join(text))
+    write_text(report, "\n".join(text))
     return report, figure
 
 

@@ -1,17 +1,25 @@
-"""Typed schemas of the configs, registered in Hydra's ConfigStore.
+"""The typed settings of every command: each setting is declared here once, with its type and its range.
 
-Hydra checks keys and types against them when it composes a config, so a misspelt key or a
-wrong type fails at once with a message that names it. Values are not repeated here: every
-field is MISSING and the YAML files hold the values. :func:`validate` checks the ranges.
+The YAML files of ``conf/`` hold the values, each with its comment; these dataclasses hold the
+types and the range checks (in ``__post_init__``) and are what the components receive. Hydra checks
+keys and types against them when it composes a config (they are in its ConfigStore), and
+:func:`validate` turns the composed config into them, which runs the range checks and names the
+first bad key. No field has a default (but the trainer group, whose defaults are Lightning's own): a
+value missing from the YAML is an error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import inspect
+import itertools
+from dataclasses import dataclass, fields
 from typing import Any, Optional
 
+import pytorch_lightning as pl
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from lightning_fabric.connector import _convert_precision_to_unified_args
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from skinclf.errors import SkinclfError
@@ -24,289 +32,340 @@ class RangeError(ValueError):
     """A value outside its allowed range; the message names the key."""
 
 
-def _require(ok: bool, key: str, value: object, rule: str) -> None:
+def require(ok: bool, key: str, value: object, rule: str) -> None:
+    """Refuse a value out of range, naming the key and the rule."""
     if not ok:
         raise RangeError(f"{key}={value!r} is out of range: it must be {rule}")
 
 
+def _check_recalls(key: str, recalls: list[float]) -> None:
+    for recall in recalls:
+        require(0 < recall <= 1, key, recall, "in (0, 1] (each target recall)")
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
 @dataclass
-class SyntheticConfig:
-    n_train: int = MISSING
-    n_test: int = MISSING
-    image_size: int = MISSING
-    malignant_fraction: float = MISSING
-    seed: int = MISSING
+class SyntheticSpec:
+    """What data=synthetic (and synthetic_table) generates; its cache folder is reused only for the same spec."""
+
+    layout: str
+    n_train: int
+    n_test: int
+    image_size: int
+    malignant_fraction: float
+    seed: int
 
     def __post_init__(self) -> None:
-        _require(self.n_train >= 4 and self.n_test >= 2, "data.synthetic.n_train", self.n_train, "at least 4")
-        _require(self.image_size >= 16, "data.synthetic.image_size", self.image_size, ">= 16")
-        _require(
+        require(self.layout in ("folders", "table"), "data.synthetic.layout", self.layout, "folders or table")
+        require(self.n_train >= 4 and self.n_test >= 2, "data.synthetic.n_train", self.n_train, "at least 4")
+        require(self.image_size >= 16, "data.synthetic.image_size", self.image_size, ">= 16")
+        require(
             0 < self.malignant_fraction < 1, "data.synthetic.malignant_fraction", self.malignant_fraction, "in (0, 1)"
         )
 
 
 @dataclass
-class DataConfig:
-    root: Optional[str] = MISSING
-    split_dir: Optional[str] = MISSING
-    val_fraction: float = MISSING
-    test_fraction: float = MISSING
-    split_seed: int = MISSING
-    groups_csv: Optional[str] = MISSING
-    group_image_column: str = MISSING
-    group_column: str = MISSING
-    check_images: bool = MISSING
-    skip_corrupt: bool = MISSING
-    resize_size: int = MISSING
-    crop_size: int = MISSING
-    mean: Optional[list[float]] = MISSING
-    std: Optional[list[float]] = MISSING
-    cache: bool = MISSING
-    cache_dir: Optional[str] = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    pin_memory: bool = MISSING
-    persistent_workers: bool = MISSING
-    synthetic: Optional[SyntheticConfig] = MISSING
+class SplitSettings:
+    """What the splits are made from and how: saved in split.json; reusing CSVs made otherwise is refused."""
+
+    val_fraction: float
+    val_min_malignant: int
+    test_fraction: float
+    split_seed: int
+    groups_csv: Optional[str]
+    group_image_column: str
+    group_column: Optional[str]
+    missing_groups: str
+    near_duplicates: str
+    table: Optional[str]
+    images: Any
+    sources: list[dict[str, Any]]
+    image_column: str
+    label_column: Optional[str]
+    diagnosis_columns: Optional[list[str]]
+    malignant: list[str]
+    benign: list[str]
+    metadata: Optional[str]
+    metadata_image_column: Optional[str]
+    split_column: Optional[str]
+    skip_unlabelled: bool
 
     def __post_init__(self) -> None:
         for key in ("val_fraction", "test_fraction"):
-            _require(0 < getattr(self, key) < 1, f"data.{key}", getattr(self, key), "in (0, 1)")
-        _require(self.crop_size > 0, "data.crop_size", self.crop_size, "> 0")
-        _require(
+            require(0 < getattr(self, key) < 1, f"data.{key}", getattr(self, key), "in (0, 1)")
+        require(self.val_min_malignant >= 0, "data.val_min_malignant", self.val_min_malignant, ">= 0")
+        require(self.missing_groups in ("error", "own"), "data.missing_groups", self.missing_groups, "error or own")
+        require(
+            self.near_duplicates in ("group", "report", "off"),
+            "data.near_duplicates",
+            self.near_duplicates,
+            "group, report or off",
+        )
+        images_ok = self.images is None or isinstance(self.images, str) or all(isinstance(i, str) for i in self.images)
+        require(images_ok, "data.images", self.images, "a folder or a list of folders")
+        require(bool(self.malignant), "data.malignant", self.malignant, "a list of at least one value")
+
+
+@dataclass
+class DataSettings(SplitSettings):
+    """The data group: where the images are, how they are split, sized, cached and loaded."""
+
+    root: Optional[str]
+    split_dir: Optional[str]
+    check_images: bool
+    skip_corrupt: bool
+    resize_size: int
+    crop_size: int
+    mean: Optional[list[float]]
+    std: Optional[list[float]]
+    cache: bool
+    cache_dir: Optional[str]
+    batch_size: int
+    num_workers: int
+    pin_memory: bool
+    persistent_workers: bool
+    sampler: str
+    synthetic: Optional[SyntheticSpec]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.crop_size > 0, "data.crop_size", self.crop_size, "> 0")
+        require(
             self.resize_size >= self.crop_size,
             "data.resize_size",
             self.resize_size,
             f">= data.crop_size ({self.crop_size})",
         )
-        _require(self.batch_size > 0, "data.batch_size", self.batch_size, "> 0")
-        _require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
+        require(self.batch_size > 0, "data.batch_size", self.batch_size, "> 0")
+        require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
         for key in ("mean", "std"):
             values = getattr(self, key)
-            _require(values is None or len(values) == 3, f"data.{key}", values, "null or three numbers (R, G, B)")
-        _require(self.std is None or min(self.std) > 0, "data.std", self.std, "positive")
+            require(values is None or len(values) == 3, f"data.{key}", values, "null or three numbers (R, G, B)")
+        require(self.std is None or min(self.std) > 0, "data.std", self.std, "positive")
+        require(self.sampler in ("random", "balanced"), "data.sampler", self.sampler, "random or balanced")
+
+    def split_settings(self) -> SplitSettings:
+        """The settings that decide the splits."""
+        return SplitSettings(**{f.name: getattr(self, f.name) for f in fields(SplitSettings)})
+
+
+# -- model and training ---------------------------------------------------------------------------
 
 
 @dataclass
-class ModelConfig:
-    arch: str = MISSING
-    weights: Optional[str] = MISSING
+class ModelSettings:
+    arch: str
+    weights: Optional[str]
 
 
 @dataclass
-class AugConfig:
-    name: str = MISSING
-    strength: float = MISSING
-    train: Optional[list[Any]] = MISSING
+class TaskSettings:
+    name: str
+    class_weights: Optional[str]
 
     def __post_init__(self) -> None:
-        _require(self.strength >= 0, "aug.strength", self.strength, ">= 0")
+        require(self.name in ("binary", "diagnosis"), "task.name", self.name, "binary or diagnosis")
+        require(self.class_weights in (None, "balanced"), "task.class_weights", self.class_weights, "null or balanced")
 
 
 @dataclass
-class OptimConfig:
-    optimizer: str = MISSING
-    lr: float = MISSING
-    kwargs: dict[str, Any] = MISSING
-    warmup_epochs: float = MISSING
+class AugSettings:
+    name: str
+    strength: float
+    train: Optional[list[Any]]
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0, "optim.lr", self.lr, "> 0")
-        _require(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, ">= 0")
-
-
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "32", "16-true", "bf16-true", "64-true")
+        require(self.strength >= 0, "aug.strength", self.strength, ">= 0")
 
 
 @dataclass
-class TrainerConfig:
-    """Keyword arguments of pytorch_lightning.Trainer; the ones not in the YAML default to Lightning's."""
-
-    accelerator: str = MISSING
-    devices: Any = MISSING
-    precision: str = MISSING
-    max_epochs: int = MISSING
-    check_val_every_n_epoch: int = MISSING
-    log_every_n_steps: int = MISSING
-    deterministic: Any = MISSING
-    enable_progress_bar: bool = MISSING
-    use_distributed_sampler: bool = MISSING
-    strategy: Any = "auto"
-    num_nodes: int = 1
-    sync_batchnorm: bool = False
-    enable_model_summary: Optional[bool] = None
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
-    num_sanity_val_steps: Optional[int] = None
-    val_check_interval: Optional[float] = None
-    gradient_clip_val: Optional[float] = None
-    accumulate_grad_batches: int = 1
-    gradient_clip_algorithm: Optional[str] = None
-    benchmark: Optional[bool] = None
-    profiler: Optional[str] = None
-    fast_dev_run: Any = False
-    min_epochs: Optional[int] = None
-    max_time: Optional[str] = None
-    limit_test_batches: Optional[float] = None
-    limit_predict_batches: Optional[float] = None
-    overfit_batches: float = 0.0
-    detect_anomaly: bool = False
-    reload_dataloaders_every_n_epochs: int = 0
+class OptimSettings:
+    optimizer: str
+    lr: float
+    kwargs: dict[str, Any]
+    warmup_epochs: float
 
     def __post_init__(self) -> None:
-        _require(self.max_epochs > 0, "trainer.max_epochs", self.max_epochs, "> 0")
-        _require(
-            self.check_val_every_n_epoch > 0, "trainer.check_val_every_n_epoch", self.check_val_every_n_epoch, "> 0"
-        )
-        _require(
-            self.precision in ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"),
-            "trainer.precision",
-            self.precision,
-            "one of 32-true, 16-mixed, bf16-mixed (or 16-true, bf16-true, 64-true)",
-        )
+        require(self.lr > 0, "optim.lr", self.lr, "> 0")
+        require(self.warmup_epochs >= 0, "optim.warmup_epochs", self.warmup_epochs, ">= 0")
 
 
 @dataclass
-class LossConfig:
-    pos_weight: Optional[float] = MISSING
+class LossSettings:
+    pos_weight: Optional[float]
 
     def __post_init__(self) -> None:
-        _require(self.pos_weight is None or self.pos_weight > 0, "loss.pos_weight", self.pos_weight, "null or > 0")
+        require(self.pos_weight is None or self.pos_weight > 0, "loss.pos_weight", self.pos_weight, "null or > 0")
 
 
 @dataclass
-class SpeedConfig:
-    channels_last: Optional[bool] = MISSING
-    compile: bool = MISSING
-    progress_refresh_steps: int = MISSING
-    nonfinite_check_steps: int = MISSING
+class SpeedSettings:
+    channels_last: Optional[bool]
+    compile: bool
+    progress_refresh_steps: int
+    nonfinite_check_steps: int
 
     def __post_init__(self) -> None:
-        _require(self.progress_refresh_steps > 0, "speed.progress_refresh_steps", self.progress_refresh_steps, "> 0")
-        _require(self.nonfinite_check_steps > 0, "speed.nonfinite_check_steps", self.nonfinite_check_steps, "> 0")
+        require(self.progress_refresh_steps > 0, "speed.progress_refresh_steps", self.progress_refresh_steps, "> 0")
+        require(self.nonfinite_check_steps > 0, "speed.nonfinite_check_steps", self.nonfinite_check_steps, "> 0")
 
 
 @dataclass
-class CheckpointConfig:
-    select: str = MISSING
-    every_n_epochs: int = MISSING
+class CheckpointSettings:
+    select: str
+    every_n_epochs: int
 
     def __post_init__(self) -> None:
-        _require(self.select in ("best", "last"), "checkpoint.select", self.select, "best or last")
-        _require(self.every_n_epochs > 0, "checkpoint.every_n_epochs", self.every_n_epochs, "> 0")
+        require(self.select in ("best", "last"), "checkpoint.select", self.select, "best or last")
+        require(self.every_n_epochs > 0, "checkpoint.every_n_epochs", self.every_n_epochs, "> 0")
+
+
+#: Trainer arguments that skinclf sets itself, from other settings.
+TRAINER_ARGUMENTS_SET_BY_SKINCLF = ("default_root_dir", "logger", "callbacks", "plugins")
+
+
+def _check_trainer_ranges(self: Any) -> None:
+    for name in ("max_epochs", "check_val_every_n_epoch"):
+        value = getattr(self, name)
+        require(isinstance(value, int) and not isinstance(value, bool) and value > 0, f"trainer.{name}", value, "> 0")
+    try:
+        _convert_precision_to_unified_args(self.precision)  # Lightning's own list of precisions
+    except ValueError as error:
+        raise RangeError(f"trainer.precision={self.precision!r} is out of range: {error}") from error
+
+
+#: The trainer group: every keyword argument of pytorch_lightning.Trainer with Lightning's own
+#: default, taken from its signature rather than written out again here (types are Lightning's to check).
+TrainerSettings = dataclasses.make_dataclass(
+    "TrainerSettings",
+    [
+        (name, Any, dataclasses.field(default=parameter.default))
+        for name, parameter in inspect.signature(pl.Trainer.__init__).parameters.items()
+        if name not in ("self", *TRAINER_ARGUMENTS_SET_BY_SKINCLF)
+    ],
+    namespace={"__post_init__": _check_trainer_ranges},
+)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
 
 
 @dataclass
-class BootstrapConfig:
-    resamples: int = MISSING
-    confidence: float = MISSING
-    seed: int = MISSING
+class BootstrapSettings:
+    """Percentile intervals from ``resamples`` stratified resamples drawn with ``seed``."""
+
+    resamples: int
+    confidence: float
+    seed: int
 
     def __post_init__(self) -> None:
-        _require(self.resamples >= 0, "bootstrap.resamples", self.resamples, ">= 0 (0: no intervals)")
-        _require(0 < self.confidence < 1, "bootstrap.confidence", self.confidence, "in (0, 1)")
-
-
-def _check_recalls(key: str, recalls: list[float]) -> None:
-    for recall in recalls:
-        _require(0 < recall <= 1, key, recall, "in (0, 1] (each target recall)")
+        require(self.resamples >= 0, "evaluation.bootstrap.resamples", self.resamples, ">= 0 (0: no intervals)")
+        require(0 < self.confidence < 1, "evaluation.bootstrap.confidence", self.confidence, "in (0, 1)")
 
 
 @dataclass
-class EvaluationConfig:
-    target_recalls: list[float] = MISSING
-    bootstrap: BootstrapConfig = MISSING
+class EvaluationSettings:
+    """The evaluation group, shared by train, evaluate and export."""
+
+    target_recalls: list[float]
+    bootstrap: BootstrapSettings
+    subgroups: list[str]
+    age_edges: list[float]
 
     def __post_init__(self) -> None:
         _check_recalls("evaluation.target_recalls", self.target_recalls)
+        ascending = bool(self.age_edges) and all(a < b for a, b in itertools.pairwise(self.age_edges))
+        require(ascending, "evaluation.age_edges", self.age_edges, "one or more numbers in ascending order")
+
+
+# -- commands -------------------------------------------------------------------------------------
 
 
 @dataclass
 class TrainConfig:
     """python -m skinclf.train (and skinclf.split, which composes the same config)."""
 
-    data: DataConfig = MISSING
-    model: ModelConfig = MISSING
-    aug: AugConfig = MISSING
-    optim: OptimConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    name: str = MISSING
-    seed: int = MISSING
-    resume: bool = MISSING
-    ckpt_path: Optional[str] = MISSING
-    loss: LossConfig = MISSING
-    speed: SpeedConfig = MISSING
-    checkpoint: CheckpointConfig = MISSING
-    evaluation: EvaluationConfig = MISSING
+    data: DataSettings
+    model: ModelSettings
+    task: TaskSettings
+    aug: AugSettings
+    optim: OptimSettings
+    trainer: TrainerSettings
+    evaluation: EvaluationSettings
+    name: str
+    seed: int
+    resume: bool
+    ckpt_path: Optional[str]
+    loss: LossSettings
+    speed: SpeedSettings
+    checkpoint: CheckpointSettings
 
 
 @dataclass
 class BenchSettings:
-    rounds: int = MISSING
-    batches: int = MISSING
-    warmup_batches: int = MISSING
-    pipeline_batches: int = MISSING
-    worker_counts: Optional[list[int]] = MISSING
+    rounds: int
+    batches: int
+    warmup_batches: int
+    pipeline_batches: int
+    worker_counts: Optional[list[int]]
 
     def __post_init__(self) -> None:
-        _require(self.rounds > 0, "bench.rounds", self.rounds, "> 0")
-        _require(self.batches > 0, "bench.batches", self.batches, "> 0")
+        require(self.rounds > 0, "bench.rounds", self.rounds, "> 0")
+        require(self.batches > 0, "bench.batches", self.batches, "> 0")
 
 
 @dataclass
 class BenchConfig(TrainConfig):
     """python -m skinclf.bench: the training config and the bench's own settings."""
 
-    bench: BenchSettings = MISSING
+    bench: BenchSettings
 
 
 @dataclass
 class InferenceConfig:
-    """What evaluate and predict share: the checkpoint and how to run it."""
+    """What evaluate and predict share: the checkpoint, the images, and how to run the model on them."""
 
-    ckpt: str = MISSING
-    root: Optional[str] = MISSING
-    batch_size: int = MISSING
-    num_workers: int = MISSING
-    accelerator: str = MISSING
-    precision: str = MISSING
+    ckpt: str
+    input: str
+    root: Optional[str]
+    batch_size: int
+    num_workers: int
+    accelerator: str
+    precision: str
+
+    def __post_init__(self) -> None:
+        require(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
 
 
 @dataclass
 class EvaluateConfig(InferenceConfig):
-    split: str = MISSING
-    data_root: Optional[str] = MISSING
-    input: Optional[str] = MISSING
-    target_recalls: list[float] = MISSING
-    bootstrap: BootstrapConfig = MISSING
-
-    def __post_init__(self) -> None:
-        _check_recalls("target_recalls", self.target_recalls)
+    evaluation: EvaluationSettings
 
 
 @dataclass
 class PredictConfig(InferenceConfig):
-    input: str = MISSING
-    output: str = MISSING
-    target_recall: float = MISSING
-    threshold: Optional[float] = MISSING
-    flip_tta: bool = MISSING
+    output: str
+    target_recall: float
+    threshold: Optional[float]
+    flip_tta: bool
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check_recalls("target_recall", [self.target_recall])
 
 
 @dataclass
 class ExportConfig:
-    ckpt: str = MISSING
-    format: str = MISSING
-    output: Optional[str] = MISSING
-    target_recalls: list[float] = MISSING
-    tolerance: float = MISSING
+    ckpt: str
+    format: str
+    output: Optional[str]
+    tolerance: float
+    evaluation: EvaluationSettings
 
     def __post_init__(self) -> None:
-        _check_recalls("target_recalls", self.target_recalls)
-        _require(self.format in ("onnx", "torchscript"), "format", self.format, "onnx or torchscript")
+        require(self.format in ("onnx", "torchscript"), "format", self.format, "onnx or torchscript")
 
 
 SCHEMAS = {
@@ -317,6 +376,14 @@ SCHEMAS = {
     "export_schema": ExportConfig,
 }
 
+#: Keys of earlier versions, refused with the name of the key that replaced them.
+RENAMED_KEYS = {
+    "target_recalls": "evaluation.target_recalls",
+    "bootstrap": "evaluation.bootstrap",
+    "data_root": "root",
+    "split": "input",
+}
+
 
 def register_schemas() -> None:
     """Put the schemas in Hydra's ConfigStore, where the primary configs' defaults name them."""
@@ -325,10 +392,10 @@ def register_schemas() -> None:
         store.store(name=name, node=node)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check the ranges of a composed config; a SkinclfError names the first bad key."""
+def validate(cfg: DictConfig) -> Any:
+    """The composed config as its typed settings (the range checks run); a SkinclfError names the first bad key."""
     try:
-        OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(cfg)
     except RangeError as error:
         raise SkinclfError(str(error)) from error
     except OmegaConfBaseException as error:

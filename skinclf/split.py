@@ -7,27 +7,21 @@ would; existing CSVs are checked against the folder instead.
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
-
-from skinclf.builders import build_datamodule
-from skinclf.config import CONFIG_PATH, register_configs
+from skinclf.cli import command
 from skinclf.data.splits import load_splits
-from skinclf.errors import exit_on_user_error
+from skinclf.schema import TrainConfig
+from skinclf.training.builders import build_datamodule
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="split", version_base="1.3")
-@exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    datamodule = build_datamodule(cfg)
+@command("split")
+def main(settings: TrainConfig) -> None:
+    datamodule = build_datamodule(settings)
     datamodule.prepare_data()
     tables, _ = load_splits(datamodule.split_dir)
     for name, table in tables.items():
         csv = datamodule.split_dir / f"{name}.csv"
         print(f"{name:5s} {len(table):6d} images, {int(table.label.sum()):5d} malignant -> {csv}")
 
-
-register_configs()
 
 if __name__ == "__main__":
     main()

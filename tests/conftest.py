@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import io
+import json
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -15,6 +21,8 @@ from PIL import Image
 
 from skinclf.config import register_configs
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from skinclf.schema import SplitSettings, TrainConfig, validate
+from skinclf.training.run import train
 
 #: The environment of the commands the tests run: no data root from the caller's shell, quiet libraries.
 COMMAND_ENV = {**{k: v for k, v in os.environ.items() if k != "SKINCLF_DATA"}, "PYTHONWARNINGS": "ignore"}
@@ -36,8 +44,28 @@ def run_command(
     return result
 
 
+def run_in_process(command: str, *args: str, status: int = 0) -> subprocess.CompletedProcess:
+    """``python -m skinclf.<command> <args>`` run in this process, as its entry point (no interpreter start-up).
+
+    For the tests of what a command does; the tests of what the command line shows of an error run
+    it as a process (run_command).
+    """
+    module = importlib.import_module(f"skinclf.{command}" if command != "bench" else "skinclf.bench.__main__")
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.object(sys, "argv", [f"skinclf.{command}", *args]), redirect_stdout(out), redirect_stderr(err):
+        try:
+            module.main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code or 0
+    assert code == status, err.getvalue()[-3000:]
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 #: A synthetic dataset large enough to learn from in a few CPU seconds at low resolution.
-LEARNABLE_SPEC = SyntheticSpec(n_train=480, n_test=160, image_size=64, malignant_fraction=0.35, seed=7)
+LEARNABLE_SPEC = SyntheticSpec(
+    layout="folders", n_train=480, n_test=160, image_size=64, malignant_fraction=0.35, seed=7
+)
 
 
 def write_image(path: Path, seed: int, size: int = 8, suffix_format: str | None = None) -> Path:
@@ -78,8 +106,67 @@ def learnable_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "data", LEARNABLE_SPEC)
 
 
+def synthetic_overrides(root: Path) -> list[str]:
+    """Train on the learnable synthetic dataset in root, on the CPU, from random init, quietly."""
+    spec = LEARNABLE_SPEC
+    return [
+        "data=synthetic",
+        f"data.root={root}",
+        f"data.synthetic.n_train={spec.n_train}",
+        f"data.synthetic.n_test={spec.n_test}",
+        f"data.synthetic.image_size={spec.image_size}",
+        f"data.synthetic.malignant_fraction={spec.malignant_fraction}",
+        f"data.synthetic.seed={spec.seed}",
+        "model.weights=null",
+        "trainer=cpu",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+
+
+def tiny(root: Path, *more: str) -> list[str]:
+    """A run of a few seconds an epoch: ResNet18 at 32 px on the learnable synthetic dataset."""
+    return [
+        *synthetic_overrides(root),
+        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
+        *("optim.lr=1e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=200"),
+        *more,
+    ]
+
+
+#: The run of the trained_run fixture: a command given these overrides must give its metrics.json.
+TRAINED_RUN_EPOCHS = "trainer.max_epochs=2"
+
+
+@pytest.fixture(scope="session")
+def trained_run(learnable_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory with a small trained ResNet18 (two epochs at 32 px), shared by the tests."""
+    run_dir = tmp_path_factory.mktemp("run")
+    train(train_settings(tiny(learnable_root, TRAINED_RUN_EPOCHS)), run_dir)
+    return run_dir
+
+
+def trained_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
 def compose_train_config(overrides: list[str]) -> DictConfig:
     """The training config as ``python -m skinclf.train <overrides>`` would compose it."""
     register_configs()
     with initialize_config_module(config_module="skinclf.conf", version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
+
+
+def train_settings(overrides: list[str]) -> TrainConfig:
+    """The typed settings python -m skinclf.train <overrides> would run with."""
+    return validate(compose_train_config(overrides))
+
+
+def split_settings(**changes: object) -> SplitSettings:
+    """The shipped split settings (conf/data/folder.yaml), with some changed.
+
+    Near-duplicates are not looked for unless asked: the tiny random test images have too few
+    pixels for a perceptual hash (tests/test_near_duplicates.py tests it on photo-like images).
+    """
+    shipped = train_settings(["model.weights=null"]).data.split_settings()
+    return dataclasses.replace(shipped, **{"near_duplicates": "off", **changes})

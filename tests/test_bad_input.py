@@ -7,29 +7,29 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import make_image_folder, run_command
+from conftest import make_image_folder, run_command, run_in_process, split_settings
 
-from skinclf.data.splits import SplitSettings, prepare_splits
+from skinclf.data.splits import prepare_splits
 from skinclf.errors import SkinclfError
 
 
 def test_missing_root(tmp_path: Path) -> None:
     with pytest.raises(SkinclfError, match=rf"data root {tmp_path / 'nowhere'} does not exist: pass data.root="):
-        prepare_splits(tmp_path / "nowhere", tmp_path / "splits", SplitSettings())
+        prepare_splits(tmp_path / "nowhere", tmp_path / "splits", split_settings())
 
 
 def test_missing_class_folder(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "data", {"train": {"benign": 3}})
     with pytest.raises(SkinclfError, match=rf"class folder 'malignant' is missing in {root / 'train'}"):
-        prepare_splits(root, root / "splits", SplitSettings())
-    assert not (root / "splits").exists()
+        prepare_splits(root, root / "splits", split_settings())
+    assert not [p for p in (root / "splits").iterdir() if p.name != ".lock"]  # nothing but the lock file
 
 
 def test_empty_class_folder(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "data", {"train": {"benign": 3}})
     (root / "train" / "Malignant").mkdir()
     with pytest.raises(SkinclfError, match=rf"class folder {root / 'train' / 'Malignant'} holds no images"):
-        prepare_splits(root, root / "splits", SplitSettings())
+        prepare_splits(root, root / "splits", split_settings())
 
 
 def test_corrupt_images_are_listed_or_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -41,24 +41,19 @@ def test_corrupt_images_are_listed_or_skipped(tmp_path: Path, caplog: pytest.Log
     (root / "train" / "malignant" / "not_an_image.jpg").write_text("hello")
 
     with pytest.raises(SkinclfError) as refused:
-        prepare_splits(root, root / "splits", SplitSettings())
+        prepare_splits(root, root / "splits", split_settings())
     message = str(refused.value)
     assert "2 image(s)" in message and str(truncated) in message and "not_an_image.jpg" in message
     assert "data.skip_corrupt=true" in message
-    assert not (root / "splits").exists()
+    assert not list((root / "splits").glob("*.csv"))
 
     with caplog.at_level(logging.WARNING):
-        tables = prepare_splits(root, root / "splits", SplitSettings(), skip_corrupt=True)
+        tables = prepare_splits(root, root / "splits", split_settings(), skip_corrupt=True)
     assert "left out 2 unreadable image(s)" in caplog.text
     listed = {p for t in tables.values() for p in t.path}
     assert "train/benign/img_0001.png" not in listed and len(listed) == 67
     metadata = json.loads((root / "splits" / "split.json").read_text())
     assert sorted(metadata["skipped_unreadable"]) == ["train/benign/img_0001.png", "train/malignant/not_an_image.jpg"]
-
-
-def test_fractions_out_of_range_are_refused() -> None:
-    with pytest.raises(SkinclfError, match=r"data.val_fraction=1.5 is out of range"):
-        SplitSettings(val_fraction=1.5)
 
 
 def test_cli_reports_a_missing_root_in_one_line_without_traceback(tmp_path: Path) -> None:
@@ -69,5 +64,10 @@ def test_cli_reports_a_missing_root_in_one_line_without_traceback(tmp_path: Path
 
 def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
     result = run_command("train", "data.batchsize=8", cwd=tmp_path, status=1)
-    assert "Key 'batchsize' not in 'DataConfig'" in result.stderr
+    assert "Key 'batchsize' not in 'DataSettings'" in result.stderr
     assert "full_key: data.batchsize" in result.stderr
+
+
+def test_keys_of_earlier_versions_are_refused_with_their_new_name(tmp_path: Path) -> None:
+    result = run_in_process("evaluate", "ckpt=run.ckpt", "bootstrap.resamples=0", "split=val", status=2)
+    assert result.stderr == "error: bootstrap.resamples= is no longer a setting: use evaluation.bootstrap.resamples=\n"

@@ -6,20 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_command
-from test_training import synthetic_overrides
+from conftest import run_in_process, synthetic_overrides
 
 
 @pytest.mark.timeout(240)
-def test_bench_writes_its_figures(learnable_root: Path, tmp_path: Path) -> None:
-    result = run_command(
+def test_bench_writes_its_figures(learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty torch home"))  # no ImageNet weights at hand
+    result = run_in_process(
         "bench",
-        *synthetic_overrides(learnable_root),
+        *(o for o in synthetic_overrides(learnable_root) if o != "model.weights=null"),  # speed needs no weights
         *("data.resize_size=36", "data.crop_size=32", "data.batch_size=16", "data.num_workers=0"),
         *("bench.rounds=2", "bench.batches=2", "bench.warmup_batches=1"),
         *("bench.pipeline_batches=2", "bench.worker_counts=[0,1]"),
         f"hydra.run.dir={tmp_path}",
-        cwd=tmp_path,
     )
 
     bench = json.loads((tmp_path / "bench.json").read_text())

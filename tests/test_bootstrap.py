@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 
-from skinclf.evaluation.bootstrap import BootstrapSettings, stratified_resamples
+from skinclf.evaluation.bootstrap import stratified_resamples
 from skinclf.evaluation.metrics import evaluate
+from skinclf.schema import BootstrapSettings
 
 
 def scores_and_labels(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +30,7 @@ def test_resamples_keep_the_class_counts() -> None:
 
 
 def test_intervals_contain_the_estimate_and_shrink_with_more_data() -> None:
-    settings = BootstrapSettings(resamples=1000, seed=0)
+    settings = BootstrapSettings(resamples=1000, confidence=0.95, seed=0)
     small = evaluate(*scores_and_labels(300, 1), *scores_and_labels(300, 2), [0.95], settings)
     large = evaluate(*scores_and_labels(300, 1), *scores_and_labels(3000, 3), [0.95], settings)
 
@@ -47,8 +48,8 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_data() -> None:
 def test_intervals_are_seeded_and_fast() -> None:
     data = (*scores_and_labels(600, 1), *scores_and_labels(2000, 2))
     started = time.perf_counter()
-    first = evaluate(*data, [0.95, 0.99, 0.995, 0.999], BootstrapSettings(resamples=2000, seed=5))
+    first = evaluate(*data, [0.95, 0.99, 0.995, 0.999], BootstrapSettings(resamples=2000, confidence=0.95, seed=5))
     elapsed = time.perf_counter() - started
-    again = evaluate(*data, [0.95, 0.99, 0.995, 0.999], BootstrapSettings(resamples=2000, seed=5))
+    again = evaluate(*data, [0.95, 0.99, 0.995, 0.999], BootstrapSettings(resamples=2000, confidence=0.95, seed=5))
     assert first == again
     assert elapsed < 30  # vectorised: about a second on two CPU cores, far below a Python loop

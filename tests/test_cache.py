@@ -30,11 +30,14 @@ def image_table(folder: Path, count: int = 6) -> pd.DataFrame:
     return pd.DataFrame({"path": paths, "label": [0, 1] * (count // 2)})
 
 
+def cache_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))  # not the lock file
+
+
 def test_cache_is_built_once_reused_and_rebuilt_for_another_size(tmp_path: Path) -> None:
     table = image_table(tmp_path / "images")
     cache = build_cache(tmp_path / "images", table, 32, tmp_path / "cache", "train")
-    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert len(files) == 2 and len(cache) == 6
+    assert len(cache_files(tmp_path / "cache")) == 2 and len(cache) == 6
     assert min(cache.image(0).shape[:2]) == 32 and cache.image(0).dtype == np.uint8
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
 
@@ -42,11 +45,13 @@ def test_cache_is_built_once_reused_and_rebuilt_for_another_size(tmp_path: Path)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamps  # not rebuilt
     assert np.array_equal(again.image(3), cache.image(3))
 
+    # another size while the 32 px cache is open (another job training on it): both stay
     bigger = build_cache(tmp_path / "images", table, 48, tmp_path / "cache", "train")
     assert min(bigger.image(0).shape[:2]) == 48
-    assert len(list((tmp_path / "cache").iterdir())) == 2  # the 32 px cache was replaced
+    assert len(cache_files(tmp_path / "cache")) == 4 and np.array_equal(again.image(3), cache.image(3))
+    del cache, again, bigger  # no job uses them any more: the next build replaces them
     fewer = build_cache(tmp_path / "images", table.iloc[:4], 48, tmp_path / "cache", "train")
-    assert len(fewer) == 4  # another split: rebuilt
+    assert len(fewer) == 4 and len(cache_files(tmp_path / "cache")) == 2
 
 
 def test_cached_pixels_equal_decoded_pixels_through_both_pipelines(tmp_path: Path) -> None:

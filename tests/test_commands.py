@@ -9,30 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import compose_train_config, run_command, write_image
+from conftest import run_in_process, trained_metrics, write_image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training import synthetic_overrides
 
-from skinclf.checkpoints import load_classifier, read_checkpoint, stored_validation, threshold_for_recall
 from skinclf.data.inputs import read_inputs
 from skinclf.errors import SkinclfError
+from skinclf.evaluation.thresholds import threshold_for_recall
 from skinclf.report import main as report_main
-from skinclf.train import train
-
-
-@pytest.fixture(scope="session")
-def trained_run(learnable_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory with a small trained ResNet18 (two epochs at 32 px)."""
-    run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_train_config(
-        [
-            *synthetic_overrides(learnable_root),
-            *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
-            *("trainer.max_epochs=2", "optim.lr=1e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=500"),
-        ]
-    )
-    train(cfg, run_dir)
-    return run_dir
+from skinclf.training.checkpoints import VALIDATION_KEY, load_classifier, read_checkpoint, stored_validation
 
 
 def chosen_checkpoint(run_dir: Path) -> Path:
@@ -68,7 +52,7 @@ def test_evaluate_reproduces_training_and_takes_folders_and_csvs(
     trained_run: Path, learnable_root: Path, tmp_path: Path
 ) -> None:
     ckpt = chosen_checkpoint(trained_run)
-    run_command("evaluate", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'on_test'}", cwd=tmp_path)
+    run_in_process("evaluate", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'on_test'}")
     trained = json.loads((trained_run / "metrics.json").read_text())
     evaluated = json.loads((tmp_path / "on_test" / "metrics.json").read_text())
     assert evaluated["test/auroc"] == pytest.approx(trained["test/auroc"], abs=1e-6)
@@ -80,14 +64,13 @@ def test_evaluate_reproduces_training_and_takes_folders_and_csvs(
 
     test_csv = tmp_path / "test.csv"
     pd.read_csv(trained_run / "predictions_test.csv")[["path", "label"]].to_csv(test_csv, index=False)
-    run_command(
+    run_in_process(
         "evaluate",
         f"ckpt={ckpt}",
         f"input={test_csv}",
         f"root={learnable_root}",
         f"hydra.run.dir={tmp_path / 'on_csv'}",
-        "bootstrap.resamples=0",
-        cwd=tmp_path,
+        "evaluation.bootstrap.resamples=0",
     )
     from_csv = json.loads((tmp_path / "on_csv" / "metrics.json").read_text())
     assert from_csv["test/auroc"] == pytest.approx(trained["test/auroc"], abs=1e-6)
@@ -102,14 +85,13 @@ def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_r
     (folder / "notes" / "broken.png").write_bytes(b"\x89PNG not really")
     output = tmp_path / "out" / "predictions.csv"
 
-    result = run_command(
+    result = run_in_process(
         "predict",
         f"ckpt={chosen_checkpoint(trained_run)}",
         f"input={folder}",
         f"output={output}",
         "target_recall=0.95",
         "flip_tta=true",
-        cwd=tmp_path,
     )
 
     table = pd.read_csv(output, keep_default_na=False)
@@ -129,7 +111,7 @@ def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_r
 def test_export_matches_pytorch_and_carries_its_preprocessing(trained_run: Path, tmp_path: Path, fmt: str) -> None:
     ckpt = chosen_checkpoint(trained_run)
     output = tmp_path / f"model.{fmt}"
-    run_command("export", f"ckpt={ckpt}", f"format={fmt}", f"output={output}", cwd=tmp_path)
+    run_in_process("export", f"ckpt={ckpt}", f"format={fmt}", f"output={output}")
 
     metadata = json.loads(output.with_name(output.name + ".json").read_text())
     assert metadata["input"]["crop_size"] == 32 and metadata["input"]["resize_size"] == 36
@@ -197,12 +179,71 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
 
 def test_evaluate_refuses_unlabelled_images(trained_run: Path, tmp_path: Path) -> None:
     write_image(tmp_path / "images" / "a.png", 0, suffix_format="PNG")
-    result = run_command(
+    result = run_in_process(
         "evaluate",
         f"ckpt={chosen_checkpoint(trained_run)}",
         f"input={tmp_path / 'images'}",
         f"hydra.run.dir={tmp_path / 'out'}",
-        cwd=tmp_path,
         status=2,
     )
     assert "has no labels" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_trained_run_gives_the_metrics_pinned_before_the_refactoring(trained_run: Path) -> None:
+    """The same seed and config give the same metrics.json as the code of before the settings refactoring."""
+    pinned = json.loads((Path(__file__).parent / "golden" / "trained_run_metrics.json").read_text())
+    got, expected = flattened(trained_metrics(trained_run)), flattened(pinned)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value), key
+
+
+def flattened(content: object, key: str = "") -> dict[str, object]:
+    """A nested JSON value as {path: leaf}, for comparing numbers with a tolerance."""
+    if isinstance(content, dict):
+        return {k: v for name, item in content.items() for k, v in flattened(item, f"{key}/{name}").items()}
+    if isinstance(content, list):
+        return {k: v for i, item in enumerate(content) for k, v in flattened(item, f"{key}[{i}]").items()}
+    return {key: content}
+
+
+def test_a_checkpoint_without_validation_predictions_gets_them_from_its_split(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert VALIDATION_KEY in checkpoint  # every checkpoint of a validated epoch keeps them...
+    del checkpoint[VALIDATION_KEY]  # ...one without them (an older skinclf, an epoch not validated)
+    torch.save(checkpoint, tmp_path / "bare.ckpt")
+
+    run_in_process("evaluate", f"ckpt={tmp_path / 'bare.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}")
+
+    evaluated, trained = trained_metrics(tmp_path / "out"), trained_metrics(trained_run)
+    assert evaluated["operating_points"][1]["threshold"] == pytest.approx(trained["operating_points"][1]["threshold"])
+    assert evaluated["test/auroc"] == pytest.approx(trained["test/auroc"])
+
+
+def test_evaluate_on_a_benign_only_set_reports_specificity_and_says_what_is_undefined(
+    trained_run: Path, learnable_root: Path, tmp_path: Path
+) -> None:
+    test = pd.read_csv(trained_run / "predictions_test.csv")
+    test[test["label"] == 0][["path", "label"]].to_csv(tmp_path / "screening.csv", index=False)
+
+    result = run_in_process(
+        "evaluate",
+        f"ckpt={chosen_checkpoint(trained_run)}",
+        f"input={tmp_path / 'screening.csv'}",
+        f"root={learnable_root}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
+
+    metrics = trained_metrics(tmp_path / "out")
+    assert metrics["test/malignant"] == 0 and metrics["test/auroc"] is None
+    trained = trained_metrics(trained_run)["operating_points"]
+    for evaluated, point in zip(metrics["operating_points"], trained, strict=True):
+        assert evaluated["test/specificity"] == pytest.approx(point["test/specificity"])  # the same benign images
+        low, high = evaluated["test/specificity_ci"]
+        assert low <= evaluated["test/specificity"] <= high
+        assert evaluated["test/recall"] is None and evaluated["test/precision"] is None
+    assert "operating_points/test/recall" in metrics["undefined"]["figures"]
+    assert "holds no malignant image" in metrics["undefined"]["reason"]
+    assert "specificity" in result.stdout

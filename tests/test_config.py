@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from conftest import compose_train_config
+from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 
+from skinclf.config import register_configs
 from skinclf.errors import SkinclfError
 from skinclf.schema import validate
+from skinclf.training.builders import warn_of_slow_precision
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.batchsize=8", "Key 'batchsize' not in 'DataConfig'"),
+        ("data.batchsize=8", "Key 'batchsize' not in 'DataSettings'"),
+        ("trainer.max_epoch=8", "Key 'max_epoch' not in 'TrainerSettings'"),
         ("optim.lr=fast", "Value 'fast' of type 'str' could not be converted to Float"),
-        ("trainer.max_epochs=2.5", "could not be converted to Integer"),
         ("checkpoint.every_n_epochs=often", "could not be converted to Integer"),
         ("speed.compile=maybe", "is not a valid bool"),
     ],
@@ -40,6 +45,7 @@ def test_misspelt_keys_and_wrong_types_fail_at_compose_time(override: str, messa
         ("checkpoint.select=bestest", "checkpoint.select='bestest' is out of range: it must be best or last"),
         ("optim.warmup_epochs=-1", "optim.warmup_epochs=-1.0 is out of range: it must be >= 0"),
         ("trainer.precision=8-bit", "trainer.precision='8-bit' is out of range"),
+        ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 is out of range: it must be > 0"),
     ],
 )
 def test_values_out_of_range_are_refused(override: str, message: str) -> None:
@@ -52,3 +58,21 @@ def test_values_out_of_range_are_refused(override: str, message: str) -> None:
 def test_every_shipped_experiment_validates() -> None:
     for experiment in ("r18_baseline", "r18_albu", "rx50_albu", "demo"):
         validate(compose_train_config([f"experiment={experiment}"]))
+
+
+def test_gpu_presets_fall_back_to_32_bit_on_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    assert validate(compose_train_config(["trainer=ddp"])).trainer.precision == "bf16-mixed"
+    assert validate(compose_train_config(["trainer=gpu"])).trainer.precision == "bf16-mixed"
+    on_cpu = validate(compose_train_config(["trainer=ddp", "trainer.accelerator=cpu"]))
+    assert on_cpu.trainer.precision == "32-true"  # bf16 convolutions crawl on CPUs
+    with caplog.at_level(logging.WARNING):
+        warn_of_slow_precision("cpu", "bf16-mixed")  # asked for explicitly: allowed, but said
+    assert "trainer.precision=bf16-mixed on the CPU" in caplog.text
+
+
+def test_the_evaluation_group_is_shared_by_train_evaluate_and_export() -> None:
+    register_configs()
+    with initialize_config_module(config_module="skinclf.conf", version_base="1.3"):
+        for name, extra in (("train", []), ("evaluate", ["ckpt=x"]), ("export", ["ckpt=x"])):
+            cfg = compose(config_name=name, overrides=[*extra, "evaluation.target_recalls=[0.9]"])
+            assert validate(cfg).evaluation.target_recalls == [0.9], name

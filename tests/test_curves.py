@@ -19,7 +19,7 @@ from skinclf.evaluation.curves import (
     rates_at_threshold,
     reference_precision_at_recall,
 )
-from skinclf.evaluation.metrics import evaluate
+from skinclf.evaluation.metrics import evaluate, summary_line
 
 # three positives (0.9, 0.7, 0.6) and three negatives (0.8, 0.5, 0.4)
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
@@ -151,3 +151,26 @@ def test_reference_reading_with_ties_a_single_positive_and_equal_scores() -> Non
     equal = rank(np.full(5, 0.5), np.array([1, 0, 0, 1, 0]))
     assert reference_precision_at_recall(equal, 1.0)[0] == pytest.approx(0.4)
     assert best_precision_at_recall(equal, 0.999)[0][0] == pytest.approx(0.4)
+
+
+def test_thresholds_resting_on_one_or_two_malignant_images_are_flagged() -> None:
+    rng = np.random.default_rng(0)
+
+    def scores_of(labels: np.ndarray) -> np.ndarray:
+        return rng.random(len(labels)) + 0.6 * labels
+
+    few = np.r_[np.ones(20), np.zeros(80)].astype(int)  # the 5 % validation of ISIC 2017: 20 malignant
+    metrics = evaluate(scores_of(few), few, scores_of(few), few, [0.9, 0.95, 0.999])
+    flagged = {p["target_recall"]: p["set_by_few_images"] for p in metrics["operating_points"]}
+    # 0.9 of 20 may leave 2 malignant images below the threshold; 0.95 only one, 0.999 none
+    assert flagged == {0.9: False, 0.95: True, 0.999: True}
+    for point in metrics["operating_points"]:  # the malignant images missed at the threshold, as the target allows
+        assert 0 <= point["val/malignant_below_threshold"] <= np.floor((1 - point["target_recall"]) * 20 + 1e-9)
+    assert "the thresholds for recall >= 0.95, 0.999 are each set by the one or two lowest-scored of 20" in (
+        summary_line(metrics)
+    )
+
+    enough = np.r_[np.ones(400), np.zeros(600)].astype(int)
+    metrics = evaluate(scores_of(enough), enough, scores_of(few), few, [0.95, 0.99])
+    assert not any(p["set_by_few_images"] for p in metrics["operating_points"])
+    assert "\n" not in summary_line(metrics) and "warning" not in summary_line(metrics)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_image_folder, write_image
+from conftest import make_image_folder, split_settings, write_image
 
 from skinclf.data.folder import scan_image_folder
-from skinclf.data.splits import SplitSettings, prepare_splits, stratified_holdout
+from skinclf.data.splits import prepare_splits, stratified_holdout
 from skinclf.errors import SkinclfError
 
 
@@ -38,10 +38,10 @@ def test_scan_matches_class_folders_and_extensions_in_any_case(tmp_path: Path) -
 
 
 def test_splits_are_deterministic_and_stratified(image_folder: Path) -> None:
-    settings = SplitSettings(val_fraction=0.25, seed=3)
+    settings = split_settings(val_fraction=0.25, split_seed=3)
     first = prepare_splits(image_folder, image_folder / "s1", settings)
     second = prepare_splits(image_folder, image_folder / "s2", settings)
-    other_seed = prepare_splits(image_folder, image_folder / "s3", SplitSettings(val_fraction=0.25, seed=4))
+    other_seed = prepare_splits(image_folder, image_folder / "s3", split_settings(val_fraction=0.25, split_seed=4))
 
     for name in ("train", "val", "test"):
         pd.testing.assert_frame_equal(first[name], second[name])
@@ -59,11 +59,43 @@ def test_splits_are_deterministic_and_stratified(image_folder: Path) -> None:
 
 def test_a_folder_without_test_gets_a_stratified_test_split(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "data", {"train": {"benign": 80, "malignant": 20}})
-    tables = prepare_splits(root, root / "splits", SplitSettings(val_fraction=0.1, test_fraction=0.2))
+    settings = split_settings(val_fraction=0.1, val_min_malignant=0, test_fraction=0.2)
+    tables = prepare_splits(root, root / "splits", settings)
     assert tables["test"].label.value_counts().to_dict() == {0: 16, 1: 4}
     assert tables["val"].label.value_counts().to_dict() == {0: 6, 1: 2}
     all_paths = pd.concat(tables.values()).path
     assert all_paths.is_unique and len(all_paths) == 100
+
+
+def test_validation_grows_to_hold_enough_malignant_images(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = make_image_folder(
+        tmp_path / "data", {"train": {"benign": 300, "malignant": 100}, "test": {"benign": 2, "malignant": 2}}
+    )
+    tables = prepare_splits(root, root / "s1", split_settings(val_fraction=0.05, val_min_malignant=20))
+    assert tables["val"].label.value_counts().to_dict() == {0: 60, 1: 20}  # 20 %, stratified
+    assert "fewer than data.val_min_malignant" not in caplog.text
+
+    with caplog.at_level(logging.WARNING):
+        tables = prepare_splits(root, root / "s2", split_settings(val_fraction=0.05, val_min_malignant=40))
+    assert tables["val"].label.value_counts().to_dict() == {0: 75, 1: 25}  # at most 25 % of train/
+    assert "validation holds 25 malignant images, fewer than data.val_min_malignant=40" in caplog.text
+
+
+def test_an_official_validation_folder_is_the_validation_split(tmp_path: Path) -> None:
+    root = make_image_folder(
+        tmp_path / "data",
+        {
+            "train": {"benign": 30, "malignant": 10},
+            "Val": {"benign": 6, "malignant": 3},
+            "test": {"benign": 4, "malignant": 2},
+        },
+    )
+    tables = prepare_splits(root, root / "splits", split_settings(val_fraction=0.05))
+    assert len(tables["train"]) == 40 and all(p.startswith("Val/") for p in tables["val"].path)
+    assert tables["val"].label.value_counts().to_dict() == {0: 6, 1: 3}
+    # the fraction settings play no part, so other values reuse the same splits
+    reused = prepare_splits(root, root / "splits", split_settings(val_fraction=0.2, val_min_malignant=7))
+    pd.testing.assert_frame_equal(reused["val"], tables["val"])
 
 
 def test_groups_stay_whole_within_one_split(tmp_path: Path) -> None:
@@ -80,7 +112,9 @@ def test_groups_stay_whole_within_one_split(tmp_path: Path) -> None:
         }
     ).to_csv(groups_csv, index=False)
 
-    tables = prepare_splits(root, root / "splits", SplitSettings(val_fraction=0.2, groups_csv=str(groups_csv)))
+    tables = prepare_splits(
+        root, root / "splits", split_settings(val_fraction=0.2, val_min_malignant=0, groups_csv=str(groups_csv))
+    )
 
     train_groups, val_groups = set(tables["train"].group), set(tables["val"].group)
     assert not train_groups & val_groups
@@ -98,7 +132,7 @@ def test_identical_files_never_straddle_train_and_val(tmp_path: Path, caplog: py
     (root / "test" / "benign" / "leak.png").write_bytes(original.read_bytes())
 
     with caplog.at_level(logging.WARNING):
-        tables = prepare_splits(root, root / "splits", SplitSettings(val_fraction=0.3, seed=1))
+        tables = prepare_splits(root, root / "splits", split_settings(val_fraction=0.3, split_seed=1))
 
     copies = {"train/benign/img_0000.png", *(f"train/benign/copy_{i}.png" for i in range(5))}
     in_train = copies & set(tables["train"].path)
@@ -117,13 +151,13 @@ def test_stratified_holdout_keeps_both_sides_of_each_class() -> None:
 
 def test_existing_splits_are_reused_not_overwritten(image_folder: Path) -> None:
     split_dir = image_folder / "splits"
-    prepare_splits(image_folder, split_dir, SplitSettings(val_fraction=0.25))
+    prepare_splits(image_folder, split_dir, split_settings(val_fraction=0.25))
     before = {p.name: p.read_bytes() for p in split_dir.iterdir()}
 
-    reused = prepare_splits(image_folder, split_dir, SplitSettings(val_fraction=0.25))
+    reused = prepare_splits(image_folder, split_dir, split_settings(val_fraction=0.25))
     assert len(reused["val"]) == 20
     with pytest.raises(SkinclfError, match=r"data.val_fraction=0.25 \(config asks 0.1\)"):
-        prepare_splits(image_folder, split_dir, SplitSettings(val_fraction=0.1))
+        prepare_splits(image_folder, split_dir, split_settings(val_fraction=0.1))
     assert {p.name: p.read_bytes() for p in split_dir.iterdir()} == before
 
 
@@ -131,22 +165,22 @@ def test_images_added_or_removed_after_splitting_are_reported(
     image_folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     split_dir = image_folder / "splits"
-    prepare_splits(image_folder, split_dir, SplitSettings())
+    prepare_splits(image_folder, split_dir, split_settings())
     write_image(image_folder / "train" / "Benign" / "new.png", 999, suffix_format="PNG")
     with caplog.at_level(logging.WARNING):
-        prepare_splits(image_folder, split_dir, SplitSettings())
+        prepare_splits(image_folder, split_dir, split_settings())
     assert "1 image(s)" in caplog.text and "train/Benign/new.png" in caplog.text
 
     (image_folder / "train" / "MALIGNANT" / "img_0003.png").unlink()
     with pytest.raises(SkinclfError, match=r"no longer exist.*train/MALIGNANT/img_0003.png"):
-        prepare_splits(image_folder, split_dir, SplitSettings())
+        prepare_splits(image_folder, split_dir, split_settings())
 
 
 def test_split_csv_with_bad_labels_is_refused(image_folder: Path) -> None:
     split_dir = image_folder / "splits"
-    prepare_splits(image_folder, split_dir, SplitSettings())
+    prepare_splits(image_folder, split_dir, split_settings())
     table = pd.read_csv(split_dir / "val.csv")
     table.loc[0, "label"] = 2
     table.to_csv(split_dir / "val.csv", index=False)
     with pytest.raises(SkinclfError, match=r"val.csv has labels 2"):
-        prepare_splits(image_folder, split_dir, SplitSettings())
+        prepare_splits(image_folder, split_dir, split_settings())

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_image_folder
+from conftest import make_image_folder, split_settings
 from PIL import Image
 
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.images import load_rgb
 from skinclf.data.inputs import read_inputs
-from skinclf.data.splits import SplitSettings, load_splits, prepare_splits
+from skinclf.data.splits import load_splits, prepare_splits
 from skinclf.data.transforms import eval_pipeline
 from skinclf.errors import SkinclfError
 
@@ -28,7 +28,7 @@ def dataset(tmp_path: Path) -> Path:
 
 
 def split(root: Path, **options: bool) -> dict[str, pd.DataFrame]:
-    return prepare_splits(root, root / "splits", SplitSettings(val_fraction=0.2), **options)
+    return prepare_splits(root, root / "splits", split_settings(val_fraction=0.2), **options)
 
 
 def listed(tables: dict[str, pd.DataFrame]) -> set[str]:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_settings
 from torchvision.models import get_model
 
 from skinclf.errors import SkinclfError
 from skinclf.models import LesionClassifier
 from skinclf.models.backbones import build_backbone, preprocessing_preset
+from skinclf.training.builders import build_model
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights download to
 
@@ -26,6 +28,11 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return tmp_path / "torch"
+
+
+def classifier(*overrides: str) -> LesionClassifier:
+    """The model a run starts with, its ImageNet weights loaded: build_model of the composed settings."""
+    return build_model(train_settings(list(overrides)), load_pretrained_weights=True)
 
 
 def fake_imagenet_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -62,7 +69,7 @@ def test_preprocessing_comes_from_the_weights_transforms() -> None:
 
 
 def test_forward_normalises_0_255_pixels_with_the_mean_and_std() -> None:
-    model = LesionClassifier(arch="resnet18", weights=None, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)).eval()
+    model = classifier("model.weights=null", "data.mean=[0.5,0.4,0.3]", "data.std=[0.2,0.25,0.3]").eval()
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
     std = torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
@@ -76,7 +83,7 @@ def test_imagenet_weights_load_from_the_torch_hub_cache(torch_home: Path) -> Non
     (torch_home / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(imagenet, torch_home / "hub" / "checkpoints" / RESNET18_FILE)
 
-    model = LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1")
+    model = classifier("model.weights=IMAGENET1K_V1")
 
     backbone = model.backbone.state_dict()
     for key in ("conv1.weight", "layer4.1.bn2.running_var", "layer2.0.downsample.0.weight"):
@@ -88,13 +95,13 @@ def test_imagenet_weights_load_from_the_torch_hub_cache(torch_home: Path) -> Non
 def test_imagenet_weights_load_from_a_local_file(tmp_path: Path) -> None:
     imagenet = fake_imagenet_state_dict(seed=1)
     torch.save(imagenet, tmp_path / "my_weights.pth")
-    model = LesionClassifier(arch="resnet18", weights=str(tmp_path / "my_weights.pth"))
+    model = classifier(f"model.weights={tmp_path / 'my_weights.pth'}")
     torch.testing.assert_close(model.backbone.state_dict()["conv1.weight"], imagenet["conv1.weight"])
 
 
 def test_offline_without_cached_weights_says_where_to_put_them(torch_home: Path) -> None:
     with pytest.raises(SkinclfError) as refused:
-        LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1")
+        classifier("model.weights=IMAGENET1K_V1")
     message = str(refused.value)
     assert "cannot download the resnet18 IMAGENET1K_V1 weights" in message
     assert str(torch_home / "hub" / "checkpoints" / RESNET18_FILE) in message
@@ -105,13 +112,13 @@ def test_a_corrupt_cached_weights_file_is_named(torch_home: Path) -> None:
     (torch_home / "hub" / "checkpoints").mkdir(parents=True)
     (torch_home / "hub" / "checkpoints" / RESNET18_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(SkinclfError, match="cached resnet18 IMAGENET1K_V1 weights cannot be loaded"):
-        LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1")
+        classifier("model.weights=IMAGENET1K_V1")
 
 
 def test_load_from_checkpoint_never_fetches_imagenet_weights(tmp_path: Path, torch_home: Path) -> None:
     (torch_home / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(fake_imagenet_state_dict(), torch_home / "hub" / "checkpoints" / RESNET18_FILE)
-    model = LesionClassifier(arch="resnet18", weights="IMAGENET1K_V1", resize_size=40, crop_size=32)
+    model = classifier("model.weights=IMAGENET1K_V1", "data.resize_size=40", "data.crop_size=32")
     checkpoint = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),

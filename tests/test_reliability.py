@@ -11,31 +11,30 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import COMMAND_ENV, command_line, compose_train_config, run_command
-from test_training import synthetic_overrides
+from conftest import (
+    COMMAND_ENV,
+    TRAINED_RUN_EPOCHS,
+    command_line,
+    run_command,
+    run_in_process,
+    tiny,
+    train_settings,
+    trained_metrics,
+)
 
 from skinclf.atomic import atomic_path
-from skinclf.builders import resume_checkpoint
 from skinclf.errors import SkinclfError
 from skinclf.models import LesionClassifier
 from skinclf.models.module import VERSION_KEY
-from skinclf.train import train
-
-
-def tiny(root: Path, *more: str) -> list[str]:
-    return [
-        *synthetic_overrides(root),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
-        *("optim.lr=1e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=200"),
-        *more,
-    ]
+from skinclf.training.builders import resume_checkpoint
+from skinclf.training.run import train
 
 
 @pytest.mark.timeout(300)
-def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(learnable_root: Path, tmp_path: Path) -> None:
-    args = tiny(learnable_root, "trainer.max_epochs=4")
-    run_command("train", *args, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
-
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(
+    learnable_root: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    args = tiny(learnable_root, TRAINED_RUN_EPOCHS)
     killed = tmp_path / "killed"
     last = killed / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(
@@ -45,22 +44,16 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(learnable_root:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    saves, seen = 0, None
-    while saves < 2 and process.poll() is None:  # wait for the checkpoint of the second epoch
-        stamp = last.stat().st_mtime_ns if last.exists() else None
-        if stamp != seen and stamp is not None:
-            saves, seen = saves + 1, stamp
+    while not last.exists() and process.poll() is None:  # the checkpoint of the first epoch
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(signal.SIGKILL)  # in the second epoch
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed / "metrics.json").exists()
 
-    run_command("train", *args, f"hydra.run.dir={killed}", "resume=true", cwd=tmp_path)
+    run_in_process("train", *args, f"hydra.run.dir={killed}", "resume=true")
 
-    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
-    resumed = json.loads((killed / "metrics.json").read_text())
-    assert resumed == whole
+    assert trained_metrics(killed) == trained_metrics(trained_run)  # as if never killed
     assert not list(killed.rglob("*.partial*"))  # no half-written file left behind
 
 
@@ -74,7 +67,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
         return loss * float("nan") if self.current_epoch >= 1 else loss
 
     monkeypatch.setattr(LesionClassifier, "training_step", poisoned_from_epoch_one)
-    cfg = compose_train_config(tiny(learnable_root, "trainer.max_epochs=3"))
+    cfg = train_settings(tiny(learnable_root, "trainer.max_epochs=3"))
     with pytest.raises(SkinclfError, match=r"loss became NaN or infinite .epoch 1") as stopped:
         train(cfg, tmp_path)
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -87,15 +80,15 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable_root: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "other.ckpt"
     torch.save({VERSION_KEY: "0.1.0", "hyper_parameters": {"arch": "resnet18"}, "state_dict": {}}, ckpt)
-    cfg = compose_train_config(tiny(learnable_root, "model.arch=mobilenet_v3_small", f"ckpt_path={ckpt}"))
+    cfg = train_settings(tiny(learnable_root, "model.arch=mobilenet_v3_small", f"ckpt_path={ckpt}"))
     with pytest.raises(
         SkinclfError, match=r"holds a resnet18 model but the config asks for model.arch=mobilenet_v3_small"
     ):
         resume_checkpoint(cfg, tmp_path)
-    cfg = compose_train_config(tiny(learnable_root, "ckpt_path=last"))
+    cfg = train_settings(tiny(learnable_root, "ckpt_path=last"))
     with pytest.raises(SkinclfError, match=r"ckpt_path=last, but .*last.ckpt does not exist"):
         resume_checkpoint(cfg, tmp_path)
-    assert resume_checkpoint(compose_train_config(tiny(learnable_root, "resume=true")), tmp_path) is None
+    assert resume_checkpoint(train_settings(tiny(learnable_root, "resume=true")), tmp_path) is None
 
 
 @pytest.mark.timeout(300)
@@ -115,12 +108,11 @@ def test_two_process_cpu_ddp_writes_the_metrics_once(learnable_root: Path, tmp_p
 
 
 def test_ddp_inside_a_local_multirun_is_refused(learnable_root: Path, tmp_path: Path) -> None:
-    result = run_command(
+    result = run_in_process(
         "train",
         "-m",
         *tiny(learnable_root, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "seed=0,1"),
         f"hydra.sweep.dir={tmp_path}",
-        cwd=tmp_path,
         status=2,
     )
     assert "does not mix with a local multirun" in result.stderr
@@ -128,7 +120,7 @@ def test_ddp_inside_a_local_multirun_is_refused(learnable_root: Path, tmp_path: 
 
 @pytest.mark.timeout(300)
 def test_optuna_sweep_over_learning_rate_and_augmentation_strength(learnable_root: Path, tmp_path: Path) -> None:
-    run_command(
+    run_in_process(
         "train",
         "-m",
         "hydra/sweeper=lr_aug",
@@ -136,7 +128,6 @@ def test_optuna_sweep_over_learning_rate_and_augmentation_strength(learnable_roo
         # the learning rate is the sweeper's to choose: a fixed optim.lr would override it
         *(a for a in tiny(learnable_root, "trainer.max_epochs=1") if not a.startswith("optim.lr")),
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        cwd=tmp_path,
     )
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert set(results["best_params"]) == {"optim.lr", "aug.strength"}
@@ -145,7 +136,7 @@ def test_optuna_sweep_over_learning_rate_and_augmentation_strength(learnable_roo
 
 
 def test_the_slurm_launcher_composes(tmp_path: Path) -> None:
-    result = run_command(
+    result = run_in_process(
         "train",
         "hydra/launcher=submitit_slurm",
         "hydra.launcher.gpus_per_node=4",
@@ -153,7 +144,6 @@ def test_the_slurm_launcher_composes(tmp_path: Path) -> None:
         "trainer=ddp",
         "--cfg",
         "hydra",
-        cwd=tmp_path,
     )
     launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"

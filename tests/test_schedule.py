@@ -6,9 +6,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import train_settings
 
 from skinclf.models import LesionClassifier
 from skinclf.models.schedule import WarmupCosine
+from skinclf.training.builders import build_model
 
 
 def test_warmup_then_cosine_to_zero() -> None:
@@ -23,7 +25,8 @@ def test_warmup_then_cosine_to_zero() -> None:
 
 
 def test_the_module_steps_the_schedule_per_batch_with_warmup_in_epochs() -> None:
-    model = LesionClassifier(arch="resnet18", weights=None, lr=1e-3, warmup_epochs=2)
+    settings = train_settings(["model.weights=null", "optim.lr=1e-3", "optim.warmup_epochs=2"])
+    model = build_model(settings, load_pretrained_weights=False)
     model.trainer = SimpleNamespace(estimated_stepping_batches=200, max_epochs=20)  # 10 steps an epoch
     config = LesionClassifier.configure_optimizers(model)
     scheduler = config["lr_scheduler"]["scheduler"]

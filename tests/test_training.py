@@ -7,31 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import LEARNABLE_SPEC, compose_train_config, run_command
+from conftest import LEARNABLE_SPEC, compose_train_config, run_in_process, synthetic_overrides, train_settings
 
 from skinclf.models import LesionClassifier
-from skinclf.train import train
-
-
-def synthetic_overrides(root: Path) -> list[str]:
-    spec = LEARNABLE_SPEC
-    return [
-        "data=synthetic",
-        f"data.root={root}",
-        f"data.synthetic.n_train={spec.n_train}",
-        f"data.synthetic.n_test={spec.n_test}",
-        f"data.synthetic.image_size={spec.image_size}",
-        f"data.synthetic.malignant_fraction={spec.malignant_fraction}",
-        f"data.synthetic.seed={spec.seed}",
-        "model.weights=null",
-        "trainer=cpu",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
-    ]
+from skinclf.training.run import train
 
 
 def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tmp_path: Path) -> None:
-    cfg = compose_train_config(
+    cfg = train_settings(
         [
             *synthetic_overrides(learnable_root),
             *("data.resize_size=45", "data.crop_size=40", "data.batch_size=32", "data.num_workers=2"),
@@ -63,6 +46,15 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
+    # the default evaluates the end of the schedule, and says that validation played no part in the choice
+    assert metrics["run"]["checkpoint"] == "checkpoints/last.ckpt"
+    assert metrics["run"]["checkpoint_choice"] == {
+        "rule": "last epoch (validation plays no part)",
+        "epoch": 7,
+        "of_epochs": 8,
+        "validation_images": 0,
+        "validation_malignant": 0,
+    }
     chosen = LesionClassifier.load_from_checkpoint(tmp_path / metrics["run"]["checkpoint"])
     assert chosen.hparams.crop_size == 40 and chosen.hparams.arch == "resnet18"
 
@@ -86,15 +78,10 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
     overrides = [
         *synthetic_overrides(learnable_root),
         *("data.resize_size=36", "data.crop_size=32", "data.batch_size=64", "data.num_workers=0"),
-        *("trainer.max_epochs=1", "trainer.limit_train_batches=2"),
+        *("trainer.max_epochs=1", "trainer.limit_train_batches=2", "checkpoint.select=best"),
     ]
-    result = run_command(
-        "train",
-        "-m",
-        "experiment=r18_baseline,r18_albu,rx50_albu",
-        *overrides,
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        cwd=tmp_path,
+    result = run_in_process(
+        "train", "-m", "experiment=r18_baseline,r18_albu,rx50_albu", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}"
     )
 
     runs = sorted((tmp_path / "sweep").glob("*_*/metrics.json"))
@@ -103,6 +90,15 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
     archs = [json.loads(p.read_text())["run"]["arch"] for p in runs]
     assert archs == ["resnet18", "resnet18", "resnext50_32x4d"]
     assert result.stdout.count("test AUROC") == 3
+    for path in runs:  # checkpoint.select=best: chosen on validation, and metrics.json says on how many images
+        metrics = json.loads(path.read_text())
+        choice = metrics["run"]["checkpoint_choice"]
+        assert metrics["run"]["checkpoint"] == "checkpoints/best-epoch000.ckpt"
+        assert choice["rule"] == "highest val/auprc" and choice["epoch"] == 0
+        assert (choice["validation_images"], choice["validation_malignant"]) == (
+            metrics["val/images"],
+            metrics["val/malignant"],
+        )
 
 
 def test_same_seed_gives_identical_metrics_and_the_cache_changes_nothing(learnable_root: Path, tmp_path: Path) -> None:
@@ -114,8 +110,7 @@ def test_same_seed_gives_identical_metrics_and_the_cache_changes_nothing(learnab
     runs = {}
     for name, cache in (("first", "true"), ("again", "true"), ("no_cache", "false")):
         (tmp_path / name).mkdir()
-        cfg = compose_train_config([*overrides, f"data.cache={cache}"])
-        runs[name] = train(cfg, tmp_path / name)
+        runs[name] = train(train_settings([*overrides, f"data.cache={cache}"]), tmp_path / name)
     assert runs["again"] == runs["first"]  # bit for bit, with two loader workers
     for key in ("val/auroc", "test/auroc", "test/auprc", "test/accuracy"):
         assert runs["no_cache"][key] == pytest.approx(runs["first"][key], abs=1e-6), key

@@ -9,7 +9,6 @@ from conftest import compose_train_config
 from hydra.utils import instantiate
 
 from skinclf.data.transforms import eval_pipeline, train_pipeline
-from skinclf.errors import SkinclfError
 
 
 @pytest.mark.parametrize("aug", ["none", "albu"])
@@ -57,8 +56,3 @@ def test_albu_yaml_is_the_reference_pipeline() -> None:
         [-15, 15],
         0.33,
     )
-
-
-def test_a_crop_larger_than_the_resize_is_refused() -> None:
-    with pytest.raises(SkinclfError, match=r"data.crop_size=64 is larger than data.resize_size=32"):
-        eval_pipeline(resize_size=32, crop_size=64)

@@ -1,7 +1,8 @@
 """A bare PyTorch training loop: the yardstick the Lightning loop is compared with.
 
-Same model, loss, optimizer, data loader, precision and memory format as a skinclf run, and
-nothing else: no logging, no callbacks, no progress bar.
+Same model, loss, optimizer (with its keyword arguments), learning-rate schedule stepped every
+batch, data loader, precision and memory format as a skinclf run, and nothing else: no logging,
+no callbacks, no progress bar.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
-from hydra.utils import get_class
 from torch.utils.data import DataLoader
 
 from skinclf.bench.timing import Stopwatch
@@ -28,8 +28,13 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
 def train_steps(
     model: LesionClassifier, batches: Iterator[dict[str, torch.Tensor]], device: torch.device, precision: str
 ) -> Iterator[None]:
-    """One optimizer step per batch, yielding after each."""
-    optimizer = get_class(model.hparams.optimizer)(model.parameters(), lr=model.hparams.lr)
+    """One optimizer and schedule step per batch, yielding after each.
+
+    The optimizer and schedule are the module's own (``configure_optimizers`` builds them the same
+    way), for a run of a thousand steps over ten epochs: where in the schedule it is changes no timing.
+    """
+    configured = model.optimizer_and_schedule(total_steps=1000, max_epochs=10)
+    optimizer, schedule = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     scaler = torch.amp.GradScaler(device.type, enabled=str(precision) == "16-mixed")
     model.train()
     for batch in batches:
@@ -41,6 +46,7 @@ def train_steps(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        schedule.step()
         yield
 
 

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from skinclf.atomic import atomic_path
+from skinclf.atomic import atomic_path, check_free_space
 from skinclf.data.images import load_rgb
 from skinclf.data.transforms import resize_step
-from skinclf.errors import SkinclfError
+from skinclf.errors import SkinclfError, megabytes
+from skinclf.locks import exclusive_lock, hold_shared, remove_if_unused
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +43,31 @@ def cache_key(table: pd.DataFrame, resize_size: int) -> str:
 
 
 class ImageCache:
-    """Read access to a built cache; the memory map is opened lazily in each process."""
+    """Read access to a built cache; the memory map is opened lazily in each process.
+
+    While an ImageCache is open in the process that built or found it, the cache file is marked
+    in use, so that no other job removes it as out of date (see :func:`build_cache`).
+    """
 
     def __init__(self, data_path: Path, offsets: np.ndarray, shapes: np.ndarray) -> None:
         self.data_path = data_path
         self.offsets = offsets
         self.shapes = shapes
         self._data: np.memmap | None = None
+        self._in_use = open(data_path, "rb")  # noqa: SIM115 - held open, and locked, for the cache's life
+        hold_shared(self._in_use)
+
+    @classmethod
+    def open(cls, data_path: Path, index_path: Path) -> ImageCache:
+        index = np.load(index_path)
+        return cls(data_path, index["offsets"], index["shapes"])
 
     def __len__(self) -> int:
         return len(self.offsets)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_data": None}  # each DataLoader worker maps the file itself
+        # each DataLoader worker maps the file itself; the process that opened the cache holds it
+        return {**self.__dict__, "_data": None, "_in_use": None}
 
     def image(self, index: int) -> np.ndarray:
         """The (H, W, 3) uint8 image, a read-only view into the mapped file."""
@@ -85,27 +99,64 @@ def _paths(cache_dir: Path, name: str, key: str) -> tuple[Path, Path]:
     return cache_dir / f"{name}-{key}.u8", cache_dir / f"{name}-{key}.index.npz"
 
 
+def estimated_bytes(root: Path, paths: list[str], resize_size: int, sample: int = 200) -> int:
+    """About the size of a cache: image sizes read from the headers of up to ``sample`` images, plus 5 %."""
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(paths), size=min(sample, len(paths)), replace=False)
+    sizes = []
+    for index in chosen:
+        try:
+            with Image.open(root / paths[index]) as image:  # reads the header only
+                width, height = image.size
+        except OSError:  # unreadable: building the cache will say so
+            continue
+        scale = resize_size / min(width, height)
+        sizes.append(round(width * scale) * round(height * scale) * 3)
+    return int(np.mean(sizes) * len(paths) * 1.05) if sizes else 0
+
+
+def _remove_out_of_date(cache_dir: Path, name: str) -> None:
+    """Remove this split's caches of other images or sizes that no job uses, and leftovers of killed builds."""
+    for data_path in cache_dir.glob(f"{name}-*.u8"):
+        remove_if_unused(data_path, data_path.with_suffix(".index.npz"))
+    for partial in cache_dir.glob(f".{name}-*.partial*"):
+        partial.unlink(missing_ok=True)
+
+
 def build_cache(
     root: Path, table: pd.DataFrame, resize_size: int, cache_dir: Path, name: str, num_workers: int = 0
 ) -> ImageCache:
     """The cache of a split's images at resize_size: reused if built for the same images and size.
 
     Images are decoded in ``num_workers`` DataLoader workers, in order, and appended to the file.
+    Jobs started together build it once: the others wait for the first (see :mod:`skinclf.locks`).
     """
     key = cache_key(table, resize_size)
     data_path, index_path = _paths(cache_dir, name, key)
-    if index_path.is_file() and data_path.is_file():
-        index = np.load(index_path)
-        return ImageCache(data_path, index["offsets"], index["shapes"])
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    for stale in cache_dir.glob(f"{name}-*"):  # an older cache of this split, for other images or sizes
-        stale.unlink()
+    with exclusive_lock(cache_dir / f".{name}.lock", f"the {name} image cache in {cache_dir}"):
+        if not (index_path.is_file() and data_path.is_file()):
+            _remove_out_of_date(cache_dir, name)
+            _write_cache(root, table, resize_size, name, (data_path, index_path), num_workers)
+        return ImageCache.open(data_path, index_path)
+
+
+def _write_cache(
+    root: Path, table: pd.DataFrame, resize_size: int, name: str, files: tuple[Path, Path], num_workers: int
+) -> None:
+    data_path, index_path = files
+    needed = estimated_bytes(root, table["path"].tolist(), resize_size)
+    check_free_space(
+        data_path.parent,
+        needed,
+        f"the image cache of the {name} split",
+        "point data.cache_dir at a disk with room, or pass data.cache=false to decode the images every epoch",
+    )
     images = DataLoader(
         _ResizedImages(root, table["path"].tolist(), resize_size), batch_size=None, num_workers=num_workers
     )
     offsets, shapes = np.zeros(len(table), dtype=np.int64), np.zeros((len(table), 2), dtype=np.int64)
     position = 0
-    with atomic_path(data_path) as partial, open(partial, "wb") as out:
+    with atomic_path(data_path, needed) as partial, open(partial, "wb") as out:
         for i, tensor in enumerate(tqdm(images, desc=f"caching {name} images at {resize_size} px", unit="img")):
             image = tensor.numpy()
             out.write(image.tobytes())
@@ -113,5 +164,4 @@ def build_cache(
             position += image.size
     with atomic_path(index_path) as partial:  # last: an index marks a complete cache
         np.savez(partial, offsets=offsets, shapes=shapes)
-    log.info("cached %d %s images (%.1f MB) in %s", len(table), name, position / 1e6, data_path)
-    return ImageCache(data_path, offsets, shapes)
+    log.info("cached %d %s images (%s) in %s", len(table), name, megabytes(position), data_path)

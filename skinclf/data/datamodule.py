@@ -6,68 +6,57 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import albumentations as A
+import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from skinclf.data.cache import build_cache
+from skinclf.data.cache import ImageCache, build_cache
 from skinclf.data.dataset import LesionDataset
+from skinclf.data.records import data_root, default_split_dir
 from skinclf.data.sampler import EpochSampler
-from skinclf.data.splits import SplitSettings, load_splits, prepare_splits
-from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from skinclf.data.splits import load_splits, prepare_splits
+from skinclf.data.synthetic import ensure_synthetic_dataset
 from skinclf.data.transforms import eval_pipeline, train_pipeline
 from skinclf.errors import SkinclfError
+from skinclf.schema import DataSettings
 
 
 class LesionDataModule(pl.LightningDataModule):
-    """Splits ``root`` (see :mod:`skinclf.data.splits`) and serves train, val and test loaders.
+    """Splits ``data.root`` (see :mod:`skinclf.data.splits`) and serves train, val and test loaders.
 
     ``train_steps`` are the aug group's albumentations transforms; None trains on the eval
-    pipeline (resize, centre crop), as the reference's baseline did. With ``cache`` every split is
-    decoded once into a memory-mapped uint8 cache at resize_size (see :mod:`skinclf.data.cache`),
-    in ``cache_dir`` (default ``<split_dir>/cache``).
+    pipeline (resize, centre crop), as the reference's baseline did. With ``data.cache`` every
+    split is decoded once into a memory-mapped uint8 cache at resize_size (see
+    :mod:`skinclf.data.cache`). ``seed`` seeds the training order and augmentation (see
+    :class:`~skinclf.data.sampler.EpochSampler`). With ``diagnoses`` (task=diagnosis) every item
+    carries the index of its diagnosis.
     """
 
     def __init__(
         self,
-        root: str | Path,
-        split_dir: str | Path | None = None,
-        split: SplitSettings | None = None,
-        resize_size: int = 256,
-        crop_size: int = 224,
-        train_steps: Sequence[A.BasicTransform] | None = None,
-        batch_size: int = 256,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
-        check_images: bool = True,
-        skip_corrupt: bool = False,
-        synthetic: SyntheticSpec | None = None,
-        seed: int | None = None,
-        cache: bool = False,
-        cache_dir: str | Path | None = None,
+        data: DataSettings,
+        train_steps: Sequence[A.BasicTransform] | None,
+        seed: int,
+        diagnoses: list[str] | None = None,
     ) -> None:
         super().__init__()
-        if not root:
+        root = data_root(data.root, data)
+        if root is None:
             raise SkinclfError(
-                "no data root: pass data.root=<folder holding train/ and test/>, set SKINCLF_DATA, "
-                "or try data=synthetic"
+                "no data: pass data.root=<folder holding train/ and test/> (or set SKINCLF_DATA), a table with "
+                "data=table data.table=<csv> data.images=<folder>, or try data=synthetic"
             )
-        self.root = Path(root).expanduser()
-        self.split_dir = Path(split_dir).expanduser() if split_dir else self.root / "splits"
-        self.split = split or SplitSettings()
-        self.train_transform = train_pipeline(train_steps, resize_size, crop_size)
-        self.eval_transform = eval_pipeline(resize_size, crop_size)
-        self.seed = seed or 0
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory and torch.cuda.is_available()
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.check_images = check_images
-        self.skip_corrupt = skip_corrupt
-        self.synthetic = synthetic
-        self.resize_size = resize_size
-        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir else self.split_dir / "cache") if cache else None
+        self.data = data
+        self.root = root
+        self.split_dir = Path(data.split_dir).expanduser() if data.split_dir else default_split_dir(root, data)
+        cache_dir = Path(data.cache_dir).expanduser() if data.cache_dir else self.split_dir / "cache"
+        self.cache_dir = cache_dir if data.cache else None
+        self.train_transform = train_pipeline(train_steps, data.resize_size, data.crop_size)
+        self.eval_transform = eval_pipeline(data.resize_size, data.crop_size)
+        self.seed = seed
+        self.diagnoses = diagnoses
         self.datasets: dict[str, LesionDataset] = {}
         self._prepared = False
 
@@ -75,12 +64,13 @@ class LesionDataModule(pl.LightningDataModule):
         """Generate the synthetic dataset if asked for; create or check the split CSVs (once)."""
         if self._prepared:
             return
-        if self.synthetic is not None:
-            ensure_synthetic_dataset(self.root, self.synthetic)
-        tables = prepare_splits(self.root, self.split_dir, self.split, self.check_images, self.skip_corrupt)
-        if self.cache_dir is not None:
-            for name, table in tables.items():
-                build_cache(self.root, table, self.resize_size, self.cache_dir, name, self.num_workers)
+        if self.data.synthetic is not None:
+            ensure_synthetic_dataset(self.root, self.data.synthetic)
+        tables = prepare_splits(
+            self.root, self.split_dir, self.data.split_settings(), self.data.check_images, self.data.skip_corrupt
+        )
+        for name, table in tables.items():
+            self._cache(name, table)
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -88,38 +78,52 @@ class LesionDataModule(pl.LightningDataModule):
             return
         tables, _ = load_splits(self.split_dir)
         for name, table in tables.items():
-            cache = None
-            if self.cache_dir is not None:
-                cache = build_cache(self.root, table, self.resize_size, self.cache_dir, name, self.num_workers)
             transform = self.train_transform if name == "train" else self.eval_transform
-            self.datasets[name] = LesionDataset(self.root, table, transform, cache=cache)
+            cache = self._cache(name, table)
+            self.datasets[name] = LesionDataset(self.root, table, transform, cache=cache, diagnoses=self.diagnoses)
+
+    def _cache(self, name: str, table: pd.DataFrame) -> ImageCache | None:
+        """The split's image cache, built by the first job that needs it; None without data.cache."""
+        if self.cache_dir is None:
+            return None
+        return build_cache(self.root, table, self.data.resize_size, self.cache_dir, name, self.data.num_workers)
+
+    def diagnosis_counts(self) -> pd.Series:
+        """How many training images each diagnosis has (the splits are made first if need be)."""
+        self.prepare_data()
+        tables, _ = load_splits(self.split_dir)
+        return tables["train"]["diagnosis"].value_counts()
 
     def state_dict(self) -> dict[str, str]:
         """Saved in every checkpoint, so that evaluate can find the run's splits again."""
         return {"root": str(self.root), "split_dir": str(self.split_dir)}
 
-    def _loader(self, name: str, sampler: EpochSampler | None = None) -> DataLoader:
-        dataset = self.datasets[name]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            # a last batch of one image would break BatchNorm in training
-            drop_last=sampler is not None and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
-
     def train_dataloader(self) -> DataLoader:
-        """Shuffled by an EpochSampler, sharded across DDP processes by it."""
+        """Shuffled by an EpochSampler (class-balanced with data.sampler=balanced), sharded across DDP processes."""
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = EpochSampler(len(self.datasets["train"]), self.seed, rank, world_size)
-        return self._loader("train", sampler)
+        train = self.datasets["train"]
+        weights = None
+        if self.data.sampler == "balanced":  # each class drawn as often as the other
+            labels = train.labels.numpy().astype(int)
+            weights = 1.0 / np.bincount(labels, minlength=2)[labels]
+        return self._loader("train", EpochSampler(len(train), self.seed, rank, world_size, weights))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def _loader(self, name: str, sampler: EpochSampler | None = None) -> DataLoader:
+        dataset = self.datasets[name]
+        return DataLoader(
+            dataset,
+            batch_size=self.data.batch_size,
+            sampler=sampler,
+            # a last batch of one image would break BatchNorm in training
+            drop_last=sampler is not None and len(dataset) > self.data.batch_size,
+            num_workers=self.data.num_workers,
+            pin_memory=self.data.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.data.persistent_workers and self.data.num_workers > 0,
+        )

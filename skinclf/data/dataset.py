@@ -21,7 +21,8 @@ BLANK = np.zeros((8, 8, 3), dtype=np.uint8)
 class LesionDataset(Dataset):
     """Images listed in a table (path relative to root, optional label).
 
-    Items are dicts: ``image`` (uint8, 3 x H x W) and ``label`` (float; NaN when unknown). With
+    Items are dicts: ``image`` (uint8, 3 x H x W) and ``label`` (float; NaN when unknown), and with
+    ``diagnoses`` (the classes of task=diagnosis) ``diagnosis``, the index of the row's one. With
     ``tolerate_unreadable`` an image that cannot be read gives a black image and its reason in
     ``error`` ("" for the others) instead of stopping the run. With a ``cache`` the decoded,
     resized pixels come from it rather than from the files.
@@ -34,12 +35,17 @@ class LesionDataset(Dataset):
         transform: A.Compose,
         tolerate_unreadable: bool = False,
         cache: ImageCache | None = None,
+        diagnoses: list[str] | None = None,
     ) -> None:
         self.root = root
         self.table = table
         self.paths = table["path"].tolist()
         labels = table["label"].to_numpy() if "label" in table.columns else [float("nan")] * len(table)
         self.labels = torch.tensor(labels, dtype=torch.float32)
+        self.diagnoses = None
+        if diagnoses is not None:
+            index = {name: i for i, name in enumerate(diagnoses)}
+            self.diagnoses = torch.tensor([index[d] for d in table["diagnosis"]], dtype=torch.long)
         self.transform = transform
         self.tolerate_unreadable = tolerate_unreadable
         self.cache = cache
@@ -54,6 +60,8 @@ class LesionDataset(Dataset):
             self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         path = self.root / self.paths[index]
         item: dict[str, torch.Tensor | str] = {"label": self.labels[index]}
+        if self.diagnoses is not None:
+            item["diagnosis"] = self.diagnoses[index]
         try:
             pixels = self.cache.image(index) if self.cache is not None else load_rgb(path)
             item["image"] = self.transform(image=pixels)["image"]

@@ -94,16 +94,37 @@ def scan_class_folders(folder: Path, relative_to: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "label"])
 
 
-def scan_image_folder(root: Path) -> dict[str, pd.DataFrame]:
-    """Scan ``root/train`` and, when present, ``root/test``; returns a table per split found."""
+#: Names of an official validation folder beside train/ (any letter case).
+VALIDATION_FOLDERS = ("val", "valid", "validation")
+
+
+def validation_folder(root: Path) -> Path | None:
+    """The data root's own validation folder, if it ships one."""
+    found = [c for c in root.iterdir() if c.is_dir() and c.name.lower() in VALIDATION_FOLDERS]
+    if len(found) > 1:
+        raise SkinclfError(f"{root} has several validation folders ({examples([f.name for f in found])}): keep one")
+    return found[0] if found else None
+
+
+def check_root(root: Path) -> None:
+    """Refuse a data root that does not exist."""
     if not root.is_dir():
         raise SkinclfError(
             f"data root {root} does not exist: pass data.root=<folder holding train/ and test/> or set SKINCLF_DATA"
         )
+
+
+def scan_image_folder(root: Path) -> dict[str, pd.DataFrame]:
+    """Scan ``root/train`` and, when present, ``root/val`` and ``root/test``; returns a table per split found."""
+    check_root(root)
     if not (root / "train").is_dir():
         raise SkinclfError(
             f"{root} has no train/ folder: expected {root}/train/<benign|malignant>/<images> "
-            "and optionally test/ laid out the same way"
+            "and optionally val/ and test/ laid out the same way"
         )
-    splits = ["train"] + (["test"] if (root / "test").is_dir() else [])
-    return {split: scan_class_folders(root / split, relative_to=root) for split in splits}
+    folders = {"train": root / "train", "val": validation_folder(root), "test": root / "test"}
+    return {
+        split: scan_class_folders(folder, relative_to=root)
+        for split, folder in folders.items()
+        if folder is not None and folder.is_dir()
+    }

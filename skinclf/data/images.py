@@ -47,12 +47,3 @@ def _rgb_pixels(image: Image.Image) -> np.ndarray:
 def file_sha1(path: Path) -> str:
     """Hash of a file's bytes: equal for exact copies of an image wherever they lie."""
     return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
-def unreadable_reason(path: Path) -> str | None:
-    """Decode one image fully; None when it decodes, else why it cannot be read."""
-    try:
-        load_rgb(path)
-    except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable", with its reason
-        return f"{type(error).__name__}: {error}"
-    return None

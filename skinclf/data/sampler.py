@@ -17,13 +17,19 @@ class EpochSampler(Sampler[tuple[int, int]]):
     images and augmentations whatever the number of loader workers, and again when a run resumes
     from a checkpoint (Lightning calls :meth:`set_epoch`). Under DDP each of ``world_size``
     processes takes every ``world_size``-th pair of the same permutation, padded to equal length.
+
+    With ``weights`` (one per image) an epoch instead draws ``size`` images with replacement, each
+    with a probability proportional to its weight: class-balanced sampling, as deterministic.
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, size: int, seed: int, rank: int = 0, world_size: int = 1, weights: np.ndarray | None = None
+    ) -> None:
         self.size = size
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.probabilities = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -34,7 +40,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.size)
+        if self.probabilities is None:
+            order = rng.permutation(self.size)
+        else:
+            order = rng.choice(self.size, size=self.size, replace=True, p=self.probabilities)
         seeds = rng.integers(0, 2**63 - 1, size=self.size)
         total = len(self) * self.world_size
         order, seeds = np.resize(order, total), np.resize(seeds, total)  # pad by repeating the start

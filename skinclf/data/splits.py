@@ -1,8 +1,9 @@
-"""Train/val/test split CSVs: created once from an image folder, then reused and checked.
+"""Train/val/test split CSVs: created once from an image folder or tables, then reused and checked.
 
-The CSVs live in a split folder (``<root>/splits`` unless ``data.split_dir`` names another) with
-columns ``path`` (relative to the data root), ``label`` (1 = malignant), ``group`` and ``sha1``,
-and a ``split.json`` that records the settings they were made with.
+The CSVs live in a split folder (``<root>/splits`` for a folder, beside the table for tables,
+unless ``data.split_dir`` names another) with columns ``path`` (relative to the data root),
+``label`` (1 = malignant), ``group`` and ``sha1``, and from tables ``diagnosis``, ``source`` and the
+tables' other columns; ``split.json`` records the settings they were made with.
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from skinclf.atomic import atomic_path
-from skinclf.data.folder import checked_labels, scan_image_folder
-from skinclf.data.images import file_sha1, unreadable_reason
+from skinclf.atomic import write_text
+from skinclf.data.folder import check_root, checked_labels
+from skinclf.data.records import attach_groups, check_and_hash, read_records, reads_tables, report_near_duplicates
+from skinclf.data.table import SOURCE_KEYS
 from skinclf.errors import SkinclfError, examples
+from skinclf.locks import exclusive_lock
+from skinclf.schema import SplitSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +30,15 @@ SPLITS = ("train", "val", "test")
 COLUMNS = ["path", "label", "group", "sha1"]
 METADATA_FILE = "split.json"
 
+#: The largest share of the training pool that validation may take to reach val_min_malignant.
+MAX_VAL_FRACTION = 0.25
 
-@dataclass(frozen=True)
-class SplitSettings:
-    """How the splits are made. Saved beside the CSVs; reusing CSVs made otherwise is refused."""
-
-    val_fraction: float = 0.05
-    #: Fraction carved out as the test split, used only when the data root has no test/ folder.
-    test_fraction: float = 0.2
-    seed: int = 0
-    #: Optional CSV mapping images to groups (lesion or patient ids) kept whole within one split.
-    groups_csv: str | None = None
-    #: Column of groups_csv naming the image: a path relative to the root, a file name or its stem.
-    group_image_column: str = "image"
-    group_column: str = "lesion_id"
-
-    def __post_init__(self) -> None:
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self, key)
-            if not 0.0 < value < 1.0:
-                raise SkinclfError(f"data.{key}={value} is out of range: it must lie in (0, 1)")
+#: Values of settings that split.json files written before the setting existed were made with.
+LEGACY_SETTINGS = {"val_min_malignant": 0, "near_duplicates": "off", "missing_groups": "error"}
+#: Settings that only tables use: they play no part in the splits of an image folder.
+TABLE_SETTINGS = frozenset({*SOURCE_KEYS, "sources", "skip_unlabelled", "missing_groups"}) - {"group_column"}
+#: Names of settings in split.json files of earlier versions.
+LEGACY_NAMES = {"seed": "split_seed"}
 
 
 def stratified_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int | list[int]) -> np.ndarray:
@@ -76,65 +67,23 @@ def stratified_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, 
     return held[group_of_row]
 
 
-def _attach_groups(table: pd.DataFrame, root: Path, settings: SplitSettings) -> pd.DataFrame:
-    """Fill the group column: from groups_csv where given, else identical files share a group."""
-    table = table.assign(group=table["sha1"])
-    if settings.groups_csv is None:
-        return table
-    groups_path = Path(settings.groups_csv).expanduser()
-    if not groups_path.is_file():
-        raise SkinclfError(f"data.groups_csv={groups_path} does not exist: name a CSV file")
-    groups = pd.read_csv(groups_path, dtype=str)
-    needed = [settings.group_image_column, settings.group_column]
-    missing = [c for c in needed if c not in groups.columns]
-    if missing:
-        raise SkinclfError(
-            f"{groups_path} has no column {examples(missing)}: it needs columns {needed}; "
-            "set data.group_image_column and data.group_column to its column names"
-        )
-    group_of = dict(zip(groups[settings.group_image_column], groups[settings.group_column], strict=True))
-    paths = table["path"]
-    keys = [next((k for k in (p, Path(p).name, Path(p).stem) if k in group_of), None) for p in paths]
-    found = [group_of[k] if k is not None else None for k in keys]
-    n_missing = sum(g is None for g in found)
-    if n_missing == len(table):
-        raise SkinclfError(
-            f"no image matches a row of {groups_path}: its column "
-            f"'{settings.group_image_column}' must hold image paths, file names or stems"
-        )
-    if n_missing:
-        log.warning("%d images are not in %s; each becomes a group of its own", n_missing, groups_path)
-    table["group"] = ["group:" + g if g is not None else s for g, s in zip(found, table["sha1"], strict=True)]
-    return table
+def validation_fraction(labels: np.ndarray, settings: SplitSettings) -> float:
+    """val_fraction, raised up to MAX_VAL_FRACTION until it holds about val_min_malignant malignant images."""
+    malignant = int(np.sum(labels))
+    needed = settings.val_min_malignant / malignant if malignant else 0.0
+    return max(settings.val_fraction, min(MAX_VAL_FRACTION, needed))
 
 
-def _hash_and_check(
-    table: pd.DataFrame, root: Path, check_images: bool, skip_corrupt: bool
-) -> tuple[pd.DataFrame, list[str]]:
-    """Hash every image and, with check_images, decode it; drop or refuse unreadable ones."""
-    hashes, failures = [], []
-    desc = "checking images" if check_images else "hashing images"
-    for path in tqdm(table["path"], desc=desc, unit="img", disable=len(table) < 500):
-        reason = unreadable_reason(root / path) if check_images else None
-        if reason is None:
-            try:
-                hashes.append(file_sha1(root / path))
-                continue
-            except OSError as error:
-                reason = f"{type(error).__name__}: {error}"
-        failures.append((path, reason))
-        hashes.append("")
-    table = table.assign(sha1=hashes)
-    if failures and not skip_corrupt:
-        listing = "\n".join(f"  {root / p}: {reason}" for p, reason in failures[:20])
-        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
-        raise SkinclfError(
-            f"{len(failures)} image(s) under {root} cannot be read:\n{listing}{more}\n"
-            "Remove or replace them, or pass data.skip_corrupt=true to leave them out."
+def _report_small_validation(malignant: int, settings: SplitSettings) -> None:
+    if malignant < settings.val_min_malignant:
+        log.warning(
+            "validation holds %d malignant images, fewer than data.val_min_malignant=%d: the data cannot give "
+            "more without taking over %d %% of the training images. Thresholds for high target recalls will "
+            "rest on few images (metrics.json and the summary say which).",
+            malignant,
+            settings.val_min_malignant,
+            round(100 * MAX_VAL_FRACTION),
         )
-    if failures:
-        log.warning("left out %d unreadable image(s), e.g. %s", len(failures), failures[0][0])
-    return table[table["sha1"] != ""].reset_index(drop=True), [p for p, _ in failures]
 
 
 def _check_both_classes(tables: dict[str, pd.DataFrame], settings: SplitSettings) -> None:
@@ -167,43 +116,75 @@ def _report_duplicates(tables: dict[str, pd.DataFrame]) -> None:
 def create_splits(
     root: Path, settings: SplitSettings, check_images: bool = True, skip_corrupt: bool = False
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Scan ``root`` and split it; returns the tables and the metadata to save with them."""
-    scanned = scan_image_folder(root)
-    skipped: list[str] = []
-    for name in list(scanned):
-        scanned[name], bad = _hash_and_check(scanned[name], root, check_images, skip_corrupt)
-        skipped += bad
-    pool = _attach_groups(scanned["train"], root, settings)
-    test_source = "folder" if "test" in scanned else "carved"
-    if test_source == "folder":
-        test = _attach_groups(scanned["test"], root, settings)
-    else:
-        held = stratified_holdout(
-            pool["label"].to_numpy(), pool["group"].to_numpy(), settings.test_fraction, [settings.seed, 1]
-        )
-        pool, test = pool[~held], pool[held]
-    held = stratified_holdout(pool["label"].to_numpy(), pool["group"].to_numpy(), settings.val_fraction, settings.seed)
-    tables = {"train": pool[~held], "val": pool[held], "test": test}
-    tables = {name: t[COLUMNS].reset_index(drop=True) for name, t in tables.items()}
+    """Read the data (a folder or tables), check and group its images and split it.
+
+    Returns the tables and the metadata to save with them.
+    """
+    records = read_records(root, settings)
+    perceptual = settings.near_duplicates != "off"
+    records, hashes, skipped = check_and_hash(records, root, check_images, skip_corrupt, perceptual)
+    records = attach_groups(records, settings, hashes)
+    tables, sources = assign_splits(records, settings)
+    extra = [c for c in records.columns if c not in (*COLUMNS, "split")]
+    tables = {name: t[[*COLUMNS, *extra]].reset_index(drop=True) for name, t in tables.items()}
     _check_both_classes(tables, settings)
     _report_duplicates(tables)
+    split_of = pd.concat([t.assign(split=n) for n, t in tables.items()]).set_index("path")["split"]
+    near = report_near_duplicates(records.assign(split=records["path"].map(split_of)), hashes) if perceptual else []
     metadata = {
         "settings": dataclasses.asdict(settings),
-        "test_source": test_source,
+        "input": "tables" if reads_tables(settings) else "folder",
+        "val_source": sources["val"],
+        "test_source": sources["test"],
         "skipped_unreadable": skipped,
+        "near_duplicates_across_splits": near,
         "counts": {n: {"images": len(t), "malignant": int(t["label"].sum())} for n, t in tables.items()},
     }
     return tables, metadata
 
 
-def _settings_that_differ(saved: dict, settings: SplitSettings, test_source: str) -> list[str]:
+def assign_splits(records: pd.DataFrame, settings: SplitSettings) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Keep the splits the data gives (folders, a split column); carve the missing test, then val, from train.
+
+    Returns the three tables and where val and test came from ("folder", "table" or "carved").
+    """
+    given = "table" if reads_tables(settings) else "folder"
+    pool = records[records["split"].isin(["", "train"])]
+    tables = {name: records[records["split"] == name] for name in ("val", "test")}
+    sources = {name: given if len(table) else "carved" for name, table in tables.items()}
+    if tables["test"].empty:
+        labels, groups = pool["label"].to_numpy(), pool["group"].to_numpy()
+        held = stratified_holdout(labels, groups, settings.test_fraction, [settings.split_seed, 1])
+        pool, tables["test"] = pool[~held], pool[held]
+    if tables["val"].empty:
+        labels = pool["label"].to_numpy()
+        fraction = validation_fraction(labels, settings)
+        held = stratified_holdout(labels, pool["group"].to_numpy(), fraction, settings.split_seed)
+        pool, tables["val"] = pool[~held], pool[held]
+        _report_small_validation(int(tables["val"]["label"].sum()), settings)
+    return {"train": pool, "val": tables["val"], "test": tables["test"]}, sources
+
+
+def _settings_that_differ(saved: dict, settings: SplitSettings, metadata: dict) -> list[str]:
+    """The settings that would make other splits than the saved ones (given where the data's splits came from)."""
+    saved = {**LEGACY_SETTINGS, **{LEGACY_NAMES.get(key, key): value for key, value in saved.items()}}
     wanted = dataclasses.asdict(settings)
-    keys = [k for k in wanted if not (k == "test_fraction" and test_source == "folder")]
-    return [f"data.{k}={saved.get(k)!r} (config asks {wanted[k]!r})" for k in keys if saved.get(k) != wanted[k]]
+    unused = set() if metadata.get("input") == "tables" else set(TABLE_SETTINGS)
+    if metadata.get("test_source") in ("folder", "table"):
+        unused.add("test_fraction")
+    if metadata.get("val_source") in ("folder", "table"):
+        unused |= {"val_fraction", "val_min_malignant"}
+    return [
+        f"data.{k}={saved.get(k)!r} (config asks {wanted[k]!r})"
+        for k in wanted
+        if k not in unused and saved.get(k) != wanted[k]
+    ]
 
 
-def _check_against_folder(root: Path, split_dir: Path, tables: dict[str, pd.DataFrame], metadata: dict) -> None:
-    """Refuse CSVs that list missing images; warn about images the CSVs do not list."""
+def _check_against_data(
+    root: Path, split_dir: Path, tables: dict[str, pd.DataFrame], metadata: dict, settings: SplitSettings
+) -> None:
+    """Refuse CSVs that list missing images; warn about images of the folder or tables that they do not list."""
     listed = set(pd.concat(tables.values())["path"])
     missing = sorted(p for p in listed if not (root / p).is_file())
     if missing:
@@ -213,8 +194,8 @@ def _check_against_folder(root: Path, split_dir: Path, tables: dict[str, pd.Data
             "(or pass data.split_dir=<new folder>) to split the folder as it is now."
         )
     try:
-        present = set(pd.concat(scan_image_folder(root).values())["path"])
-    except SkinclfError:  # CSVs made by hand for a folder of another layout: nothing to compare
+        present = set(read_records(root, settings)["path"])
+    except SkinclfError:  # CSVs made by hand for data of another layout: nothing to compare
         return
     unlisted = sorted(present - listed - set(metadata.get("skipped_unreadable", [])))
     if unlisted:
@@ -235,7 +216,7 @@ def load_splits(split_dir: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     for name in SPLITS:
         path = split_dir / f"{name}.csv"
         try:
-            table = pd.read_csv(path, dtype={"path": str, "group": str, "sha1": str})
+            table = pd.read_csv(path, dtype={"path": str, "group": str, "sha1": str, "diagnosis": str, "source": str})
         except (OSError, pd.errors.ParserError) as error:
             raise SkinclfError(f"cannot read split file {path}: {error}") from error
         missing = [c for c in ("path", "label") if c not in table.columns]
@@ -254,36 +235,56 @@ def prepare_splits(
     check_images: bool = True,
     skip_corrupt: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """Reuse the split CSVs in split_dir after checking them against the folder, or create them."""
+    """Reuse the split CSVs in split_dir after checking them against the folder, or create them.
+
+    Jobs started together make them once: the first takes the lock, the others wait and reuse them.
+    """
+    check_root(root)  # before the lock creates split_dir, which may lie inside it
+    with exclusive_lock(split_dir / ".lock", f"the splits in {split_dir}"):
+        if any((split_dir / f"{name}.csv").exists() for name in SPLITS):
+            return _reuse_splits(root, split_dir, settings)
+        tables, metadata = create_splits(root, settings, check_images, skip_corrupt)
+        _write_splits(split_dir, tables, metadata)
+    counts = ", ".join(f"{n} {c['images']} ({c['malignant']} malignant)" for n, c in metadata["counts"].items())
+    log.info("wrote splits to %s: %s", split_dir, counts)
+    return tables
+
+
+def _reuse_splits(root: Path, split_dir: Path, settings: SplitSettings) -> dict[str, pd.DataFrame]:
     existing = [name for name in SPLITS if (split_dir / f"{name}.csv").exists()]
-    if existing and len(existing) < len(SPLITS):
+    if len(existing) < len(SPLITS):
         raise SkinclfError(
             f"{split_dir} holds {examples([n + '.csv' for n in existing])} but not all of "
             f"{', '.join(n + '.csv' for n in SPLITS)}: complete it or move it away to split again"
         )
-    if existing:
-        tables, metadata = load_splits(split_dir)
-        differ = _settings_that_differ(metadata.get("settings", {}), settings, metadata.get("test_source", ""))
-        if metadata and differ:
-            raise SkinclfError(
-                f"the splits in {split_dir} were made with other settings: {'; '.join(differ)}. "
-                "Pass data.split_dir=<new folder> to make new splits beside them, or go back to "
-                "the settings they were made with."
-            )
-        _check_against_folder(root, split_dir, tables, metadata)
-        log.info("using the splits in %s", split_dir)
-        return tables
-    tables, metadata = create_splits(root, settings, check_images, skip_corrupt)
+    tables, metadata = load_splits(split_dir)
+    differ = _settings_that_differ(metadata.get("settings", {}), settings, metadata)
+    if metadata and differ:
+        raise SkinclfError(
+            f"the splits in {split_dir} were made with other settings: {'; '.join(differ)}. "
+            "Pass data.split_dir=<new folder> to make new splits beside them, or go back to "
+            "the settings they were made with."
+        )
+    _check_against_data(root, split_dir, tables, metadata, settings)
+    log.info("using the splits in %s", split_dir)
+    return tables
+
+
+def _write_splits(split_dir: Path, tables: dict[str, pd.DataFrame], metadata: dict) -> None:
+    """Write the CSVs and split.json, all or none: a failure removes the ones already written."""
     files = {f"{name}.csv": table.to_csv(index=False) for name, table in tables.items()}
+    files[METADATA_FILE] = json.dumps(metadata, indent=2)
+    written = []
     try:
         split_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in {**files, METADATA_FILE: json.dumps(metadata, indent=2)}.items():
-            with atomic_path(split_dir / name) as partial:
-                partial.write_text(text)
-    except OSError as error:
-        raise SkinclfError(
-            f"cannot write the split CSVs to {split_dir} ({error}): pass data.split_dir=<a writable folder>"
-        ) from error
-    counts = ", ".join(f"{n} {c['images']} ({c['malignant']} malignant)" for n, c in metadata["counts"].items())
-    log.info("wrote splits to %s: %s", split_dir, counts)
-    return tables
+        for name, text in files.items():
+            write_text(split_dir / name, text)
+            written.append(split_dir / name)
+    except BaseException as error:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise SkinclfError(
+                f"cannot write the split CSVs to {split_dir} ({error}): pass data.split_dir=<a writable folder>"
+            ) from error
+        raise

@@ -11,17 +11,6 @@ from collections.abc import Sequence
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
-from skinclf.errors import SkinclfError
-
-
-def check_sizes(resize_size: int, crop_size: int) -> None:
-    """Refuse a crop larger than the image it is cut from."""
-    if crop_size > resize_size:
-        raise SkinclfError(
-            f"data.crop_size={crop_size} is larger than data.resize_size={resize_size}: "
-            "the crop is cut from the resized image, so it must not be larger"
-        )
-
 
 def resize_step(resize_size: int) -> A.SmallestMaxSize:
     """Resize the shorter side to resize_size, keeping the aspect ratio (bilinear)."""
@@ -30,7 +19,6 @@ def resize_step(resize_size: int) -> A.SmallestMaxSize:
 
 def eval_pipeline(resize_size: int, crop_size: int) -> A.Compose:
     """Resize the shorter side to resize_size, then take the centre crop_size square."""
-    check_sizes(resize_size, crop_size)
     return A.Compose([resize_step(resize_size), A.CenterCrop(height=crop_size, width=crop_size), ToTensorV2()])
 
 
@@ -41,5 +29,4 @@ def train_pipeline(steps: Sequence[A.BasicTransform] | None, resize_size: int, c
     """
     if not steps:
         return eval_pipeline(resize_size, crop_size)
-    check_sizes(resize_size, crop_size)
     return A.Compose([*steps, ToTensorV2()])

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
+from skinclf.schema import BootstrapSettings
+
 #: Upper bound on resamples x images held in memory at once (about 16 MB per float64 array).
 CHUNK_ELEMENTS = 2_000_000
-
-
-@dataclass(frozen=True)
-class BootstrapSettings:
-    """Percentile intervals from ``resamples`` stratified resamples drawn with ``seed``."""
-
-    resamples: int = 2000
-    confidence: float = 0.95
-    seed: int = 0
 
 
 def stratified_resamples(labels: np.ndarray, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from skinclf.evaluation.bootstrap import BootstrapSettings, bootstrap_intervals
+from skinclf.evaluation.bootstrap import bootstrap_intervals
 from skinclf.evaluation.curves import (
     auroc,
     average_precision,
@@ -19,9 +19,14 @@ from skinclf.evaluation.curves import (
     rates_at_threshold,
     reference_precision_at_recall,
 )
+from skinclf.schema import BootstrapSettings
 
 #: What each operating point reports on test, at the threshold chosen on validation.
 TEST_RATES = ("precision", "recall", "specificity", "npv")
+
+#: A threshold for target recall r may leave (1 - r) x (validation malignant) images below it. When
+#: that is fewer than this, the lowest-scored one or two malignant validation images alone set it.
+MIN_MALIGNANT_ALLOWED_BELOW = 2
 
 
 def recall_key(target_recall: float) -> str:
@@ -58,6 +63,34 @@ def figures(
         for name in TEST_RATES:
             values[f"op/{key}/test/{name}"] = test_rates[name]
     return values
+
+
+def threshold_support(scores: np.ndarray, labels: np.ndarray, target: float, threshold: float) -> dict:
+    """How many validation malignant images a threshold rests on.
+
+    ``val/malignant_below_threshold``: the malignant validation images scored below it (missed);
+    ``set_by_few_images``: true when the target allows fewer than MIN_MALIGNANT_ALLOWED_BELOW of
+    them, so that the one or two lowest-scored malignant images alone decide the threshold.
+    """
+    malignant = scores[labels == 1]
+    allowed_below = int(np.floor((1 - target) * len(malignant) + 1e-9))
+    return {
+        "val/malignant_below_threshold": int((malignant < threshold).sum()),
+        "set_by_few_images": allowed_below < MIN_MALIGNANT_ALLOWED_BELOW,
+    }
+
+
+def threshold_warning(metrics: dict) -> str | None:
+    """A line saying which operating points rest on too few malignant validation images, if any."""
+    few = [recall_key(p["target_recall"]) for p in metrics["operating_points"] if p["set_by_few_images"]]
+    if not few:
+        return None
+    return (
+        f"warning: the thresholds for recall >= {', '.join(few)} are each set by the one or two lowest-scored of "
+        f"{metrics['val/malignant']} malignant validation images, so their test recall is little more than a guess "
+        "(see the intervals in metrics.json). More malignant validation images (data.val_min_malignant) or lower "
+        "targets give steadier thresholds."
+    )
 
 
 def _number(value: float) -> float | None:
@@ -118,8 +151,10 @@ def evaluate(
         point_entry: dict = {"target_recall": target}
         for name in ("threshold", "val/precision", "val/recall", *(f"test/{r}" for r in TEST_RATES)):
             point_entry.update(with_interval(f"op/{key}/{name}", name))
+        point_entry.update(threshold_support(val_scores, val_labels, target, point[f"op/{key}/threshold"]))
         points.append(point_entry)
     metrics["operating_points"] = points
+    _leave_out_undefined(metrics, test_labels)
     if intervals:
         metrics["bootstrap"] = {
             "resamples": bootstrap.resamples,
@@ -130,8 +165,51 @@ def evaluate(
     return metrics
 
 
+def _leave_out_undefined(metrics: dict, test_labels: np.ndarray) -> None:
+    """On a test set of one class, set the figures that need both classes to None and say why in ``undefined``.
+
+    A benign-only set (a screening series) measures the specificity at each operating point, a
+    malignant-only one the recall, and both the accuracy; precision, NPV, AUROC, AUPRC and the
+    precision at a recall need both classes.
+    """
+    malignant = int(test_labels.sum())
+    if 0 < malignant < len(test_labels):
+        return
+    absent, kept = ("malignant", "test/specificity") if malignant == 0 else ("benign", "test/recall")
+    blanked = []
+    for key in [k for k in metrics if k.startswith("test/") and k not in ("test/images", "test/malignant")]:
+        if not key.startswith("test/accuracy"):
+            metrics[key] = None
+            blanked.append(key)
+    for point in metrics["operating_points"]:
+        for key in [k for k in point if k.startswith("test/") and not k.startswith(kept)]:
+            point[key] = None
+            blanked.append(f"operating_points/{key}")
+    metrics["undefined"] = {
+        "figures": sorted({key.removesuffix("_ci") for key in blanked}),
+        "reason": f"the test set holds no {absent} image: these figures need both classes; the "
+        f"{kept.removeprefix('test/')} at each operating point and the accuracy are what it measures",
+    }
+
+
+def subgroup_warnings(metrics: dict) -> list[str]:
+    """Lines naming the audited subgroups whose recall falls below a target beyond their interval."""
+    lines = []
+    for column, entries in metrics.get("subgroups", {}).items():
+        for entry in entries:
+            for point in entry["operating_points"]:
+                if point["below_target"]:
+                    low, high = point["recall_ci"]
+                    lines.append(
+                        f"warning: {column}={entry['value']} ({entry['malignant']} malignant): recall "
+                        f"{point['recall']:.3f} [{low:.3f}, {high:.3f}] at the threshold for recall >= "
+                        f"{point['target_recall']:g}"
+                    )
+    return lines
+
+
 def summary_line(metrics: dict) -> str:
-    """One line of the headline test figures."""
+    """The headline test figures in one line, then warnings: thin thresholds, subgroups below target."""
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -143,5 +221,9 @@ def summary_line(metrics: dict) -> str:
     ]
     for point in metrics["operating_points"]:
         r = recall_key(point["target_recall"])
-        parts.append(f"@val-recall {r}: P {fmt(point['test/precision'])} R {fmt(point['test/recall'])}")
-    return " | ".join(parts)
+        rates = f"P {fmt(point['test/precision'])} R {fmt(point['test/recall'])}"
+        if point["test/recall"] is None and point["test/specificity"] is not None:  # a benign-only test set
+            rates = f"specificity {fmt(point['test/specificity'])}"
+        parts.append(f"@val-recall {r}: {rates}")
+    warnings = [w for w in [threshold_warning(metrics), *subgroup_warnings(metrics)] if w]
+    return "\n".join([" | ".join(parts), *warnings])

@@ -9,6 +9,7 @@ import torch
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import binary_calibration_error
 
+from skinclf.atomic import atomic_path
 from skinclf.evaluation.curves import auroc, rank
 
 #: Lower end of recall in the zoomed precision-recall panel (the reference's figure).
@@ -26,8 +27,10 @@ def _cut_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     return ranked.recall[0][cut], ranked.precision[0][cut], fpr[cut]
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, dpi=120)
+def save_figure(figure: Figure, path: Path, dpi: int = 120) -> Path:
+    """Write a figure as an image file, atomically."""
+    with atomic_path(path) as partial:
+        figure.savefig(partial, dpi=dpi)
     return path
 
 
@@ -67,7 +70,7 @@ def plot_pr_curves(curves: Curves, path: Path, title: str, operating_points: lis
         axis.set_title("full range" if low == 0 else f"high recall ({low:g}-1)")
     axes[0].legend(loc="lower left", fontsize=8)
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_roc_curves(curves: Curves, path: Path, title: str) -> Path:
@@ -84,7 +87,7 @@ def plot_roc_curves(curves: Curves, path: Path, title: str) -> Path:
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reliability(scores: np.ndarray, labels: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
@@ -109,4 +112,4 @@ def plot_reliability(scores: np.ndarray, labels: np.ndarray, path: Path, title: 
     hist.set_yscale("log")
     hist.set_xlabel("predicted probability of malignancy")
     hist.set_ylabel("images")
-    return _save(figure, path)
+    return save_figure(figure, path)

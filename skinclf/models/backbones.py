@@ -15,6 +15,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models import WeightsEnum, get_model, get_model_weights
 
+from skinclf.atomic import load_torch
 from skinclf.errors import SkinclfError, examples
 
 
@@ -71,14 +72,14 @@ def _classifier_name(model: nn.Module) -> str:
     return names[-1]
 
 
-def build_backbone(arch: str) -> nn.Module:
-    """The architecture with its classifier replaced by one logit (Xavier-normal weight, zero bias)."""
+def build_backbone(arch: str, outputs: int = 1) -> nn.Module:
+    """The architecture with its classifier replaced by ``outputs`` logits (Xavier-normal weight, zero bias)."""
     _check_architecture(arch)
     model = get_model(arch)
     head_name = _classifier_name(model)
     parent_name, _, attribute = head_name.rpartition(".")
     parent = model.get_submodule(parent_name)
-    head = nn.Linear(getattr(parent, attribute).in_features, 1)
+    head = nn.Linear(getattr(parent, attribute).in_features, outputs)
     nn.init.xavier_normal_(head.weight)
     nn.init.zeros_(head.bias)
     setattr(parent, attribute, head)
@@ -98,13 +99,7 @@ def _download_hint(enum: WeightsEnum) -> str:
 def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
     """The ImageNet state dict named by ``weights``: a torchvision enum name or a local file."""
     if is_weights_file(weights):
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise SkinclfError(f"model.weights={weights} does not exist: name a .pth state-dict file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise SkinclfError(f"cannot load the weights file {path}: {error}") from error
+        state = load_torch(Path(weights).expanduser(), "weights file", "model.weights names a .pth state-dict file")
         return state.get("state_dict", state)
     enum = resolve_weights(arch, weights)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -22,9 +22,6 @@ from skinclf.models.schedule import WarmupCosine
 #: Checkpoint entry that marks a checkpoint as written by this class, with the package version.
 VERSION_KEY = "skinclf_version"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 class PixelNormalize(nn.Module):
     """(pixels / 255 - mean) / std for images of pixel values 0-255, uint8 or float."""
@@ -38,8 +35,29 @@ class PixelNormalize(nn.Module):
         return (images.float() - self.mean) / self.std
 
 
+def malignancy_of(logits: torch.Tensor, malignant_mask: torch.Tensor | None) -> torch.Tensor:
+    """The probability of malignancy from the logits: their sigmoid (binary task, shape (B,)), or the
+    malignant diagnoses' share of the softmax (diagnosis task, shape (B, diagnoses))."""
+    if malignant_mask is None:
+        return logits.sigmoid()
+    return logits.softmax(1)[:, malignant_mask].sum(1)
+
+
+@dataclass(frozen=True)
+class ValidationScores:
+    """The probabilities and labels of the validation images, in the loader's order, at the end of an epoch."""
+
+    epoch: int
+    probabilities: torch.Tensor
+    labels: torch.Tensor
+
+
 class LesionClassifier(pl.LightningModule):
     """Benign (0) vs malignant (1) from images of pixel values 0-255, uint8 or float, (B, 3, H, W).
+
+    task=binary: one logit, BCE. task=diagnosis (``diagnoses`` given): one logit per diagnosis,
+    cross-entropy, and the probability of malignancy is the sum of the probabilities of
+    ``malignant_diagnoses``; every binary figure is computed on it alike.
 
     The preprocessing a checkpoint needs at inference is part of its hyperparameters: resize and
     crop sizes for the image pipeline, mean and std applied here as the first step of forward.
@@ -47,55 +65,121 @@ class LesionClassifier(pl.LightningModule):
 
     def __init__(
         self,
-        arch: str = "resnet18",
-        weights: str | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        resize_size: int = 256,
-        crop_size: int = 224,
-        optimizer: str = "torch.optim.Adam",
-        lr: float = 2e-4,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        warmup_epochs: float = 2.0,
-        pos_weight: float | None = None,
-        channels_last: bool | None = None,
-        load_pretrained_weights: bool = True,
+        arch: str,
+        weights: str | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        resize_size: int,
+        crop_size: int,
+        optimizer: str,
+        lr: float,
+        optimizer_kwargs: dict[str, Any],
+        warmup_epochs: float,
+        pos_weight: float | None,
+        channels_last: bool | None,
+        diagnoses: list[str] | None = None,
+        malignant_diagnoses: list[str] | None = None,
+        class_weights: list[float] | None = None,
+        load_pretrained_weights: bool = False,
     ) -> None:
-        """``weights``: torchvision weights name or .pth file the backbone starts from (None: random).
+        """``weights``: the torchvision weights name or .pth file the backbone starts from (None: random).
+
+        They are loaded only with ``load_pretrained_weights`` (when a run starts), never when a
+        checkpoint is restored (``load_from_checkpoint``), which holds every weight itself.
 
         ``channels_last``: NHWC weights and batches, faster convolutions on GPUs with AMP and
         slower on CPUs; None chooses it on CUDA devices.
 
-        ``load_pretrained_weights=False`` builds the architecture without fetching them;
-        :meth:`load_from_checkpoint` does so, since the checkpoint holds every weight.
+        ``diagnoses`` (task=diagnosis; None for task=binary, and in checkpoints of earlier versions):
+        the classes of the head, ``class_weights`` their weights in the cross-entropy.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["load_pretrained_weights"])
-        self.backbone = build_backbone(arch)
+        self.backbone = build_backbone(arch, len(diagnoses) if diagnoses else 1)
         if weights and load_pretrained_weights:
             load_pretrained(self.backbone, arch, weights)
         self.normalize = PixelNormalize(mean, std)
-        pos_weight_tensor = torch.tensor(pos_weight) if pos_weight is not None else None
-        self.loss = nn.BCEWithLogitsLoss(pos_weight=pos_weight_tensor)
-        # validation outputs of an epoch for AUROC, AUPRC and the PR curve; every process validates
-        # on the whole validation set (trainer.use_distributed_sampler=false), so nothing to gather
-        self.val_probabilities = CatMetric(sync_on_compute=False)
-        self.val_labels = CatMetric(sync_on_compute=False)
-        #: set by the predict command: average the predictions over horizontal and vertical flips
-        self.flip_tta = False
+        if diagnoses:
+            self.loss = nn.CrossEntropyLoss(weight=torch.tensor(class_weights) if class_weights else None)
+            malignant = [d in (malignant_diagnoses or []) for d in diagnoses]
+            self.register_buffer("malignant_mask", torch.tensor(malignant), persistent=False)
+        else:
+            self.loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight) if pos_weight is not None else None)
+            self.malignant_mask = None
+        # outputs of a validation or test epoch for AUROC, AUPRC and the PR curve; every process
+        # evaluates the whole set (trainer.use_distributed_sampler=false), so nothing to gather
+        self.epoch_probabilities = CatMetric(sync_on_compute=False)
+        self.epoch_labels = CatMetric(sync_on_compute=False)
+        #: the latest validation epoch's scores, which the checkpoints of that epoch keep
+        self.validation_scores: ValidationScores | None = None
 
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: str | Path, **kwargs: Any) -> LesionClassifier:  # type: ignore[override]
-        """Restore a trained classifier; never fetches the ImageNet weights it started from."""
-        kwargs.setdefault("load_pretrained_weights", False)
-        return super().load_from_checkpoint(checkpoint_path, **kwargs)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for images of pixel values 0-255: shape (B,), or (B, diagnoses) for task=diagnosis."""
+        if self.uses_channels_last():
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = self.backbone(self.normalize(images))
+        return logits if self.malignant_mask is not None else logits.squeeze(1)
+
+    def malignancy(self, logits: torch.Tensor) -> torch.Tensor:
+        return malignancy_of(logits, self.malignant_mask)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch["image"]), batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_fit_start(self) -> None:
+        self._set_memory_format()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluation_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self._evaluation_epoch_end("val")
+        if scores is not None:
+            probabilities, labels = scores
+            self.validation_scores = ValidationScores(self.current_epoch, probabilities.cpu(), labels.cpu())
+            if isinstance(self.logger, TensorBoardLogger):
+                self.logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluation_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Probabilities of malignancy (and of each diagnosis); label and error pass through where given."""
+        logits = self(batch["image"])
+        outputs = {**{k: v for k, v in batch.items() if k != "image"}, "probability": self.malignancy(logits).float()}
+        if self.malignant_mask is not None:
+            outputs["diagnosis_probabilities"] = logits.softmax(1).float()
+        return outputs
+
+    def on_predict_start(self) -> None:
+        self._set_memory_format()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """The optim group's optimizer with warmup then cosine decay, stepped every batch."""
+        return self.optimizer_and_schedule(int(self.trainer.estimated_stepping_batches), self.trainer.max_epochs)
+
+    def optimizer_and_schedule(self, total_steps: int, max_epochs: int) -> dict[str, Any]:
+        """The optimizer and its per-step schedule for a run of total_steps over max_epochs."""
+        optimizer_class = get_class(self.hparams.optimizer)
+        optimizer = optimizer_class(self.parameters(), lr=self.hparams.lr, **(self.hparams.optimizer_kwargs or {}))
+        warmup_steps = round(total_steps * self.hparams.warmup_epochs / max_epochs)
+        schedule = WarmupCosine(min(warmup_steps, total_steps - 1), total_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[VERSION_KEY] = skinclf.__version__
 
-    def probability_model(self) -> nn.Sequential:
-        """A plain module from pixels 0-255 to probabilities of malignancy, for export."""
-        return nn.Sequential(self.normalize, self.backbone, nn.Flatten(0), nn.Sigmoid()).eval()
+    def probability_model(self) -> nn.Module:
+        """A plain module from pixels 0-255 to the probability of malignancy (and of each diagnosis), for export."""
+        return Probabilities(self).eval()
 
     def uses_channels_last(self) -> bool:
         chosen = self.hparams.channels_last
@@ -105,61 +189,42 @@ class LesionClassifier(pl.LightningModule):
         if self.uses_channels_last():
             self.backbone.to(memory_format=torch.channels_last)
 
-    def on_fit_start(self) -> None:
-        self._set_memory_format()
+    def _loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss(logits, batch["label"] if self.malignant_mask is None else batch["diagnosis"])
 
-    def on_predict_start(self) -> None:
-        self._set_memory_format()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits, shape (B,), for images of pixel values 0-255."""
-        if self.uses_channels_last():
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.backbone(self.normalize(images)).squeeze(1)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["image"]), batch["label"])
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def _evaluation_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
         logits = self(batch["image"])
-        self.log("val/loss", self.loss(logits, batch["label"]), sync_dist=True)
+        self.log(f"{stage}/loss", self._loss(logits, batch), sync_dist=True)
         if self.trainer.sanity_checking:  # a couple of batches, maybe of one class: no ranking metrics
             return
-        self.val_probabilities.update(logits.sigmoid().float())
-        self.val_labels.update(batch["label"])
+        self.epoch_probabilities.update(self.malignancy(logits).float())
+        self.epoch_labels.update(batch["label"])
 
-    def on_validation_epoch_end(self) -> None:
+    def _evaluation_epoch_end(self, stage: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Log the epoch's AUROC and AUPRC; returns its probabilities and labels (None while sanity checking)."""
         if self.trainer.sanity_checking:
-            return
-        probabilities, labels = self.val_probabilities.compute(), self.val_labels.compute().int()
-        self.val_probabilities.reset()
-        self.val_labels.reset()
-        self.log("val/auroc", binary_auroc(probabilities, labels))
-        self.log("val/auprc", binary_average_precision(probabilities, labels), prog_bar=True)
-        if isinstance(self.logger, TensorBoardLogger):
-            self.logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
+            return None
+        probabilities, labels = self.epoch_probabilities.compute(), self.epoch_labels.compute().int()
+        self.epoch_probabilities.reset()
+        self.epoch_labels.reset()
+        self.log(f"{stage}/auroc", binary_auroc(probabilities, labels))
+        self.log(f"{stage}/auprc", binary_average_precision(probabilities, labels), prog_bar=stage == "val")
+        return probabilities, labels
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Probabilities of malignancy; with ``flip_tta`` the mean over the four flips of each image."""
-        images = batch["image"]
-        if self.flip_tta:
-            views = (images, images.flip(-1), images.flip(-2), images.flip(-2, -1))
-            probabilities = torch.stack([self(view).sigmoid() for view in views]).mean(0)
-        else:
-            probabilities = self(images).sigmoid()
-        # label, and the error of an unreadable image where the dataset reports them, pass through
-        return {**{k: v for k, v in batch.items() if k != "image"}, "probability": probabilities.float()}
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        """The optim group's optimizer with warmup then cosine decay, stepped every batch."""
-        optimizer_class = get_class(self.hparams.optimizer)
-        optimizer = optimizer_class(self.parameters(), lr=self.hparams.lr, **(self.hparams.optimizer_kwargs or {}))
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        warmup_steps = round(total_steps * self.hparams.warmup_epochs / self.trainer.max_epochs)
-        schedule = WarmupCosine(min(warmup_steps, total_steps - 1), total_steps)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"},
-        }
+class Probabilities(nn.Module):
+    """A classifier as exported: pixels 0-255 in; out the probability of malignancy and, for
+    task=diagnosis, the probability of each diagnosis. It holds the classifier's layers, not the
+    LightningModule, so that tracing never touches Lightning's trainer-bound attributes."""
+
+    def __init__(self, classifier: LesionClassifier) -> None:
+        super().__init__()
+        self.normalize = classifier.normalize
+        self.backbone = classifier.backbone
+        self.malignant_mask = classifier.malignant_mask
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.backbone(self.normalize(images))
+        if self.malignant_mask is None:
+            return malignancy_of(logits.squeeze(1), None)
+        return malignancy_of(logits, self.malignant_mask), logits.softmax(1)

@@ -1,8 +1,7 @@
-"""Lightning plugins and callbacks that keep a run's files whole and its numbers finite."""
+"""Lightning plugins and callbacks: a run's files whole, its numbers finite, its checkpoints self-contained."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,9 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 
-from skinclf.atomic import atomic_path
+from skinclf.atomic import save_torch
 from skinclf.errors import SkinclfError
+from skinclf.training.checkpoints import RUN_KEY, VALIDATION_KEY
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -25,10 +25,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as partial, open(partial, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
+        save_torch(checkpoint, path)
 
 
 class FiniteLossGuard(pl.Callback):
@@ -58,3 +55,25 @@ class FiniteLossGuard(pl.Callback):
                 f"({', '.join(saved) or 'none yet'}). Lower optim.lr, check the images, or train in 32-bit "
                 "(trainer.precision=32-true)."
             )
+
+
+class RunRecordInCheckpoints(pl.Callback):
+    """Every checkpoint keeps the run's description and, for a validated epoch, its validation predictions.
+
+    So that evaluate, predict and export can choose thresholds from any checkpoint of a run
+    (last.ckpt as well as the best) without the data.
+    """
+
+    def __init__(self, run_info: dict[str, Any]) -> None:
+        self.run_info = run_info
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RUN_KEY] = self.run_info
+        scores = module.validation_scores
+        paths = trainer.datamodule.datasets["val"].paths if trainer.datamodule is not None else []
+        if scores is not None and scores.epoch == trainer.current_epoch and len(scores.labels) == len(paths):
+            checkpoint[VALIDATION_KEY] = {
+                "path": list(paths),
+                "label": scores.labels.int().tolist(),
+                "probability": scores.probabilities.double().tolist(),
+            }

@@ -1,0 +1,151 @@
+"""The images a split is made from, as records: read from an image folder or from tables, checked and grouped.
+
+A record is a row with ``path`` (relative to the data root), ``label`` (1 = malignant) and
+``split`` (train, val or test where the data says so: the folder an image lies in, or the table's
+split column; "" where it does not), and from tables ``diagnosis``, ``group``, ``source`` and the
+tables' other columns. Every image is decoded once to check it; its bytes are hashed (identical
+files stay in one group) and, with ``data.near_duplicates``, its pixels (near-identical ones too).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from skinclf.data.folder import scan_image_folder
+from skinclf.data.images import file_sha1, load_rgb
+from skinclf.data.near_duplicates import merged_groups, near_duplicate_pairs, perceptual_hash
+from skinclf.data.table import read_table_sources, table_root, table_sources
+from skinclf.errors import SkinclfError, examples
+from skinclf.schema import SplitSettings
+
+log = logging.getLogger(__name__)
+
+
+def reads_tables(settings: SplitSettings) -> bool:
+    """True when the images are listed in tables (data.table or data.sources), not laid out in class folders."""
+    return bool(settings.table or settings.sources)
+
+
+def data_root(root: str | None, settings: SplitSettings) -> Path | None:
+    """The folder the records' paths are relative to: data.root, or for tables the common parent of their images."""
+    if root:
+        return Path(root).expanduser()
+    return table_root(settings) if reads_tables(settings) else None
+
+
+def default_split_dir(root: Path, settings: SplitSettings) -> Path:
+    """Where the split CSVs go unless data.split_dir says: <root>/splits, or splits/ beside the (first) table."""
+    return table_sources(settings)[0].table.parent / "splits" if reads_tables(settings) else root / "splits"
+
+
+def read_records(root: Path, settings: SplitSettings) -> pd.DataFrame:
+    """The records of the data: from tables, or from ``root/<train|val|test>/<class>/``."""
+    if reads_tables(settings):
+        table_records_root, records = read_table_sources(settings)
+        if table_records_root != root:
+            records["path"] = [(table_records_root / p).relative_to(root).as_posix() for p in records["path"]]
+        return records
+    scanned = scan_image_folder(root)
+    return pd.concat([table.assign(split=name) for name, table in scanned.items()], ignore_index=True)
+
+
+def check_and_hash(
+    records: pd.DataFrame, root: Path, check_images: bool, skip_corrupt: bool, perceptual: bool
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Hash every image (and with check_images or perceptual, decode it); drop or refuse unreadable ones.
+
+    Returns the readable records with their ``sha1``, their perceptual hashes (rows of packed
+    words, empty without ``perceptual``) and the paths left out.
+    """
+    kept, hashes, pixel_hashes, failures = [], [], [], []
+    decode = check_images or perceptual
+    for row, path in enumerate(tqdm(records["path"], desc="checking images", unit="img", disable=len(records) < 500)):
+        try:
+            pixels = load_rgb(root / path) if decode else None
+            sha1 = file_sha1(root / path)
+        except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable", with its reason
+            failures.append((path, f"{type(error).__name__}: {error}"))
+            continue
+        kept.append(row)
+        hashes.append(sha1)
+        if perceptual:
+            pixel_hashes.append(perceptual_hash(pixels))
+    if failures and not skip_corrupt:
+        listing = "\n".join(f"  {root / p}: {reason}" for p, reason in failures[:20])
+        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+        raise SkinclfError(
+            f"{len(failures)} image(s) under {root} cannot be read:\n{listing}{more}\n"
+            "Remove or replace them, or pass data.skip_corrupt=true to leave them out."
+        )
+    if failures:
+        log.warning("left out %d unreadable image(s), e.g. %s", len(failures), failures[0][0])
+    readable = records.iloc[kept].assign(sha1=hashes).reset_index(drop=True)
+    perceptual_hashes = np.stack(pixel_hashes) if pixel_hashes else np.zeros((len(readable), 3), dtype=np.uint64)
+    return readable, perceptual_hashes, [p for p, _ in failures]
+
+
+def groups_from_csv(records: pd.DataFrame, settings: SplitSettings) -> pd.Series:
+    """For image folders: the group of each record from data.groups_csv ("" where it names none)."""
+    groups_path = Path(settings.groups_csv).expanduser()
+    if not groups_path.is_file():
+        raise SkinclfError(f"data.groups_csv={groups_path} does not exist: name a CSV file")
+    groups = pd.read_csv(groups_path, dtype=str)
+    needed = [settings.group_image_column, settings.group_column]
+    missing = [c for c in needed if c not in groups.columns]
+    if missing:
+        raise SkinclfError(
+            f"{groups_path} has no column {examples(missing)}: it needs columns {needed}; "
+            "set data.group_image_column and data.group_column to its column names"
+        )
+    group_of = dict(zip(groups[settings.group_image_column], groups[settings.group_column], strict=True))
+    keys = [next((k for k in (p, Path(p).name, Path(p).stem) if k in group_of), None) for p in records["path"]]
+    found = pd.Series(["group:" + group_of[k] if k is not None else "" for k in keys], index=records.index)
+    if (found == "").all():
+        raise SkinclfError(
+            f"no image matches a row of {groups_path}: its column "
+            f"'{settings.group_image_column}' must hold image paths, file names or stems"
+        )
+    if (found == "").any():
+        log.warning("%d images are not in %s; each becomes a group of its own", int((found == "").sum()), groups_path)
+    return found
+
+
+def attach_groups(records: pd.DataFrame, settings: SplitSettings, perceptual_hashes: np.ndarray) -> pd.DataFrame:
+    """Fill the group column, so that a split never separates what belongs together.
+
+    A record's group is its patient or lesion (the table's group column, or data.groups_csv), else
+    its own (its bytes' hash); byte-identical files share a group, and with
+    ``data.near_duplicates=group`` near-identical images do too.
+    """
+    given = records["group"] if "group" in records.columns else pd.Series("", index=records.index)
+    if settings.groups_csv and not (given != "").any():
+        given = groups_from_csv(records, settings)
+    base = given.where(given != "", records["sha1"]).tolist()
+    pairs = [pair for rows in records.groupby("sha1").groups.values() for pair in itertools.pairwise(rows)]
+    if settings.near_duplicates == "group":
+        pairs += near_duplicate_pairs(perceptual_hashes)
+    return records.assign(group=merged_groups(base, pairs))
+
+
+def report_near_duplicates(records: pd.DataFrame, perceptual_hashes: np.ndarray) -> list[list[str]]:
+    """Near-identical images in two different splits, as [path, path] pairs; each pair is warned about."""
+    pairs = [
+        [records["path"][i], records["path"][j]]
+        for i, j in near_duplicate_pairs(perceptual_hashes)
+        if records["split"][i] != records["split"][j] and records["sha1"][i] != records["sha1"][j]
+    ]
+    if pairs:
+        log.warning(
+            "%d pair(s) of near-identical images (resized, re-encoded or cropped copies) lie in different splits, "
+            "e.g. %s. Remove one of each, or let data.near_duplicates=group keep them together where the splits "
+            "are not given by the data.",
+            len(pairs),
+            examples([" ~ ".join(pair) for pair in pairs], 3),
+        )
+    return pairs

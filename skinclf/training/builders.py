@@ -1,0 +1,187 @@
+"""Building the datamodule, model and trainer of a run from its typed settings.
+
+Objects are built here, at the top: the DataModule receives its typed data settings, the
+LightningModule plain typed values (so that ``load_from_checkpoint(path)`` works on its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from skinclf.data.datamodule import LesionDataModule
+from skinclf.data.records import reads_tables
+from skinclf.errors import SkinclfError, examples
+from skinclf.models import LesionClassifier
+from skinclf.models.backbones import preprocessing_preset
+from skinclf.schema import TrainConfig
+from skinclf.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, RunRecordInCheckpoints
+from skinclf.training.checkpoints import read_checkpoint
+
+log = logging.getLogger(__name__)
+
+#: How each value of checkpoint.select chooses, in words for metrics.json.
+CHECKPOINT_RULES = {"best": "highest val/auprc", "last": "last epoch (validation plays no part)"}
+
+
+def diagnoses(settings: TrainConfig) -> list[str] | None:
+    """The classes of task=diagnosis (the malignant diagnoses, then the benign ones); None for task=binary."""
+    if settings.task.name != "diagnosis":
+        return None
+    if not reads_tables(settings.data):
+        raise SkinclfError(
+            "task=diagnosis needs the diagnoses of a table (data=table with its diagnosis column, or a preset such "
+            "as data=ham10000): an image folder knows only benign and malignant"
+        )
+    return [*settings.data.malignant, *settings.data.benign]
+
+
+def build_datamodule(settings: TrainConfig) -> LesionDataModule:
+    steps = instantiate(settings.aug.train) if settings.aug.train else None
+    return LesionDataModule(settings.data, steps, settings.seed, diagnoses(settings))
+
+
+def class_weights(settings: TrainConfig, datamodule: LesionDataModule) -> list[float] | None:
+    """task.class_weights=balanced: each diagnosis weighed by (training images) / (diagnoses x its images)."""
+    classes = diagnoses(settings)
+    if classes is None or settings.task.class_weights is None:
+        return None
+    counts = datamodule.diagnosis_counts()
+    absent = [c for c in classes if counts.get(c, 0) == 0]
+    if absent:
+        raise SkinclfError(
+            f"no training image has the diagnosis {examples(absent)}: leave it out of data.benign/malignant"
+        )
+    return [float(counts.sum() / (len(classes) * counts[c])) for c in classes]
+
+
+def build_model(
+    settings: TrainConfig, load_pretrained_weights: bool, weights_of_classes: list[float] | None = None
+) -> LesionClassifier:
+    """The LightningModule; without load_pretrained_weights (a resumed run, the bench) no ImageNet weights are read."""
+    model, data, optim = settings.model, settings.data, settings.optim
+    preset = preprocessing_preset(model.arch, model.weights)
+    return LesionClassifier(
+        arch=model.arch,
+        weights=model.weights,
+        mean=data.mean or preset["mean"],
+        std=data.std or preset["std"],
+        resize_size=data.resize_size,
+        crop_size=data.crop_size,
+        optimizer=optim.optimizer,
+        lr=optim.lr,
+        optimizer_kwargs=optim.kwargs,
+        warmup_epochs=optim.warmup_epochs,
+        pos_weight=settings.loss.pos_weight,
+        channels_last=settings.speed.channels_last,
+        diagnoses=diagnoses(settings),
+        malignant_diagnoses=list(data.malignant) if settings.task.name == "diagnosis" else None,
+        class_weights=weights_of_classes,
+        load_pretrained_weights=load_pretrained_weights,
+    )
+
+
+def run_info(settings: TrainConfig) -> dict[str, Any]:
+    """Who a run is: what metrics.json and every checkpoint record of it."""
+    return {
+        "name": settings.name,
+        "arch": settings.model.arch,
+        "weights": settings.model.weights,
+        "aug": settings.aug.name,
+        "task": settings.task.name,
+        "seed": settings.seed,
+    }
+
+
+def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str, ModelCheckpoint]]:
+    """The Trainer with its checkpoint callbacks: the latest, and with checkpoint.select=best the best by val/auprc."""
+    every_n_epochs = settings.checkpoint.every_n_epochs
+    # no monitor: every save replaces the previous one (ModelCheckpoint's save_last only refreshes
+    # last.ckpt when a new best is saved)
+    folder = run_dir / "checkpoints"
+    checkpoints = {"last": ModelCheckpoint(dirpath=folder, filename="last", every_n_epochs=every_n_epochs)}
+    if settings.checkpoint.select == "best":
+        checkpoints["best"] = ModelCheckpoint(
+            dirpath=folder,
+            filename="best-epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            monitor="val/auprc",
+            mode="max",
+            save_top_k=1,
+            every_n_epochs=every_n_epochs,
+        )
+    logger = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
+    callbacks = [
+        *checkpoints.values(),
+        RunRecordInCheckpoints(run_info(settings)),
+        LearningRateMonitor(logging_interval="step"),
+        FiniteLossGuard(every_n_steps=settings.speed.nonfinite_check_steps),
+    ]
+    arguments = dataclasses.asdict(settings.trainer)
+    if arguments["enable_progress_bar"] is not False:
+        # each refresh reads the loss back from the device: not every step
+        callbacks.append(TQDMProgressBar(refresh_rate=settings.speed.progress_refresh_steps))
+    warn_of_slow_precision(arguments["accelerator"], arguments["precision"])
+    trainer = pl.Trainer(
+        **arguments, default_root_dir=run_dir, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
+    return trainer, checkpoints
+
+
+def warn_of_slow_precision(accelerator: str, precision: str | None) -> None:
+    """Mixed precision on a CPU runs many times slower than 32-bit: say so when it is asked for."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and str(precision).endswith("-mixed"):
+        log.warning(
+            "trainer.precision=%s on the CPU: CPUs have no fast %s convolutions, so each step takes many times "
+            "longer than with trainer.precision=32-true",
+            precision,
+            str(precision).split("-")[0],
+        )
+
+
+def chosen_checkpoint(checkpoints: dict[str, ModelCheckpoint], select: str) -> tuple[str, str]:
+    """The checkpoint to evaluate, and the rule that chose it: checkpoint.select, or last when no validation ran."""
+    if select == "best" and not checkpoints["best"].best_model_path:
+        log.warning("no validation ran, so no best checkpoint: evaluating the last one")
+        select = "last"
+    return checkpoints[select].best_model_path, select
+
+
+def resume_checkpoint(settings: TrainConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from, if any.
+
+    ``ckpt_path=last`` or ``resume=true``: the run folder's last.ckpt (resume=true starts afresh
+    when there is none yet); ``ckpt_path=<file>``: that checkpoint. Either must be of the
+    configured architecture.
+    """
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if settings.ckpt_path == "last" or (settings.ckpt_path is None and settings.resume):
+        if not last.is_file():
+            if settings.ckpt_path == "last":
+                raise SkinclfError(
+                    f"ckpt_path=last, but {last} does not exist: pass hydra.run.dir=<folder of the run to continue>"
+                )
+            log.info("resume=true: %s does not exist yet, starting afresh", last)
+            return None
+        path = last
+    elif settings.ckpt_path:
+        path = Path(settings.ckpt_path).expanduser()
+    else:
+        return None
+    arch = read_checkpoint(path)["hyper_parameters"].get("arch")
+    if arch != settings.model.arch:
+        raise SkinclfError(
+            f"{path} holds a {arch} model but the config asks for model.arch={settings.model.arch}: "
+            "resume with the model it was trained with, or start a new run"
+        )
+    log.info("resuming from %s", path)
+    return path

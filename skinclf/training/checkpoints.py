@@ -1,0 +1,121 @@
+"""skinclf checkpoints: loading them with a clear error, and what they carry besides the weights.
+
+A checkpoint written by ``skinclf.train`` is a Lightning checkpoint with, besides the weights and
+the hyperparameters of :class:`LesionClassifier` (architecture, preprocessing):
+
+- ``skinclf_version``: marks it as a skinclf checkpoint;
+- ``LesionDataModule``: the data root and split folder of the run;
+- ``skinclf_run``: the run's name, architecture, augmentation and seed;
+- ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability
+  of every validation image, from which a threshold for any target recall can be chosen later.
+  A checkpoint without them gets them from the run's validation split (:func:`validation_of`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from skinclf.atomic import load_torch, save_torch
+from skinclf.data.splits import load_splits
+from skinclf.errors import SkinclfError
+from skinclf.inference import predict_images
+from skinclf.models import LesionClassifier
+from skinclf.models.module import VERSION_KEY
+
+VALIDATION_KEY = "skinclf_validation"
+RUN_KEY = "skinclf_run"
+DATA_KEY = "LesionDataModule"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, loaded with ``weights_only`` (no code runs from the file)."""
+    path = Path(path).expanduser()
+    checkpoint = load_torch(path, "checkpoint", "name a .ckpt file written by skinclf.train")
+    if not isinstance(checkpoint, dict) or VERSION_KEY not in checkpoint:
+        raise SkinclfError(
+            f"{path} is not a skinclf checkpoint (no '{VERSION_KEY}' entry): "
+            "expected a .ckpt file from the checkpoints/ folder of a skinclf.train run"
+        )
+    return checkpoint
+
+
+def load_classifier(path: str | Path) -> tuple[LesionClassifier, dict[str, Any]]:
+    """The trained classifier of a skinclf checkpoint, in eval mode, and the checkpoint's contents."""
+    checkpoint = read_checkpoint(path)
+    model = LesionClassifier(**checkpoint["hyper_parameters"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise SkinclfError(f"the weights in {path} do not fit its own architecture: {error}") from error
+    return model.eval(), checkpoint
+
+
+def validation_record(predictions: pd.DataFrame) -> dict[str, list]:
+    """Validation predictions (path, label, probability) as a checkpoint stores them."""
+    return {
+        "path": predictions["path"].astype(str).tolist(),
+        "label": predictions["label"].astype(int).tolist(),
+        "probability": predictions["probability"].astype(float).tolist(),
+    }
+
+
+def store_validation(path: str | Path, predictions: pd.DataFrame) -> None:
+    """Store validation predictions in a checkpoint that lacks them, atomically."""
+    path = Path(path)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint[VALIDATION_KEY] = validation_record(predictions)
+    save_torch(checkpoint, path)
+
+
+def stored_validation(checkpoint: dict[str, Any]) -> pd.DataFrame | None:
+    """The validation predictions stored in a checkpoint, or None."""
+    stored = checkpoint.get(VALIDATION_KEY)
+    return pd.DataFrame(stored) if stored else None
+
+
+def stored_run_info(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Name, architecture, augmentation and seed of the run that wrote the checkpoint, if stored."""
+    return dict(checkpoint.get(RUN_KEY, {}))
+
+
+def data_location(checkpoint: dict[str, Any]) -> tuple[Path, Path] | None:
+    """(data root, split folder) of the run that wrote the checkpoint, if recorded."""
+    data = checkpoint.get(DATA_KEY)
+    return (Path(data["root"]), Path(data["split_dir"])) if data else None
+
+
+def run_split(checkpoint: dict[str, Any], split: str, root: str | None = None) -> tuple[Path, pd.DataFrame]:
+    """(data root, table) of a split of the run that wrote the checkpoint; root= overrides a root that moved."""
+    location = data_location(checkpoint)
+    if location is None:
+        raise SkinclfError("the checkpoint does not record its data root: pass input=<folder or CSV> instead")
+    recorded_root, split_dir = location
+    tables, _ = load_splits(split_dir)
+    return (Path(root).expanduser() if root else recorded_root), tables[split]
+
+
+def validation_of(
+    checkpoint: dict[str, Any],
+    classifier: LesionClassifier,
+    trainer: pl.Trainer,
+    root: str | None,
+    batch_size: int,
+    num_workers: int,
+) -> pd.DataFrame:
+    """The validation predictions a checkpoint stores, or else predicted on its run's validation split."""
+    stored = stored_validation(checkpoint)
+    if stored is not None:
+        return stored
+    try:
+        val_root, table = run_split(checkpoint, "val", root)
+    except SkinclfError as error:
+        raise SkinclfError(
+            f"the checkpoint holds no validation predictions to choose thresholds on, and its validation split "
+            f"cannot be read ({error}): pass root=<data root> if the data moved, or threshold=<value> to predict"
+        ) from error
+    return predict_images(trainer, classifier, val_root, table, batch_size, num_workers)

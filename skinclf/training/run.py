@@ -1,0 +1,79 @@
+"""A training run from start to end: fit (or continue fitting), choose a checkpoint, evaluate it on test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from skinclf.data.datamodule import LesionDataModule
+from skinclf.inference import inference_trainer, predict_loader
+from skinclf.results import error_images, write_results
+from skinclf.schema import TrainConfig
+from skinclf.training.builders import (
+    CHECKPOINT_RULES,
+    build_datamodule,
+    build_model,
+    build_trainer,
+    chosen_checkpoint,
+    class_weights,
+    resume_checkpoint,
+    run_info,
+)
+from skinclf.training.checkpoints import load_classifier, store_validation, stored_validation
+from skinclf.training.tensorboard import log_results
+
+
+def train(settings: TrainConfig, run_dir: Path) -> dict:
+    """Fit (or continue fitting), then evaluate the chosen checkpoint on val and test.
+
+    Writes the run's files into run_dir and returns its metrics; under DDP only the process of
+    rank 0 evaluates and writes, the others return an empty dict.
+    """
+    resume_from = resume_checkpoint(settings, run_dir)
+    pl.seed_everything(settings.seed, workers=True)
+    datamodule = build_datamodule(settings)
+    model = build_model(settings, resume_from is None, class_weights(settings, datamodule))
+    trainer, checkpoints = build_trainer(settings, run_dir)
+    fitted = torch.compile(model) if settings.speed.compile else model
+    trainer.fit(fitted, datamodule=datamodule, ckpt_path=resume_from)
+    if not trainer.is_global_zero:
+        return {}
+    return evaluate_chosen_checkpoint(settings, run_dir, trainer, checkpoints, datamodule)
+
+
+def evaluate_chosen_checkpoint(
+    settings: TrainConfig,
+    run_dir: Path,
+    trainer: pl.Trainer,
+    checkpoints: dict[str, ModelCheckpoint],
+    datamodule: LesionDataModule,
+) -> dict:
+    """Thresholds from the chosen checkpoint's validation predictions, figures on test: the run's files."""
+    ckpt_path, rule = chosen_checkpoint(checkpoints, settings.checkpoint.select)
+    classifier, checkpoint = load_classifier(ckpt_path)
+    predictor = inference_trainer(settings.trainer.accelerator, settings.trainer.precision)  # one device after DDP
+    validation = stored_validation(checkpoint)
+    if validation is None:  # the chosen epoch was not validated (trainer.check_val_every_n_epoch)
+        validation = predict_loader(predictor, classifier, datamodule.val_dataloader())
+        store_validation(ckpt_path, validation)
+    predictions = {"val": validation, "test": predict_loader(predictor, classifier, datamodule.test_dataloader())}
+    looked_at = validation if rule == "best" else validation.iloc[:0]  # what the rule chose on
+    info = {
+        **run_info(settings),
+        "checkpoint": str(Path(ckpt_path).relative_to(run_dir)),
+        "checkpoint_choice": {
+            "rule": CHECKPOINT_RULES[rule],
+            "epoch": checkpoint["epoch"],
+            "of_epochs": settings.trainer.max_epochs,
+            "validation_images": len(looked_at),
+            "validation_malignant": int(looked_at["label"].sum()),
+        },
+        "evaluated_on": "test split",
+    }
+    errors = error_images(datamodule.root, datamodule.eval_transform, predictions["test"])
+    metrics = write_results(run_dir, predictions, settings.evaluation, info, errors)
+    log_results(trainer.logger, metrics, predictions, errors, trainer.global_step)
+    return metrics

@@ -52,8 +52,11 @@ def main(settings: EvaluateConfig) -> None:
     root, table, described = labelled_input(settings, checkpoint)
     trainer = inference_trainer(settings.accelerator, settings.precision)
     run_root = settings.root if settings.input in SPLITS else None
-    validation = validation_of(checkpoint, classifier, trainer, run_root, settings.batch_size, settings.num_workers)
-    evaluated = predict_images(trainer, classifier, root, table, settings.batch_size, settings.num_workers)
+    tta = settings.evaluation.tta
+    validation = validation_of(
+        checkpoint, classifier, trainer, run_root, settings.batch_size, settings.num_workers, tta
+    )
+    evaluated = predict_images(trainer, classifier, root, table, settings.batch_size, settings.num_workers, views=tta)
     hparams = classifier.hparams
     info = {
         "arch": hparams.arch,
@@ -61,6 +64,7 @@ def main(settings: EvaluateConfig) -> None:
         **stored_run_info(checkpoint),
         "checkpoint": str(Path(settings.ckpt).resolve()),
         "evaluated_on": described,
+        **({"tta": tta} if tta != "none" else {}),
     }
     errors = error_images(root, checkpoint_pipeline(classifier), evaluated)
     metrics = write_results(run_dir, {"val": validation, "test": evaluated}, settings.evaluation, info, errors)

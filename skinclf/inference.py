@@ -24,8 +24,20 @@ from skinclf.models import LesionClassifier
 #: Columns of a split table that say nothing about the image (its metadata columns are kept beside its predictions).
 NOT_DESCRIPTIVE = ("group", "sha1")
 
-#: Test-time views of an image: the dimensions flipped in each (() is the image as it is).
-VIEWS = {"none": [()], "flips": [(), (-1,), (-2,), (-2, -1)]}
+#: Test-time augmentation (evaluation.tta): the views of an image whose probabilities are averaged,
+#: as (quarter turns, flipped left-right): the image as it is; its four flips (by the two axes);
+#: and all eight symmetries of the square (dermoscopy images have no upright).
+VIEWS = {
+    "none": [(0, False)],
+    "flips": [(0, False), (0, True), (2, False), (2, True)],
+    "flips_rot": [(turns, flipped) for turns in range(4) for flipped in (False, True)],
+}
+
+
+def view(images: torch.Tensor, turns: int, flipped: bool) -> torch.Tensor:
+    """Images (N, C, H, W) turned by quarter turns and optionally flipped left-right."""
+    images = images.flip(-1) if flipped else images
+    return torch.rot90(images, turns, dims=(-2, -1)) if turns else images
 
 
 class Predictor(pl.LightningModule):
@@ -42,10 +54,11 @@ class Predictor(pl.LightningModule):
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         images = batch["image"]
         outputs = [
-            self.classifier.predict_step({**batch, "image": images.flip(dims) if dims else images}, batch_idx)
-            for dims in self.views
+            self.classifier.predict_step({**batch, "image": view(images, turns, flipped)}, batch_idx)
+            for turns, flipped in self.views
         ]
-        return {**outputs[0], "probability": torch.stack([o["probability"] for o in outputs]).mean(0)}
+        averaged = [key for key in ("probability", "diagnosis_probabilities") if key in outputs[0]]
+        return {**outputs[0], **{key: torch.stack([o[key] for o in outputs]).mean(0) for key in averaged}}
 
 
 def inference_trainer(accelerator: str = "auto", precision: str = "32-true") -> pl.Trainer:

@@ -7,7 +7,6 @@ read, if so; unreadable images do not stop the run.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,6 @@ from skinclf.evaluation.thresholds import threshold_for_recall
 from skinclf.inference import inference_trainer, predict_images
 from skinclf.schema import PredictConfig
 from skinclf.training.checkpoints import load_classifier, validation_of
-
-log = logging.getLogger(__name__)
 
 
 def decisions(predictions: pd.DataFrame, threshold: float) -> pd.DataFrame:
@@ -51,11 +48,12 @@ def main(settings: PredictConfig) -> None:
     if settings.threshold is not None:
         threshold, source = settings.threshold, "given on the command line"
     else:
-        validation = validation_of(checkpoint, classifier, trainer, None, settings.batch_size, settings.num_workers)
+        validation = validation_of(
+            checkpoint, classifier, trainer, None, settings.batch_size, settings.num_workers, settings.tta
+        )
         threshold = threshold_for_recall(validation, settings.target_recall)
-        source = f"chosen on validation for recall >= {settings.target_recall:g}"
-    if settings.flip_tta:
-        log.warning("flip_tta: the validation threshold was chosen without flips; decisions may shift slightly")
+        tta = f", tta={settings.tta}" if settings.tta != "none" else ""
+        source = f"chosen on validation for recall >= {settings.target_recall:g}{tta}"
     root, table = read_inputs(settings.input, settings.root)
     predictions = predict_images(
         trainer,
@@ -65,7 +63,7 @@ def main(settings: PredictConfig) -> None:
         settings.batch_size,
         settings.num_workers,
         tolerate_unreadable=True,
-        views="flips" if settings.flip_tta else "none",
+        views=settings.tta,
     )
     predictions = decisions(predictions, threshold)
     output = Path(settings.output).expanduser()

@@ -222,6 +222,20 @@ class CheckpointSettings:
         require(self.every_n_epochs > 0, "checkpoint.every_n_epochs", self.every_n_epochs, "> 0")
 
 
+@dataclass
+class CrossValidationSettings:
+    """cv.folds=K splits train+val into K grouped, stratified folds; the run trains with fold cv.fold as validation."""
+
+    folds: int
+    fold: int
+
+    def __post_init__(self) -> None:
+        require(self.folds == 0 or self.folds >= 2, "cv.folds", self.folds, "0 (no cross-validation) or >= 2")
+        if self.folds:
+            rule = f"in 0..{self.folds - 1} (cv.folds={self.folds})"
+            require(0 <= self.fold < self.folds, "cv.fold", self.fold, rule)
+
+
 #: Trainer arguments that skinclf sets itself, from other settings.
 TRAINER_ARGUMENTS_SET_BY_SKINCLF = ("default_root_dir", "logger", "callbacks", "plugins")
 
@@ -252,6 +266,10 @@ TrainerSettings = dataclasses.make_dataclass(
 # -- evaluation -----------------------------------------------------------------------------------
 
 
+#: The test-time augmentations (see skinclf.inference.VIEWS).
+TTA_CHOICES = ("none", "flips", "flips_rot")
+
+
 @dataclass
 class BootstrapSettings:
     """Percentile intervals from ``resamples`` stratified resamples drawn with ``seed``."""
@@ -270,12 +288,14 @@ class EvaluationSettings:
     """The evaluation group, shared by train, evaluate and export."""
 
     target_recalls: list[float]
+    tta: str
     bootstrap: BootstrapSettings
     subgroups: list[str]
     age_edges: list[float]
 
     def __post_init__(self) -> None:
         _check_recalls("evaluation.target_recalls", self.target_recalls)
+        require(self.tta in TTA_CHOICES, "evaluation.tta", self.tta, " or ".join(TTA_CHOICES))
         ascending = bool(self.age_edges) and all(a < b for a, b in itertools.pairwise(self.age_edges))
         require(ascending, "evaluation.age_edges", self.age_edges, "one or more numbers in ascending order")
 
@@ -301,6 +321,7 @@ class TrainConfig:
     loss: LossSettings
     speed: SpeedSettings
     checkpoint: CheckpointSettings
+    cv: CrossValidationSettings
 
 
 @dataclass
@@ -349,11 +370,12 @@ class PredictConfig(InferenceConfig):
     output: str
     target_recall: float
     threshold: Optional[float]
-    flip_tta: bool
+    tta: str
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_recalls("target_recall", [self.target_recall])
+        require(self.tta in TTA_CHOICES, "tta", self.tta, " or ".join(TTA_CHOICES))
 
 
 @dataclass
@@ -382,6 +404,7 @@ RENAMED_KEYS = {
     "bootstrap": "evaluation.bootstrap",
     "data_root": "root",
     "split": "input",
+    "flip_tta": "tta",
 }
 
 

@@ -15,8 +15,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from skinclf.data.inputs import read_inputs
 from skinclf.errors import SkinclfError
 from skinclf.evaluation.thresholds import threshold_for_recall
+from skinclf.inference import inference_trainer, predict_images
 from skinclf.report import main as report_main
-from skinclf.training.checkpoints import VALIDATION_KEY, load_classifier, read_checkpoint, stored_validation
+from skinclf.training.checkpoints import (
+    VALIDATION_KEY,
+    load_classifier,
+    read_checkpoint,
+    run_split,
+    stored_validation,
+)
 
 
 def chosen_checkpoint(run_dir: Path) -> Path:
@@ -91,7 +98,7 @@ def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_r
         f"input={folder}",
         f"output={output}",
         "target_recall=0.95",
-        "flip_tta=true",
+        "tta=flips",
     )
 
     table = pd.read_csv(output, keep_default_na=False)
@@ -100,11 +107,35 @@ def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_r
     broken = table.set_index("path").loc["notes/broken.png"]
     assert broken["decision"] == "" and "UnidentifiedImageError" in broken["error"]
     readable = table[table["error"] == ""]
-    validation = stored_validation(read_checkpoint(chosen_checkpoint(trained_run)))
-    threshold = threshold_for_recall(validation, 0.95)
+    classifier, checkpoint = load_classifier(chosen_checkpoint(trained_run))
+    root, val = run_split(checkpoint, "val")  # with tta the threshold comes from validation predicted with flips
+    flipped_validation = predict_images(inference_trainer("cpu"), classifier, root, val, 64, 0, views="flips")
+    threshold = threshold_for_recall(flipped_validation, 0.95)
     expected = np.where(readable["probability"].astype(float) >= threshold, "malignant", "benign")
     assert (readable["decision"] == expected).all()
     assert "1 unreadable" in result.stdout and f"threshold {threshold:.4f}" in result.stdout
+    assert "tta=flips" in result.stdout and "Warning" not in result.stderr
+
+
+def test_evaluation_with_tta_chooses_thresholds_on_validation_seen_the_same_way(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    ckpt = chosen_checkpoint(trained_run)
+    run_in_process(
+        "evaluate",
+        f"ckpt={ckpt}",
+        "evaluation.tta=flips_rot",
+        f"hydra.run.dir={tmp_path}",
+        "evaluation.bootstrap.resamples=0",
+    )
+    metrics = trained_metrics(tmp_path)
+    validation = pd.read_csv(tmp_path / "predictions_val.csv")
+    stored = stored_validation(read_checkpoint(ckpt))
+    assert validation["path"].tolist() == stored["path"].tolist()
+    assert not np.allclose(validation["probability"], stored["probability"])  # predicted again, with 8 views
+    assert metrics["run"]["tta"] == "flips_rot"
+    for point in metrics["operating_points"]:
+        assert point["threshold"] == pytest.approx(threshold_for_recall(validation, point["target_recall"]))
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

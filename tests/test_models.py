@@ -11,6 +11,7 @@ from conftest import train_settings
 from torchvision.models import get_model
 
 from skinclf.errors import SkinclfError
+from skinclf.inference import VIEWS, Predictor, view
 from skinclf.models import LesionClassifier
 from skinclf.models.backbones import build_backbone, preprocessing_preset
 from skinclf.training.builders import build_model
@@ -133,3 +134,22 @@ def test_load_from_checkpoint_never_fetches_imagenet_weights(tmp_path: Path, tor
     torch.testing.assert_close(
         restored.backbone.state_dict()["conv1.weight"], model.backbone.state_dict()["conv1.weight"]
     )
+
+
+def test_test_time_views_are_the_flips_and_the_symmetries_of_the_square() -> None:
+    image = torch.arange(16.0).view(1, 1, 4, 4)  # no symmetry of its own: every view differs
+    seen = {name: {tuple(view(image, *v).flatten().tolist()) for v in views} for name, views in VIEWS.items()}
+    assert len(seen["none"]) == 1 and len(seen["flips"]) == 4 and len(seen["flips_rot"]) == 8
+    assert seen["none"] < seen["flips"] < seen["flips_rot"]
+    assert tuple(image.flip(-2).flatten().tolist()) in seen["flips"]  # upside down is one of the flips
+
+
+def test_predictions_with_tta_are_the_mean_over_the_views() -> None:
+    model = classifier("model.weights=null").eval()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    batch = {"image": images, "label": torch.zeros(3)}
+    with torch.inference_mode():
+        averaged = Predictor(model, "flips_rot").predict_step(batch, 0)["probability"]
+        each = torch.stack([model(view(images, *v)).sigmoid() for v in VIEWS["flips_rot"]])
+    torch.testing.assert_close(averaged, each.mean(0))
+    assert not torch.allclose(averaged, each[0])  # the views do change the prediction

@@ -65,6 +65,10 @@ class ImageCache:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def rows(self, selected: np.ndarray) -> ImageCache:
+        """The images of the selected rows (a boolean mask or indices), in their order, from the same file."""
+        return ImageCache(self.data_path, self.offsets[selected], self.shapes[selected])
+
     def __getstate__(self) -> dict:
         # each DataLoader worker maps the file itself; the process that opened the cache holds it
         return {**self.__dict__, "_data": None, "_in_use": None}

@@ -14,13 +14,14 @@ from torch.utils.data import DataLoader
 
 from skinclf.data.cache import ImageCache, build_cache
 from skinclf.data.dataset import LesionDataset
+from skinclf.data.folds import fold_tables, pool_of, prepare_folds, read_folds
 from skinclf.data.records import data_root, default_split_dir
 from skinclf.data.sampler import EpochSampler
 from skinclf.data.splits import load_splits, prepare_splits
 from skinclf.data.synthetic import ensure_synthetic_dataset
 from skinclf.data.transforms import eval_pipeline, train_pipeline
 from skinclf.errors import SkinclfError
-from skinclf.schema import DataSettings
+from skinclf.schema import CrossValidationSettings, DataSettings
 
 
 class LesionDataModule(pl.LightningDataModule):
@@ -31,7 +32,9 @@ class LesionDataModule(pl.LightningDataModule):
     split is decoded once into a memory-mapped uint8 cache at resize_size (see
     :mod:`skinclf.data.cache`). ``seed`` seeds the training order and augmentation (see
     :class:`~skinclf.data.sampler.EpochSampler`). With ``diagnoses`` (task=diagnosis) every item
-    carries the index of its diagnosis.
+    carries the index of its diagnosis. With ``cv`` folds (see :mod:`skinclf.data.folds`) train and
+    val are those of fold ``cv.fold``; the train and val images are then cached together, once for
+    every fold.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class LesionDataModule(pl.LightningDataModule):
         train_steps: Sequence[A.BasicTransform] | None,
         seed: int,
         diagnoses: list[str] | None = None,
+        cv: CrossValidationSettings | None = None,
     ) -> None:
         super().__init__()
         root = data_root(data.root, data)
@@ -57,6 +61,7 @@ class LesionDataModule(pl.LightningDataModule):
         self.eval_transform = eval_pipeline(data.resize_size, data.crop_size)
         self.seed = seed
         self.diagnoses = diagnoses
+        self.cv = cv if cv is not None and cv.folds else None
         self.datasets: dict[str, LesionDataset] = {}
         self._prepared = False
 
@@ -69,18 +74,39 @@ class LesionDataModule(pl.LightningDataModule):
         tables = prepare_splits(
             self.root, self.split_dir, self.data.split_settings(), self.data.check_images, self.data.skip_corrupt
         )
-        for name, table in tables.items():
-            self._cache(name, table)
+        if self.cv is not None:
+            prepare_folds(self.split_dir, tables, self.cv, self.data.split_seed)
+        self._caches(tables)
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         tables, _ = load_splits(self.split_dir)
-        for name, table in tables.items():
+        caches = self._caches(tables)
+        for name, table in self.run_tables(tables).items():
             transform = self.train_transform if name == "train" else self.eval_transform
-            cache = self._cache(name, table)
-            self.datasets[name] = LesionDataset(self.root, table, transform, cache=cache, diagnoses=self.diagnoses)
+            self.datasets[name] = LesionDataset(
+                self.root, table, transform, cache=caches[name], diagnoses=self.diagnoses
+            )
+
+    def run_tables(self, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        """The run's train, val and test tables: the splits, or with cross-validation those of its fold."""
+        if self.cv is None:
+            return tables
+        return fold_tables(tables, read_folds(self.split_dir, tables, self.cv.folds), self.cv.fold)
+
+    def _caches(self, tables: dict[str, pd.DataFrame]) -> dict[str, ImageCache | None]:
+        """The image cache of each of the run's tables (None without data.cache), built once for all jobs."""
+        if self.cv is None:
+            return {name: self._cache(name, table) for name, table in tables.items()}
+        pool = self._cache("pool", pool_of(tables))  # train and val of every fold, together
+        held = read_folds(self.split_dir, tables, self.cv.folds) == self.cv.fold
+        return {
+            "train": pool.rows(~held) if pool is not None else None,
+            "val": pool.rows(held) if pool is not None else None,
+            "test": self._cache("test", tables["test"]),
+        }
 
     def _cache(self, name: str, table: pd.DataFrame) -> ImageCache | None:
         """The split's image cache, built by the first job that needs it; None without data.cache."""
@@ -92,11 +118,12 @@ class LesionDataModule(pl.LightningDataModule):
         """How many training images each diagnosis has (the splits are made first if need be)."""
         self.prepare_data()
         tables, _ = load_splits(self.split_dir)
-        return tables["train"]["diagnosis"].value_counts()
+        return self.run_tables(tables)["train"]["diagnosis"].value_counts()
 
-    def state_dict(self) -> dict[str, str]:
-        """Saved in every checkpoint, so that evaluate can find the run's splits again."""
-        return {"root": str(self.root), "split_dir": str(self.split_dir)}
+    def state_dict(self) -> dict[str, str | int]:
+        """Saved in every checkpoint, so that evaluate can find the run's splits (and fold) again."""
+        folds = {"cv_folds": self.cv.folds, "cv_fold": self.cv.fold} if self.cv is not None else {}
+        return {"root": str(self.root), "split_dir": str(self.split_dir), **folds}
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled by an EpochSampler (class-balanced with data.sampler=balanced), sharded across DDP processes."""

@@ -46,7 +46,7 @@ def diagnoses(settings: TrainConfig) -> list[str] | None:
 
 def build_datamodule(settings: TrainConfig) -> LesionDataModule:
     steps = instantiate(settings.aug.train) if settings.aug.train else None
-    return LesionDataModule(settings.data, steps, settings.seed, diagnoses(settings))
+    return LesionDataModule(settings.data, steps, settings.seed, diagnoses(settings), settings.cv)
 
 
 def class_weights(settings: TrainConfig, datamodule: LesionDataModule) -> list[float] | None:
@@ -98,6 +98,7 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
         "aug": settings.aug.name,
         "task": settings.task.name,
         "seed": settings.seed,
+        **({"cv": {"folds": settings.cv.folds, "fold": settings.cv.fold}} if settings.cv.folds else {}),
     }
 
 

@@ -4,7 +4,7 @@ A checkpoint written by ``skinclf.train`` is a Lightning checkpoint with, beside
 the hyperparameters of :class:`LesionClassifier` (architecture, preprocessing):
 
 - ``skinclf_version``: marks it as a skinclf checkpoint;
-- ``LesionDataModule``: the data root and split folder of the run;
+- ``LesionDataModule``: the data root and split folder of the run (and its fold, under cross-validation);
 - ``skinclf_run``: the run's name, architecture, augmentation and seed;
 - ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability
   of every validation image, from which a threshold for any target recall can be chosen later.
@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from skinclf.atomic import load_torch, save_torch
+from skinclf.data.folds import fold_tables, read_folds
 from skinclf.data.splits import load_splits
 from skinclf.errors import SkinclfError
 from skinclf.inference import predict_images
@@ -96,6 +97,9 @@ def run_split(checkpoint: dict[str, Any], split: str, root: str | None = None) -
         raise SkinclfError("the checkpoint does not record its data root: pass input=<folder or CSV> instead")
     recorded_root, split_dir = location
     tables, _ = load_splits(split_dir)
+    data = checkpoint[DATA_KEY]
+    if data.get("cv_folds"):  # a cross-validation run: its train and val are those of its fold
+        tables = fold_tables(tables, read_folds(split_dir, tables, data["cv_folds"]), data["cv_fold"])
     return (Path(root).expanduser() if root else recorded_root), tables[split]
 
 
@@ -106,16 +110,22 @@ def validation_of(
     root: str | None,
     batch_size: int,
     num_workers: int,
+    tta: str = "none",
 ) -> pd.DataFrame:
-    """The validation predictions a checkpoint stores, or else predicted on its run's validation split."""
+    """The validation predictions a checkpoint stores, or else predicted on its run's validation split.
+
+    With test-time augmentation (``tta`` other than none) they are always predicted again, with the
+    same views, so that thresholds are chosen on scores of the kind they are applied to.
+    """
     stored = stored_validation(checkpoint)
-    if stored is not None:
+    if stored is not None and tta == "none":
         return stored
     try:
         val_root, table = run_split(checkpoint, "val", root)
     except SkinclfError as error:
+        why = "holds no validation predictions" if stored is None else f"holds no validation predictions with tta={tta}"
         raise SkinclfError(
-            f"the checkpoint holds no validation predictions to choose thresholds on, and its validation split "
-            f"cannot be read ({error}): pass root=<data root> if the data moved, or threshold=<value> to predict"
+            f"the checkpoint {why} to choose thresholds on, and its validation split cannot be read ({error}): "
+            "pass root=<data root> if the data moved, or threshold=<value> to predict"
         ) from error
-    return predict_images(trainer, classifier, val_root, table, batch_size, num_workers)
+    return predict_images(trainer, classifier, val_root, table, batch_size, num_workers, views=tta)

@@ -55,11 +55,15 @@ def evaluate_chosen_checkpoint(
     ckpt_path, rule = chosen_checkpoint(checkpoints, settings.checkpoint.select)
     classifier, checkpoint = load_classifier(ckpt_path)
     predictor = inference_trainer(settings.trainer.accelerator, settings.trainer.precision)  # one device after DDP
+    tta = settings.evaluation.tta
     validation = stored_validation(checkpoint)
     if validation is None:  # the chosen epoch was not validated (trainer.check_val_every_n_epoch)
         validation = predict_loader(predictor, classifier, datamodule.val_dataloader())
         store_validation(ckpt_path, validation)
-    predictions = {"val": validation, "test": predict_loader(predictor, classifier, datamodule.test_dataloader())}
+    if tta != "none":  # thresholds chosen on scores of the kind they are applied to
+        validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), views=tta)
+    test = predict_loader(predictor, classifier, datamodule.test_dataloader(), views=tta)
+    predictions = {"val": validation, "test": test}
     looked_at = validation if rule == "best" else validation.iloc[:0]  # what the rule chose on
     info = {
         **run_info(settings),
@@ -72,6 +76,7 @@ def evaluate_chosen_checkpoint(
             "validation_malignant": int(looked_at["label"].sum()),
         },
         "evaluated_on": "test split",
+        **({"tta": tta} if tta != "none" else {}),
     }
     errors = error_images(datamodule.root, datamodule.eval_transform, predictions["test"])
     metrics = write_results(run_dir, predictions, settings.evaluation, info, errors)

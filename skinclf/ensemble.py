@@ -1,0 +1,111 @@
+"""Ensemble runs: ``python -m skinclf.ensemble <run or multirun directories...> [--output DIR] [--combine mean|rank]``.
+
+Combines every run below the directories (the folds of a cross-validation, seeds, architectures;
+see :mod:`skinclf.evaluation.ensemble`), chooses each operating point on the combined validation
+predictions (the pooled out-of-fold ones for folds) and writes into the output folder the same
+files as a single run's evaluation, with each member's figures beside the ensemble's in
+metrics.json and report.md. The members are evaluated as they were configured (target recalls,
+bootstrap, subgroups, TTA from the first member's config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from skinclf.errors import SkinclfError, examples, exit_on_user_error
+from skinclf.evaluation.ensemble import COMBINE_RULES, Member, combined_test, combined_validation, member_figures
+from skinclf.evaluation.metrics import summary_line
+from skinclf.inference import checkpoint_pipeline
+from skinclf.report import find_runs, write_report
+from skinclf.results import error_images, write_results
+from skinclf.schema import EvaluationSettings, validate
+from skinclf.training.checkpoints import data_location, load_classifier
+
+log = logging.getLogger(__name__)
+
+#: metrics.json of an ensemble says so in run.kind.
+KIND = "ensemble"
+
+
+def read_member(directory: Path) -> Member:
+    """A finished training run, with the predictions an ensemble needs."""
+    files = {name: directory / f"predictions_{name}.csv" for name in ("val", "test")}
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        raise SkinclfError(f"{directory} is not a finished run: {examples(missing)} missing")
+    tables = {name: pd.read_csv(path, dtype={"path": str}) for name, path in files.items()}
+    metrics = json.loads((directory / "metrics.json").read_text())
+    return Member(directory, metrics, tables["val"], tables["test"])
+
+
+def member_evaluation(member: Member) -> EvaluationSettings:
+    """The evaluation settings the member was trained with (its .hydra/config.yaml)."""
+    config = member.directory / ".hydra" / "config.yaml"
+    if not config.is_file():
+        raise SkinclfError(f"{member.directory} has no .hydra/config.yaml: is it a skinclf.train run folder?")
+    recorded = OmegaConf.load(config)
+    return validate(OmegaConf.merge(OmegaConf.structured(EvaluationSettings), recorded.evaluation))
+
+
+def ensemble(directories: Sequence[Path], output: Path, rule: str) -> dict:
+    """Combine the runs below the directories; write the ensemble's evaluation into output; its metrics."""
+    members = []
+    for directory in find_runs(directories):
+        if (directory / "checkpoints").is_dir():
+            members.append(read_member(directory))
+        else:  # an evaluation or an earlier ensemble: not a model of its own
+            log.info("leaving out %s: not a training run (no checkpoints/)", directory)
+    if len(members) < 2:
+        named = examples([str(d) for d in directories])
+        raise SkinclfError(f"found {len(members)} training run(s) below {named}: an ensemble needs two or more")
+    validation, chosen_on = combined_validation(members, rule)
+    test = combined_test(members, rule)
+    first = members[0]
+    classifier, checkpoint = load_classifier(first.directory / first.metrics["run"]["checkpoint"])
+    root = data_location(checkpoint)[0]
+    tested = [m.metrics["test/auroc"] for m in members]
+    info = {
+        "kind": KIND,
+        "name": f"ensemble of {len(members)}",
+        "combine": rule,
+        "members": [member_figures(m) for m in members],
+        "thresholds_chosen_on": chosen_on,
+        "members_test_auroc": {"mean": float(np.mean(tested)), "sd": float(np.std(tested, ddof=1))},
+        "evaluated_on": "test split",
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    errors = error_images(root, checkpoint_pipeline(classifier), test)
+    predictions = {"val": validation, "test": test}
+    return write_results(output, predictions, member_evaluation(first), info, errors)
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m skinclf.ensemble", description=__doc__.split("\n\n")[0])
+    parser.add_argument("directories", nargs="+", type=Path, help="run or multirun directories")
+    default = Path("reports") / f"ensemble_{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    parser.add_argument("--output", type=Path, default=default, help=f"where to write (default {default})")
+    parser.add_argument("--combine", choices=COMBINE_RULES, default="mean", help="mean of probabilities or of ranks")
+    args = parser.parse_args(argv)
+    metrics = ensemble(args.directories, args.output, args.combine)
+    members = [Path(m["directory"]) for m in metrics["run"]["members"]]
+    write_report([*members, args.output], args.output)
+    spread = metrics["run"]["members_test_auroc"]
+    print(f"members: test AUROC {spread['mean']:.3f} ± {spread['sd']:.3f} (mean ± sd of {len(members)})")
+    print(f"ensemble ({args.combine}): {summary_line(metrics)}")
+    print(f"thresholds chosen on the {metrics['run']['thresholds_chosen_on']}")
+    print(f"output directory: {args.output}  (metrics.json, report.md, pr_curve.png)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

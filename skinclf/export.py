@@ -18,6 +18,7 @@ from torch import nn
 
 from skinclf.atomic import atomic_path, write_json
 from skinclf.cli import command
+from skinclf.data.metadata import feature_names
 from skinclf.errors import SkinclfError
 from skinclf.evaluation.thresholds import thresholds_for_recalls
 from skinclf.models import LesionClassifier
@@ -35,34 +36,54 @@ def outputs_of(classifier: LesionClassifier) -> list[str]:
     return list(OUTPUTS if classifier.hparams.get("diagnoses") else OUTPUTS[:1])
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
+def inputs_of(classifier: LesionClassifier) -> list[str]:
+    """Names of the inputs: the images, and for a model with metadata the encoded metadata."""
+    return ["image", "metadata"] if classifier.hparams.get("metadata_encoding") else ["image"]
+
+
+def example_inputs(classifier: LesionClassifier, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the exported model: uint8 images, and encoded metadata where the model reads it."""
+    generator = torch.Generator().manual_seed(seed)
+    crop = classifier.hparams.crop_size
+    images = torch.randint(0, 256, (batch, 3, crop, crop), dtype=torch.uint8, generator=generator)
+    encoding = classifier.hparams.get("metadata_encoding")
+    if not encoding:
+        return (images,)
+    return images, torch.randn(batch, len(feature_names(encoding)), generator=generator)
+
+
+def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, outputs: list[str]) -> None:
     batch = torch.export.Dim("batch", min=1)
+    names = ["image", "metadata"][: len(example)]
     torch.onnx.export(
         model,
-        (example,),
+        example,
         path,
-        input_names=["image"],
+        input_names=names,
         output_names=outputs,
-        dynamic_shapes=({0: batch},),
+        dynamic_shapes=tuple({0: batch} for _ in example),
         dynamo=True,
         external_data=False,  # one self-contained file
     )
 
 
-def run_onnx(path: Path, images: torch.Tensor) -> list[np.ndarray]:
+def run_onnx(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     import onnxruntime  # optional dependency: pip install 'skinclf[export]'
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"image": images.numpy()})
+    return session.run(None, {name: x.numpy() for name, x in zip(["image", "metadata"], inputs, strict=False)})
 
 
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
+def export_torchscript(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, outputs: list[str]) -> None:
     torch.jit.trace(model, example).save(str(path))
 
 
-def run_torchscript(path: Path, images: torch.Tensor) -> list[np.ndarray]:
-    return as_arrays(torch.jit.load(str(path)).eval()(images))
+def run_torchscript(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    return as_arrays(torch.jit.load(str(path)).eval()(*inputs))
 
+
+#: How many random inputs the parity check compares.
+PARITY_IMAGES = 4
 
 EXPORTERS = {"onnx": (export_onnx, run_onnx), "torchscript": (export_torchscript, run_torchscript)}
 
@@ -71,36 +92,47 @@ def as_arrays(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarr
     return [o.detach().numpy() for o in (outputs if isinstance(outputs, tuple) else (outputs,))]
 
 
-def largest_difference(model: nn.Module, path: Path, run_export: object, crop_size: int, batch: int = 4) -> float:
-    """Largest absolute difference of any output between the export and PyTorch, on random images."""
-    images = torch.randint(
-        0, 256, (batch, 3, crop_size, crop_size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
-    )
+def largest_difference(model: nn.Module, path: Path, run_export: object, inputs: tuple[torch.Tensor, ...]) -> float:
+    """Largest absolute difference of any output between the export and PyTorch, on the given inputs."""
     with torch.inference_mode():
-        expected = as_arrays(model(images))
-    exported = run_export(path, images)
+        expected = as_arrays(model(*inputs))
+    exported = run_export(path, inputs)
     return max(float(np.abs(e - x).max()) for e, x in zip(exported, expected, strict=True))
 
 
 def export_checked(classifier: LesionClassifier, settings: ExportConfig, output: Path) -> float:
     """Write the export to output only if it matches PyTorch within the tolerance; returns the largest difference."""
-    crop = classifier.hparams.crop_size
     model = classifier.probability_model()
     export, run_export = EXPORTERS[settings.format]
     with atomic_path(output) as partial:  # kept only if it passes the parity check
         try:
-            export(model, torch.zeros(2, 3, crop, crop, dtype=torch.uint8), partial, outputs_of(classifier))
+            export(model, example_inputs(classifier, 2), partial, outputs_of(classifier))
         except ImportError as error:
             raise SkinclfError(
                 f"{settings.format} export needs the optional packages: pip install 'skinclf[export]' ({error})"
             ) from error
-        difference = largest_difference(model, partial, run_export, crop)
+        difference = largest_difference(model, partial, run_export, example_inputs(classifier, PARITY_IMAGES, seed=1))
         if not difference <= settings.tolerance:
             raise SkinclfError(
                 f"the {settings.format} export differs from PyTorch by {difference:.2e}, more than "
                 f"tolerance={settings.tolerance:g}: nothing written"
             )
     return difference
+
+
+def metadata_input(encoding: list[dict] | None) -> dict | None:
+    """The second input of a model with metadata: its features, and how to compute them from a table."""
+    if not encoding:
+        return None
+    return {
+        "name": "metadata",
+        "dtype": "float32",
+        "layout": "N x features, in the order of 'features'",
+        "features": feature_names(encoding),
+        "encoding": encoding,
+        "meaning": "numeric columns: (value - mean) / std, 0 when missing; other columns: 1 for the value seen, "
+        "else 0; each column's '<column> missing' is 1 when its value is missing",
+    }
 
 
 def export_metadata(
@@ -136,7 +168,8 @@ def export_metadata(
         },
         "thresholds": thresholds,
         "thresholds_meaning": "malignant when probability >= threshold; chosen on validation per target recall",
-        "parity_check": {"max_abs_difference": difference, "tolerance": settings.tolerance, "images": 4},
+        "metadata": metadata_input(hparams.get("metadata_encoding")),
+        "parity_check": {"max_abs_difference": difference, "tolerance": settings.tolerance, "images": PARITY_IMAGES},
     }
 
 

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from skinclf.data.dataset import LesionDataset
+from skinclf.data.metadata import encode
 from skinclf.data.transforms import eval_pipeline
 from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
@@ -110,8 +111,13 @@ def predict_images(
     tolerate_unreadable: bool = False,
     views: str = "none",
 ) -> pd.DataFrame:
-    """Probabilities for the images of a table, preprocessed as the checkpoint says."""
-    dataset = LesionDataset(root, table, checkpoint_pipeline(classifier), tolerate_unreadable=tolerate_unreadable)
+    """Probabilities for the images of a table, preprocessed as the checkpoint says (its metadata columns
+    encoded as in training, for a model with metadata)."""
+    encoding = classifier.hparams.get("metadata_encoding")
+    metadata = encode(table, encoding, "the table of images to predict") if encoding else None
+    dataset = LesionDataset(
+        root, table, checkpoint_pipeline(classifier), tolerate_unreadable=tolerate_unreadable, metadata=metadata
+    )
     return predict_loader(
         trainer, classifier, DataLoader(dataset, batch_size=batch_size, num_workers=num_workers), views
     )

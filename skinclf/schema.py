@@ -158,6 +158,11 @@ class DataSettings(SplitSettings):
 class ModelSettings:
     arch: str
     weights: Optional[str]
+    metadata: list[str]
+    metadata_dropout: float
+
+    def __post_init__(self) -> None:
+        require(0 <= self.metadata_dropout < 1, "model.metadata_dropout", self.metadata_dropout, "in [0, 1)")
 
 
 @dataclass

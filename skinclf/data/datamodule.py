@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from skinclf.data.cache import ImageCache, build_cache
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.folds import fold_tables, pool_of, prepare_folds, read_folds
+from skinclf.data.metadata import Encoding, encode, fit_encoding
 from skinclf.data.records import data_root, default_split_dir
 from skinclf.data.sampler import EpochSampler
 from skinclf.data.splits import load_splits, prepare_splits
@@ -44,6 +45,7 @@ class LesionDataModule(pl.LightningDataModule):
         seed: int,
         diagnoses: list[str] | None = None,
         cv: CrossValidationSettings | None = None,
+        metadata_columns: Sequence[str] = (),
     ) -> None:
         super().__init__()
         root = data_root(data.root, data)
@@ -62,6 +64,8 @@ class LesionDataModule(pl.LightningDataModule):
         self.seed = seed
         self.diagnoses = diagnoses
         self.cv = cv if cv is not None and cv.folds else None
+        self.metadata_columns = list(metadata_columns)
+        self._metadata_encoding: Encoding | None = None
         self.datasets: dict[str, LesionDataset] = {}
         self._prepared = False
 
@@ -84,11 +88,23 @@ class LesionDataModule(pl.LightningDataModule):
             return
         tables, _ = load_splits(self.split_dir)
         caches = self._caches(tables)
+        encoding = self.metadata_encoding()
         for name, table in self.run_tables(tables).items():
             transform = self.train_transform if name == "train" else self.eval_transform
+            metadata = encode(table, encoding, f"the {name} split") if encoding else None
             self.datasets[name] = LesionDataset(
-                self.root, table, transform, cache=caches[name], diagnoses=self.diagnoses
+                self.root, table, transform, cache=caches[name], diagnoses=self.diagnoses, metadata=metadata
             )
+
+    def metadata_encoding(self) -> Encoding | None:
+        """How model.metadata's columns are encoded, fitted on the run's training split; None without metadata."""
+        if not self.metadata_columns:
+            return None
+        if self._metadata_encoding is None:
+            self.prepare_data()
+            tables, _ = load_splits(self.split_dir)
+            self._metadata_encoding = fit_encoding(self.run_tables(tables)["train"], self.metadata_columns)
+        return self._metadata_encoding
 
     def run_tables(self, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         """The run's train, val and test tables: the splits, or with cross-validation those of its fold."""

@@ -25,7 +25,8 @@ class LesionDataset(Dataset):
     ``diagnoses`` (the classes of task=diagnosis) ``diagnosis``, the index of the row's one. With
     ``tolerate_unreadable`` an image that cannot be read gives a black image and its reason in
     ``error`` ("" for the others) instead of stopping the run. With a ``cache`` the decoded,
-    resized pixels come from it rather than from the files.
+    resized pixels come from it rather than from the files. With ``metadata`` (the encoded
+    metadata of each row, see :mod:`skinclf.data.metadata`) items carry their row as ``metadata``.
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class LesionDataset(Dataset):
         tolerate_unreadable: bool = False,
         cache: ImageCache | None = None,
         diagnoses: list[str] | None = None,
+        metadata: np.ndarray | None = None,
     ) -> None:
         self.root = root
         self.table = table
@@ -46,6 +48,7 @@ class LesionDataset(Dataset):
         if diagnoses is not None:
             index = {name: i for i, name in enumerate(diagnoses)}
             self.diagnoses = torch.tensor([index[d] for d in table["diagnosis"]], dtype=torch.long)
+        self.metadata = torch.from_numpy(metadata) if metadata is not None else None
         self.transform = transform
         self.tolerate_unreadable = tolerate_unreadable
         self.cache = cache
@@ -62,6 +65,8 @@ class LesionDataset(Dataset):
         item: dict[str, torch.Tensor | str] = {"label": self.labels[index]}
         if self.diagnoses is not None:
             item["diagnosis"] = self.diagnoses[index]
+        if self.metadata is not None:
+            item["metadata"] = self.metadata[index]
         try:
             pixels = self.cache.image(index) if self.cache is not None else load_rgb(path)
             item["image"] = self.transform(image=pixels)["image"]

@@ -16,6 +16,8 @@ from torchmetrics.aggregation import CatMetric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 import skinclf
+from skinclf.data.metadata import feature_names
+from skinclf.errors import SkinclfError
 from skinclf.models.backbones import build_backbone, load_pretrained
 from skinclf.models.schedule import WarmupCosine
 
@@ -43,6 +45,30 @@ def malignancy_of(logits: torch.Tensor, malignant_mask: torch.Tensor | None) -> 
     return logits.softmax(1)[:, malignant_mask].sum(1)
 
 
+#: Width of the hidden layer of the metadata branch.
+METADATA_HIDDEN = 32
+
+
+def metadata_branch(features: int, outputs: int, dropout: float) -> nn.Sequential:
+    """Encoded metadata to logits: a hidden layer, dropout, and a linear layer that starts at zero
+    (so that training starts from the image alone)."""
+    last = nn.Linear(METADATA_HIDDEN, outputs, bias=False)
+    nn.init.zeros_(last.weight)
+    return nn.Sequential(nn.Linear(features, METADATA_HIDDEN), nn.ReLU(), nn.Dropout(dropout), last)
+
+
+def joint_logits(
+    backbone: nn.Module, branch: nn.Module | None, images: torch.Tensor, metadata: torch.Tensor | None
+) -> torch.Tensor:
+    """The image's logits, plus the metadata's for a model with a metadata branch."""
+    logits = backbone(images)
+    if branch is None:
+        return logits
+    if metadata is None:
+        raise SkinclfError("this model reads metadata beside each image (model.metadata), but none was given")
+    return logits + branch(metadata.to(logits.dtype))
+
+
 @dataclass(frozen=True)
 class ValidationScores:
     """The probabilities and labels of the validation images, in the loader's order, at the end of an epoch."""
@@ -61,6 +87,10 @@ class LesionClassifier(pl.LightningModule):
 
     The preprocessing a checkpoint needs at inference is part of its hyperparameters: resize and
     crop sizes for the image pipeline, mean and std applied here as the first step of forward.
+
+    With ``metadata_encoding`` (model.metadata; see :mod:`skinclf.data.metadata`) a small branch
+    reads the encoded metadata beside the image: a hidden layer with dropout, whose logits add to
+    the image's, which is a linear head on the image features and metadata features concatenated.
     """
 
     def __init__(
@@ -80,6 +110,8 @@ class LesionClassifier(pl.LightningModule):
         diagnoses: list[str] | None = None,
         malignant_diagnoses: list[str] | None = None,
         class_weights: list[float] | None = None,
+        metadata_encoding: list[dict] | None = None,
+        metadata_dropout: float = 0.0,
         load_pretrained_weights: bool = False,
     ) -> None:
         """``weights``: the torchvision weights name or .pth file the backbone starts from (None: random).
@@ -92,12 +124,21 @@ class LesionClassifier(pl.LightningModule):
 
         ``diagnoses`` (task=diagnosis; None for task=binary, and in checkpoints of earlier versions):
         the classes of the head, ``class_weights`` their weights in the cross-entropy.
+
+        ``metadata_encoding`` (None without metadata): how the table's columns are encoded, with
+        the training split's statistics; ``metadata_dropout`` the dropout of the metadata branch.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["load_pretrained_weights"])
-        self.backbone = build_backbone(arch, len(diagnoses) if diagnoses else 1)
+        outputs = len(diagnoses) if diagnoses else 1
+        self.backbone = build_backbone(arch, outputs)
         if weights and load_pretrained_weights:
             load_pretrained(self.backbone, arch, weights)
+        self.metadata_branch = (
+            metadata_branch(len(feature_names(metadata_encoding)), outputs, metadata_dropout)
+            if metadata_encoding
+            else None
+        )
         self.normalize = PixelNormalize(mean, std)
         if diagnoses:
             self.loss = nn.CrossEntropyLoss(weight=torch.tensor(class_weights) if class_weights else None)
@@ -113,18 +154,19 @@ class LesionClassifier(pl.LightningModule):
         #: the latest validation epoch's scores, which the checkpoints of that epoch keep
         self.validation_scores: ValidationScores | None = None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits for images of pixel values 0-255: shape (B,), or (B, diagnoses) for task=diagnosis."""
+    def forward(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for images of pixel values 0-255 (and their encoded metadata, for a model with
+        metadata): shape (B,), or (B, diagnoses) for task=diagnosis."""
         if self.uses_channels_last():
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = self.backbone(self.normalize(images))
+        logits = joint_logits(self.backbone, self.metadata_branch, self.normalize(images), metadata)
         return logits if self.malignant_mask is not None else logits.squeeze(1)
 
     def malignancy(self, logits: torch.Tensor) -> torch.Tensor:
         return malignancy_of(logits, self.malignant_mask)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch["image"]), batch)
+        loss = self._loss(self(batch["image"], batch.get("metadata")), batch)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -150,8 +192,9 @@ class LesionClassifier(pl.LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Probabilities of malignancy (and of each diagnosis); label and error pass through where given."""
-        logits = self(batch["image"])
-        outputs = {**{k: v for k, v in batch.items() if k != "image"}, "probability": self.malignancy(logits).float()}
+        logits = self(batch["image"], batch.get("metadata"))
+        passed_on = {k: v for k, v in batch.items() if k not in ("image", "metadata")}
+        outputs = {**passed_on, "probability": self.malignancy(logits).float()}
         if self.malignant_mask is not None:
             outputs["diagnosis_probabilities"] = logits.softmax(1).float()
         return outputs
@@ -193,7 +236,7 @@ class LesionClassifier(pl.LightningModule):
         return self.loss(logits, batch["label"] if self.malignant_mask is None else batch["diagnosis"])
 
     def _evaluation_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
-        logits = self(batch["image"])
+        logits = self(batch["image"], batch.get("metadata"))
         self.log(f"{stage}/loss", self._loss(logits, batch), sync_dist=True)
         if self.trainer.sanity_checking:  # a couple of batches, maybe of one class: no ranking metrics
             return
@@ -221,10 +264,13 @@ class Probabilities(nn.Module):
         super().__init__()
         self.normalize = classifier.normalize
         self.backbone = classifier.backbone
+        self.metadata_branch = classifier.metadata_branch
         self.malignant_mask = classifier.malignant_mask
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits = self.backbone(self.normalize(images))
+    def forward(
+        self, images: torch.Tensor, metadata: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = joint_logits(self.backbone, self.metadata_branch, self.normalize(images), metadata)
         if self.malignant_mask is None:
             return malignancy_of(logits.squeeze(1), None)
         return malignancy_of(logits, self.malignant_mask), logits.softmax(1)

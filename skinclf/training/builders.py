@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from skinclf.data.datamodule import LesionDataModule
+from skinclf.data.metadata import Encoding
 from skinclf.data.records import reads_tables
 from skinclf.errors import SkinclfError, examples
 from skinclf.models import LesionClassifier
@@ -46,7 +47,9 @@ def diagnoses(settings: TrainConfig) -> list[str] | None:
 
 def build_datamodule(settings: TrainConfig) -> LesionDataModule:
     steps = instantiate(settings.aug.train) if settings.aug.train else None
-    return LesionDataModule(settings.data, steps, settings.seed, diagnoses(settings), settings.cv)
+    return LesionDataModule(
+        settings.data, steps, settings.seed, diagnoses(settings), settings.cv, settings.model.metadata
+    )
 
 
 def class_weights(settings: TrainConfig, datamodule: LesionDataModule) -> list[float] | None:
@@ -64,7 +67,10 @@ def class_weights(settings: TrainConfig, datamodule: LesionDataModule) -> list[f
 
 
 def build_model(
-    settings: TrainConfig, load_pretrained_weights: bool, weights_of_classes: list[float] | None = None
+    settings: TrainConfig,
+    load_pretrained_weights: bool,
+    weights_of_classes: list[float] | None = None,
+    metadata_encoding: Encoding | None = None,
 ) -> LesionClassifier:
     """The LightningModule; without load_pretrained_weights (a resumed run, the bench) no ImageNet weights are read."""
     model, data, optim = settings.model, settings.data, settings.optim
@@ -85,6 +91,8 @@ def build_model(
         diagnoses=diagnoses(settings),
         malignant_diagnoses=list(data.malignant) if settings.task.name == "diagnosis" else None,
         class_weights=weights_of_classes,
+        metadata_encoding=metadata_encoding,
+        metadata_dropout=model.metadata_dropout,
         load_pretrained_weights=load_pretrained_weights,
     )
 

@@ -35,7 +35,9 @@ def train(settings: TrainConfig, run_dir: Path) -> dict:
     resume_from = resume_checkpoint(settings, run_dir)
     pl.seed_everything(settings.seed, workers=True)
     datamodule = build_datamodule(settings)
-    model = build_model(settings, resume_from is None, class_weights(settings, datamodule))
+    model = build_model(
+        settings, resume_from is None, class_weights(settings, datamodule), datamodule.metadata_encoding()
+    )
     trainer, checkpoints = build_trainer(settings, run_dir)
     fitted = torch.compile(model) if settings.speed.compile else model
     trainer.fit(fitted, datamodule=datamodule, ckpt_path=resume_from)

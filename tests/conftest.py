@@ -124,6 +124,20 @@ def synthetic_overrides(root: Path) -> list[str]:
     ]
 
 
+def small_table(root: Path, n_train: int, n_test: int, image_size: int, *more: str) -> list[str]:
+    """A short quiet CPU run at 32 px on a small synthetic table (data=synthetic_table) generated in root."""
+    return [
+        "data=synthetic_table",
+        f"data.root={root}",
+        *(f"data.synthetic.n_train={n_train}", f"data.synthetic.n_test={n_test}"),
+        f"data.synthetic.image_size={image_size}",
+        *("model.weights=null", "trainer=cpu", "optim.warmup_epochs=1"),
+        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
+        *("trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"),
+        *more,
+    ]
+
+
 def tiny(root: Path, *more: str) -> list[str]:
     """A run of a few seconds an epoch: ResNet18 at 32 px on the learnable synthetic dataset."""
     return [

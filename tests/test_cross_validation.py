@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_in_process
+from conftest import run_in_process, small_table
 
 from skinclf.data.folds import assign_folds
 from skinclf.evaluation.ensemble import percentiles
@@ -40,15 +40,9 @@ def test_rank_percentiles_are_mid_ranks_among_the_reference() -> None:
 def cv_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three folds of a short run on the synthetic table, as one multirun."""
     folder = tmp_path_factory.mktemp("cv")
-    overrides = [
-        "data=synthetic_table",
-        f"data.root={folder / 'data'}",
-        *("data.synthetic.n_train=240", "data.synthetic.n_test=80", "data.synthetic.image_size=40"),
-        *("model.weights=null", "trainer=cpu", "trainer.max_epochs=2", "optim.lr=2e-3", "optim.warmup_epochs=1"),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
-        *("evaluation.bootstrap.resamples=100", "trainer.enable_progress_bar=false"),
-        "trainer.enable_model_summary=false",
-    ]
+    overrides = small_table(
+        folder / "data", 240, 80, 40, "trainer.max_epochs=2", "optim.lr=2e-3", "evaluation.bootstrap.resamples=100"
+    )
     sweep = folder / "sweep"
     folds = ",".join(str(k) for k in range(FOLDS))
     run_in_process("train", "-m", f"cv.folds={FOLDS}", f"cv.fold={folds}", *overrides, f"hydra.sweep.dir={sweep}")

@@ -13,6 +13,7 @@ import pytest
 from conftest import (
     TRAINED_RUN_EPOCHS,
     run_in_process,
+    small_table,
     split_settings,
     tiny,
     train_settings,
@@ -222,16 +223,14 @@ def test_a_table_trains_exactly_as_the_equivalent_folder(
 def diagnosis_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """task=diagnosis on a small synthetic table, audited by sex, site and age."""
     folder = tmp_path_factory.mktemp("diagnosis")
-    overrides = [
-        "data=synthetic_table",
-        f"data.root={folder / 'data'}",
-        *("data.synthetic.n_train=400", "data.synthetic.n_test=100", "data.synthetic.image_size=48"),
-        *("task=diagnosis", "task.class_weights=balanced", "model.weights=null", "trainer=cpu"),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
-        *("trainer.max_epochs=6", "optim.lr=2e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=200"),
-        *("trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"),
-        "evaluation.subgroups=[sex,anatom_site_general,age_approx]",
-    ]
+    overrides = small_table(
+        folder / "data",
+        400,
+        100,
+        48,
+        *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=6", "optim.lr=2e-3"),
+        *("evaluation.bootstrap.resamples=200", "evaluation.subgroups=[sex,anatom_site_general,age_approx]"),
+    )
     train(train_settings(overrides), folder / "run")
     return folder / "run"
 

@@ -14,9 +14,10 @@ from skinclf.schema import register_schemas
 CONFIG_PATH = "pkg://skinclf.conf"
 
 
-def weights_preset(key: str, arch: str, weights: str | None) -> int:
-    """``${weights_preset:resize_size,${model.arch},${model.weights}}``: a value of the weights' transforms."""
-    return preprocessing_preset(arch, weights)[key]
+def weights_preset(key: str, library: str, arch: str, weights: str | None) -> int:
+    """``${weights_preset:resize_size,${model.library},${model.arch},${model.weights}}``: a value of the
+    weights' transforms."""
+    return preprocessing_preset(arch, weights, library)[key]
 
 
 def scaled_probability(probability: float, strength: float) -> float:

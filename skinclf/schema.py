@@ -156,12 +156,14 @@ class DataSettings(SplitSettings):
 
 @dataclass
 class ModelSettings:
+    library: str
     arch: str
     weights: Optional[str]
     metadata: list[str]
     metadata_dropout: float
 
     def __post_init__(self) -> None:
+        require(self.library in ("torchvision", "timm"), "model.library", self.library, "torchvision or timm")
         require(0 <= self.metadata_dropout < 1, "model.metadata_dropout", self.metadata_dropout, "in [0, 1)")
 
 

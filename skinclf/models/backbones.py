@@ -1,7 +1,8 @@
-"""torchvision backbones with a one-logit head, and their ImageNet weights.
+"""Backbones with a one-logit head, and their ImageNet weights: torchvision's, or timm's (``model=timm``).
 
 Any torchvision classification model whose last ``nn.Linear`` is its classifier works:
 ``resnet18``, ``resnext50_32x4d``, ``efficientnet_b0``, ``convnext_tiny``, ``mobilenet_v3_small``...
+and so does any timm model (see :mod:`skinclf.models.timm_models`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from torchvision.models import WeightsEnum, get_model, get_model_weights
 
 from skinclf.atomic import load_torch
 from skinclf.errors import SkinclfError, examples
+from skinclf.models import timm_models
+
+#: Where model.arch is looked up (model.library).
+LIBRARIES = ("torchvision", "timm")
 
 
 def _check_architecture(arch: str) -> None:
@@ -28,8 +33,8 @@ def _check_architecture(arch: str) -> None:
 
 
 def is_weights_file(weights: str) -> bool:
-    """True when model.weights names a local state-dict file rather than a torchvision weights enum."""
-    return Path(weights).suffix in {".pt", ".pth"} or "/" in weights
+    """True when model.weights names a local state-dict file rather than a weights name."""
+    return Path(weights).suffix in {".pt", ".pth", ".safetensors"} or "/" in weights
 
 
 def resolve_weights(arch: str, weights: str | None) -> WeightsEnum | None:
@@ -47,11 +52,14 @@ def resolve_weights(arch: str, weights: str | None) -> WeightsEnum | None:
         ) from error
 
 
-def preprocessing_preset(arch: str, weights: str | None) -> dict[str, int | list[float]]:
+def preprocessing_preset(arch: str, weights: str | None, library: str = "torchvision") -> dict[str, int | list[float]]:
     """Resize and crop sizes, mean and std of the weights' own eval transforms.
 
-    With random init or a local file, those of the architecture's default weights.
+    With random init or a local file, those of the architecture's default weights (for timm, of
+    the arch's pretrained config).
     """
+    if library == "timm":
+        return timm_models.preprocessing_preset(arch)
     enum = resolve_weights(arch, weights)
     if enum is None:
         _check_architecture(arch)
@@ -72,10 +80,13 @@ def _classifier_name(model: nn.Module) -> str:
     return names[-1]
 
 
-def build_backbone(arch: str, outputs: int = 1) -> nn.Module:
+def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision") -> nn.Module:
     """The architecture with its classifier replaced by ``outputs`` logits (Xavier-normal weight, zero bias)."""
-    _check_architecture(arch)
-    model = get_model(arch)
+    if library == "timm":
+        model = timm_models.create(arch)
+    else:
+        _check_architecture(arch)
+        model = get_model(arch)
     head_name = _classifier_name(model)
     parent_name, _, attribute = head_name.rpartition(".")
     parent = model.get_submodule(parent_name)
@@ -96,11 +107,31 @@ def _download_hint(enum: WeightsEnum) -> str:
     )
 
 
-def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
-    """The ImageNet state dict named by ``weights``: a torchvision enum name or a local file."""
+def weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a local weights file: .safetensors, or a torch file (.pth, .pt; a checkpoint's state_dict)."""
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except SafetensorError as error:
+            raise SkinclfError(f"cannot load {path} as a weights file ({error}): name a state-dict file") from error
+    state = load_torch(path, "weights file", "model.weights names a .pth or .safetensors state-dict file")
+    return state.get("state_dict", state)
+
+
+def pretrained_state_dict(arch: str, weights: str, library: str = "torchvision") -> dict[str, torch.Tensor]:
+    """The ImageNet state dict named by ``weights``: a local file, a torchvision enum name, or timm's pretrained."""
     if is_weights_file(weights):
-        state = load_torch(Path(weights).expanduser(), "weights file", "model.weights names a .pth state-dict file")
-        return state.get("state_dict", state)
+        return weights_file(Path(weights).expanduser())
+    if library == "timm":
+        if weights != timm_models.PRETRAINED:
+            raise SkinclfError(
+                f"model.weights={weights!r}: a timm model takes model.weights={timm_models.PRETRAINED} (the weights "
+                "of the tag in model.arch), a path to a .safetensors or .pth file, or null"
+            )
+        return timm_models.pretrained_state_dict(arch)
     enum = resolve_weights(arch, weights)
     try:
         return get_model(arch, weights=enum).state_dict()
@@ -115,10 +146,11 @@ def pretrained_state_dict(arch: str, weights: str) -> dict[str, torch.Tensor]:
         ) from error
 
 
-def load_pretrained(backbone: nn.Module, arch: str, weights: str) -> None:
+def load_pretrained(backbone: nn.Module, arch: str, weights: str, library: str = "torchvision") -> None:
     """Copy pretrained weights into every layer of backbone but its new one-logit head."""
     head_prefix = _classifier_name(backbone) + "."
-    state = {k: v for k, v in pretrained_state_dict(arch, weights).items() if not k.startswith(head_prefix)}
+    pretrained = pretrained_state_dict(arch, weights, library)
+    state = {k: v for k, v in pretrained.items() if not k.startswith(head_prefix)}
     try:
         result = backbone.load_state_dict(state, strict=False)
     except RuntimeError as error:

@@ -1,4 +1,4 @@
-"""The LightningModule: a torchvision backbone with one logit, trained with BCE, Adam and warmup-cosine."""
+"""The LightningModule: a torchvision or timm backbone with one logit, trained with BCE, Adam and warmup-cosine."""
 
 from __future__ import annotations
 
@@ -113,8 +113,10 @@ class LesionClassifier(pl.LightningModule):
         metadata_encoding: list[dict] | None = None,
         metadata_dropout: float = 0.0,
         load_pretrained_weights: bool = False,
+        library: str = "torchvision",
     ) -> None:
-        """``weights``: the torchvision weights name or .pth file the backbone starts from (None: random).
+        """``arch``: a model of ``library`` (torchvision or timm); ``weights``: the weights name or file the
+        backbone starts from (None: random).
 
         They are loaded only with ``load_pretrained_weights`` (when a run starts), never when a
         checkpoint is restored (``load_from_checkpoint``), which holds every weight itself.
@@ -131,9 +133,9 @@ class LesionClassifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["load_pretrained_weights"])
         outputs = len(diagnoses) if diagnoses else 1
-        self.backbone = build_backbone(arch, outputs)
+        self.backbone = build_backbone(arch, outputs, library)
         if weights and load_pretrained_weights:
-            load_pretrained(self.backbone, arch, weights)
+            load_pretrained(self.backbone, arch, weights, library)
         self.metadata_branch = (
             metadata_branch(len(feature_names(metadata_encoding)), outputs, metadata_dropout)
             if metadata_encoding

@@ -74,8 +74,9 @@ def build_model(
 ) -> LesionClassifier:
     """The LightningModule; without load_pretrained_weights (a resumed run, the bench) no ImageNet weights are read."""
     model, data, optim = settings.model, settings.data, settings.optim
-    preset = preprocessing_preset(model.arch, model.weights)
+    preset = preprocessing_preset(model.arch, model.weights, model.library)
     return LesionClassifier(
+        library=model.library,
         arch=model.arch,
         weights=model.weights,
         mean=data.mean or preset["mean"],
@@ -102,6 +103,7 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
     return {
         "name": settings.name,
         "arch": settings.model.arch,
+        **({"library": settings.model.library} if settings.model.library != "torchvision" else {}),
         "weights": settings.model.weights,
         "aug": settings.aug.name,
         "task": settings.task.name,

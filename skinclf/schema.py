@@ -230,6 +230,24 @@ class CheckpointSettings:
 
 
 @dataclass
+class EmaSettings:
+    decay: Optional[float]
+
+    def __post_init__(self) -> None:
+        require(self.decay is None or 0 < self.decay < 1, "ema.decay", self.decay, "null or in (0, 1)")
+
+
+@dataclass
+class EarlyStoppingSettings:
+    patience: Optional[int]
+    min_delta: float
+
+    def __post_init__(self) -> None:
+        require(self.patience is None or self.patience >= 1, "early_stopping.patience", self.patience, "null or >= 1")
+        require(self.min_delta >= 0, "early_stopping.min_delta", self.min_delta, ">= 0")
+
+
+@dataclass
 class CrossValidationSettings:
     """cv.folds=K splits train+val into K grouped, stratified folds; the run trains with fold cv.fold as validation."""
 
@@ -328,6 +346,8 @@ class TrainConfig:
     loss: LossSettings
     speed: SpeedSettings
     checkpoint: CheckpointSettings
+    ema: EmaSettings
+    early_stopping: EarlyStoppingSettings
     cv: CrossValidationSettings
 
 

@@ -14,7 +14,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import (
+    Callback,
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from skinclf.data.datamodule import LesionDataModule
@@ -108,6 +115,7 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
         "aug": settings.aug.name,
         "task": settings.task.name,
         "seed": settings.seed,
+        **({"ema_decay": settings.ema.decay} if settings.ema.decay else {}),
         **({"cv": {"folds": settings.cv.folds, "fold": settings.cv.fold}} if settings.cv.folds else {}),
     }
 
@@ -135,6 +143,7 @@ def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dic
         RunRecordInCheckpoints(run_info(settings)),
         LearningRateMonitor(logging_interval="step"),
         FiniteLossGuard(every_n_steps=settings.speed.nonfinite_check_steps),
+        *training_aids(settings),
     ]
     arguments = dataclasses.asdict(settings.trainer)
     if arguments["enable_progress_bar"] is not False:
@@ -145,6 +154,19 @@ def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dic
         **arguments, default_root_dir=run_dir, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
     return trainer, checkpoints
+
+
+def training_aids(settings: TrainConfig) -> list[Callback]:
+    """Lightning's EMA of the weights and early stopping on val/auprc, where the settings ask for them."""
+    aids: list[Callback] = []
+    if settings.ema.decay is not None:
+        aids.append(EMAWeightAveraging(decay=settings.ema.decay))
+    if settings.early_stopping.patience is not None:
+        stopping = settings.early_stopping
+        aids.append(
+            EarlyStopping(monitor="val/auprc", mode="max", patience=stopping.patience, min_delta=stopping.min_delta)
+        )
+    return aids
 
 
 def warn_of_slow_precision(accelerator: str, precision: str | None) -> None:

@@ -46,6 +46,12 @@ def train(settings: TrainConfig, run_dir: Path) -> dict:
     return evaluate_chosen_checkpoint(settings, run_dir, trainer, checkpoints, datamodule)
 
 
+def stopped_early(trainer: pl.Trainer) -> bool:
+    """Whether early_stopping ended the training before trainer.max_epochs."""
+    stopping = trainer.early_stopping_callback
+    return stopping is not None and stopping.stopped_epoch > 0
+
+
 def evaluate_chosen_checkpoint(
     settings: TrainConfig,
     run_dir: Path,
@@ -73,7 +79,8 @@ def evaluate_chosen_checkpoint(
         "checkpoint_choice": {
             "rule": CHECKPOINT_RULES[rule],
             "epoch": checkpoint["epoch"],
-            "of_epochs": settings.trainer.max_epochs,
+            "of_epochs": trainer.current_epoch,
+            **({"stopped_early": True} if stopped_early(trainer) else {}),
             "validation_images": len(looked_at),
             "validation_malignant": int(looked_at["label"].sum()),
         },

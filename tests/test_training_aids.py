@@ -1,0 +1,37 @@
+"""ema.decay and early_stopping: Lightning's own callbacks, as settings of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny, train_settings
+
+from skinclf.errors import SkinclfError
+from skinclf.training.checkpoints import read_checkpoint
+from skinclf.training.run import train
+
+
+def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_root: Path, tmp_path: Path) -> None:
+    # min_delta=1: no validation can beat the first by a whole unit of AUPRC, so patience 1 stops after epoch 2
+    aids = ("ema.decay=0.5", "early_stopping.patience=1", "early_stopping.min_delta=1.0", "trainer.max_epochs=5")
+    metrics = train(train_settings(tiny(learnable_root, *aids)), tmp_path)
+
+    assert metrics["run"]["ema_decay"] == 0.5
+    assert metrics["run"]["checkpoint_choice"]["of_epochs"] == 2
+    assert metrics["run"]["checkpoint_choice"]["stopped_early"] is True
+    checkpoint = read_checkpoint(tmp_path / metrics["run"]["checkpoint"])
+    # Lightning keeps the trained weights aside and saves the average as the state dict that is evaluated
+    averaged, trained = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert averaged.keys() == trained.keys()
+    assert not torch.equal(averaged["backbone.fc.weight"], trained["backbone.fc.weight"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("ema.decay=1.0", "ema.decay"), ("early_stopping.patience=0", "early_stopping.patience")],
+)
+def test_out_of_range_aids_are_refused_by_name(override: str, key: str) -> None:
+    with pytest.raises(SkinclfError, match=key):
+        train_settings(["model.weights=null", override])

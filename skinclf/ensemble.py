@@ -11,7 +11,6 @@ bootstrap, subgroups, TTA from the first member's config).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,11 +18,18 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from omegaconf import OmegaConf
 
 from skinclf.errors import SkinclfError, examples, exit_on_user_error
-from skinclf.evaluation.ensemble import COMBINE_RULES, Member, combined_test, combined_validation, member_figures
+from skinclf.evaluation.ensemble import (
+    COMBINE_RULES,
+    KIND,
+    Member,
+    combined_test,
+    combined_validation,
+    member_figures,
+    read_member,
+)
 from skinclf.evaluation.metrics import summary_line
 from skinclf.inference import checkpoint_pipeline
 from skinclf.report import find_runs, write_report
@@ -32,20 +38,6 @@ from skinclf.schema import EvaluationSettings, validate
 from skinclf.training.checkpoints import data_location, load_classifier
 
 log = logging.getLogger(__name__)
-
-#: metrics.json of an ensemble says so in run.kind.
-KIND = "ensemble"
-
-
-def read_member(directory: Path) -> Member:
-    """A finished training run, with the predictions an ensemble needs."""
-    files = {name: directory / f"predictions_{name}.csv" for name in ("val", "test")}
-    missing = [p.name for p in files.values() if not p.is_file()]
-    if missing:
-        raise SkinclfError(f"{directory} is not a finished run: {examples(missing)} missing")
-    tables = {name: pd.read_csv(path, dtype={"path": str}) for name, path in files.items()}
-    metrics = json.loads((directory / "metrics.json").read_text())
-    return Member(directory, metrics, tables["val"], tables["test"])
 
 
 def member_evaluation(member: Member) -> EvaluationSettings:
@@ -71,7 +63,7 @@ def ensemble(directories: Sequence[Path], output: Path, rule: str) -> dict:
     validation, chosen_on = combined_validation(members, rule)
     test = combined_test(members, rule)
     first = members[0]
-    classifier, checkpoint = load_classifier(first.directory / first.metrics["run"]["checkpoint"])
+    classifier, checkpoint = load_classifier(first.checkpoint)
     root = data_location(checkpoint)[0]
     tested = [m.metrics["test/auroc"] for m in members]
     info = {

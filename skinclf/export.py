@@ -1,10 +1,11 @@
-"""Export: ``python -m skinclf.export ckpt=<path> format=onnx|torchscript [output=<file>]``.
+"""Export: ``python -m skinclf.export ckpt=<checkpoint | ensemble folder> format=onnx|torchscript [output=<file>]``.
 
 The exported model takes a batch of uint8 images (N, 3, crop, crop), pixel values 0-255, resized
 and centre-cropped as the metadata says, and returns the probability of malignancy of each (and,
 for task=diagnosis, a second output: the probability of each diagnosis); the normalisation is
 inside. A JSON file beside it holds the preprocessing and the thresholds chosen on validation.
-The export is checked against PyTorch on random images before it is kept.
+The export is checked against PyTorch on random images before it is kept. An ensemble (a folder
+written by skinclf.ensemble) is exported as one model that combines its members as evaluated.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from skinclf.atomic import atomic_path, write_json
 from skinclf.cli import command
 from skinclf.data.metadata import feature_names
-from skinclf.errors import SkinclfError
+from skinclf.errors import SkinclfError, examples
+from skinclf.evaluation.ensemble import KIND, is_ensemble, read_ensemble
 from skinclf.evaluation.thresholds import thresholds_for_recalls
 from skinclf.models import LesionClassifier
+from skinclf.models.ensemble import EnsembleProbabilities
 from skinclf.schema import ExportConfig
 from skinclf.training.checkpoints import load_classifier, stored_run_info, stored_validation
 
@@ -100,13 +104,15 @@ def largest_difference(model: nn.Module, path: Path, run_export: object, inputs:
     return max(float(np.abs(e - x).max()) for e, x in zip(exported, expected, strict=True))
 
 
-def export_checked(classifier: LesionClassifier, settings: ExportConfig, output: Path) -> float:
-    """Write the export to output only if it matches PyTorch within the tolerance; returns the largest difference."""
-    model = classifier.probability_model()
+def export_checked(
+    model: nn.Module, classifier: LesionClassifier, outputs: list[str], settings: ExportConfig, output: Path
+) -> float:
+    """Write the export of model to output only if it matches PyTorch within the tolerance; returns the largest
+    difference. Its inputs are those of classifier (its image size, and its metadata)."""
     export, run_export = EXPORTERS[settings.format]
     with atomic_path(output) as partial:  # kept only if it passes the parity check
         try:
-            export(model, example_inputs(classifier, 2), partial, outputs_of(classifier))
+            export(model, example_inputs(classifier, 2), partial, outputs)
         except ImportError as error:
             raise SkinclfError(
                 f"{settings.format} export needs the optional packages: pip install 'skinclf[export]' ({error})"
@@ -135,32 +141,38 @@ def metadata_input(encoding: list[dict] | None) -> dict | None:
     }
 
 
+def input_description(hparams: dict) -> dict:
+    """The image input of an exported classifier, and how to prepare it."""
+    return {
+        "name": "image",
+        "dtype": "uint8",
+        "layout": "NCHW, RGB, pixel values 0-255",
+        "preprocessing": f"resize the shorter side to {hparams.resize_size} px (bilinear), then centre-crop "
+        f"{hparams.crop_size}x{hparams.crop_size}; EXIF orientation applied",
+        "resize_size": hparams.resize_size,
+        "crop_size": hparams.crop_size,
+        "mean": list(hparams.mean),
+        "std": list(hparams.std),
+        "normalisation": "inside the model: (pixels / 255 - mean) / std",
+    }
+
+
 def export_metadata(
-    settings: ExportConfig, output: Path, classifier: LesionClassifier, checkpoint: dict, difference: float
+    settings: ExportConfig,
+    output: Path,
+    classifier: LesionClassifier,
+    validation: pd.DataFrame | None,
+    difference: float,
 ) -> dict:
     """What a user of the exported file needs: its input, preprocessing, output and thresholds."""
     hparams = classifier.hparams
-    validation = stored_validation(checkpoint)
     thresholds = (
         thresholds_for_recalls(validation, settings.evaluation.target_recalls) if validation is not None else {}
     )
     return {
         "model": str(output.name),
         "format": settings.format,
-        "checkpoint": str(Path(settings.ckpt).resolve()),
-        "run": stored_run_info(checkpoint),
-        "input": {
-            "name": "image",
-            "dtype": "uint8",
-            "layout": "NCHW, RGB, pixel values 0-255",
-            "preprocessing": f"resize the shorter side to {hparams.resize_size} px (bilinear), then centre-crop "
-            f"{hparams.crop_size}x{hparams.crop_size}; EXIF orientation applied",
-            "resize_size": hparams.resize_size,
-            "crop_size": hparams.crop_size,
-            "mean": list(hparams.mean),
-            "std": list(hparams.std),
-            "normalisation": "inside the model: (pixels / 255 - mean) / std",
-        },
+        "input": input_description(hparams),
         "output": {
             "names": outputs_of(classifier),
             "meaning": "probability of malignancy, one per image; diagnosis_probabilities: one per image and diagnosis",
@@ -173,15 +185,70 @@ def export_metadata(
     }
 
 
+def export_checkpoint(settings: ExportConfig, output: Path) -> dict:
+    """Export a checkpoint's classifier; what the JSON beside it says."""
+    classifier, checkpoint = load_classifier(settings.ckpt)
+    model = classifier.probability_model()
+    difference = export_checked(model, classifier, outputs_of(classifier), settings, output)
+    return {
+        **export_metadata(settings, output, classifier, stored_validation(checkpoint), difference),
+        "checkpoint": str(Path(settings.ckpt).resolve()),
+        "run": stored_run_info(checkpoint),
+    }
+
+
+def export_ensemble(settings: ExportConfig, output: Path) -> dict:
+    """Export an ensemble as one model combining its members; what the JSON beside it says."""
+    ensemble = read_ensemble(Path(settings.ckpt).expanduser())
+    classifiers = [load_classifier(m.checkpoint)[0] for m in ensemble.members]
+    sizes = {(c.hparams.resize_size, c.hparams.crop_size) for c in classifiers}
+    if len(sizes) > 1:
+        raise SkinclfError(
+            f"the members of {settings.ckpt} take images of different sizes (resize, crop: {examples(sorted(sizes))}): "
+            "one exported model takes one size; use python -m skinclf.predict ckpt=<the ensemble folder> instead"
+        )
+    if any(c.hparams.get("metadata_encoding") for c in classifiers):
+        raise SkinclfError(
+            f"the members of {settings.ckpt} read metadata, each encoded with its own training split's statistics, "
+            "which one exported input cannot carry: use python -m skinclf.predict ckpt=<the ensemble folder>, "
+            "or export each member's checkpoint"
+        )
+    references = [torch.tensor(m.val["probability"].to_numpy()) for m in ensemble.members]
+    model = EnsembleProbabilities(
+        [c.probability_model() for c in classifiers], references if ensemble.rule == "rank" else None
+    ).eval()
+    first = classifiers[0]
+    difference = export_checked(model, first, list(OUTPUTS[:1]), settings, output)
+    description = export_metadata(settings, output, first, ensemble.validation, difference)
+    description["output"] = {
+        "names": list(OUTPUTS[:1]),
+        "meaning": f"the ensemble's score of malignancy, one per image: the {ensemble.rule} of its members' "
+        + ("probabilities" if ensemble.rule == "mean" else "percentiles among their own validation probabilities"),
+    }
+    description["thresholds_meaning"] += f" (the ensemble's {ensemble.chosen_on})"
+    return {
+        **description,
+        "ensemble": str(ensemble.directory.resolve()),
+        "run": {
+            "kind": KIND,
+            "combine": ensemble.rule,
+            "members": [str(m.checkpoint.resolve()) for m in ensemble.members],
+        },
+    }
+
+
 @command("export")
 def main(settings: ExportConfig) -> None:
-    classifier, checkpoint = load_classifier(settings.ckpt)
+    source = Path(settings.ckpt).expanduser()
+    an_ensemble = is_ensemble(source)
     suffix = SUFFIXES[settings.format]
-    output = Path(settings.output).expanduser() if settings.output else Path(settings.ckpt).with_suffix(suffix)
+    default = source / f"ensemble{suffix}" if an_ensemble else source.with_suffix(suffix)
+    output = Path(settings.output).expanduser() if settings.output else default
     output.parent.mkdir(parents=True, exist_ok=True)
-    difference = export_checked(classifier, settings, output)
+    description = (export_ensemble if an_ensemble else export_checkpoint)(settings, output)
     metadata_path = output.with_name(output.name + ".json")
-    write_json(metadata_path, export_metadata(settings, output, classifier, checkpoint, difference))
+    write_json(metadata_path, description)
+    difference = description["parity_check"]["max_abs_difference"]
     print(f"wrote {output} and {metadata_path}")
     print(f"largest difference from PyTorch: {difference:.2e} (tolerance {settings.tolerance:g})")
 

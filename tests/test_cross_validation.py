@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import run_in_process, small_table
 
 from skinclf.data.folds import assign_folds
 from skinclf.evaluation.ensemble import percentiles
 from skinclf.evaluation.thresholds import threshold_for_recall
+from skinclf.models.ensemble import EnsembleProbabilities
+from skinclf.training.checkpoints import data_location, load_classifier, read_checkpoint
 
 FOLDS = 3
 
@@ -32,8 +35,11 @@ def test_folds_keep_groups_whole_and_spread_each_class_evenly() -> None:
 
 
 def test_rank_percentiles_are_mid_ranks_among_the_reference() -> None:
-    reference = np.array([0.1, 0.2, 0.2, 0.4])
-    np.testing.assert_allclose(percentiles(reference, np.array([0.0, 0.1, 0.2, 0.3, 0.9])), [0, 0.125, 0.5, 0.75, 1])
+    reference, scores = np.array([0.1, 0.2, 0.2, 0.4]), np.array([0.0, 0.1, 0.2, 0.3, 0.9])
+    np.testing.assert_allclose(percentiles(reference, scores), [0, 0.125, 0.5, 0.75, 1])
+    # the exported ensemble computes the same percentiles inside the model
+    exported = EnsembleProbabilities.percentile(torch.tensor(reference), torch.tensor(scores))
+    np.testing.assert_allclose(exported.numpy(), percentiles(reference, scores))
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +106,46 @@ def test_the_ensemble_of_the_folds_chooses_thresholds_out_of_fold(cv_sweep: Path
     run_in_process("ensemble", str(cv_sweep), "--output", str(tmp_path / "ranks"), "--combine", "rank")
     ranked = json.loads((tmp_path / "ranks" / "metrics.json").read_text())
     assert ranked["run"]["combine"] == "rank" and 0 <= ranked["test/auroc"] <= 1
+
+
+@pytest.fixture(scope="module")
+def fold_ensemble(cv_sweep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("ensemble") / "mean"
+    run_in_process("ensemble", str(cv_sweep), "--output", str(output))
+    return output
+
+
+def test_predict_with_an_ensemble_combines_its_members_as_evaluated(fold_ensemble: Path, tmp_path: Path) -> None:
+    tested = pd.read_csv(fold_ensemble / "predictions_test.csv")
+    images = tmp_path / "images.csv"
+    tested[["path"]].to_csv(images, index=False)
+    member = Path(json.loads((fold_ensemble / "metrics.json").read_text())["run"]["members"][0]["directory"])
+    data_root = data_location(read_checkpoint(member / "checkpoints" / "last.ckpt"))[0]
+    output = tmp_path / "predicted.csv"
+
+    result = run_in_process(
+        "predict", f"ckpt={fold_ensemble}", f"input={images}", f"root={data_root}", f"output={output}"
+    )
+
+    predicted = pd.read_csv(output)
+    np.testing.assert_allclose(predicted["probability"], tested["probability"], atol=1e-6)
+    validation = pd.read_csv(fold_ensemble / "predictions_val.csv")
+    threshold = threshold_for_recall(validation, 0.99)
+    assert f"threshold {threshold:.4f} (chosen on the ensemble's validation for recall >= 0.99)" in result.stdout
+    assert ((predicted["probability"] >= threshold) == (predicted["decision"] == "malignant")).all()
+    run_in_process("predict", f"ckpt={fold_ensemble}", f"input={images}", f"root={data_root}", "tta=flips", status=2)
+
+
+def test_an_ensemble_exports_as_one_model(fold_ensemble: Path, cv_sweep: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "ensemble.pt"
+    run_in_process("export", f"ckpt={fold_ensemble}", "format=torchscript", f"output={exported}")
+
+    description = json.loads(exported.with_name("ensemble.pt.json").read_text())
+    metrics = json.loads((fold_ensemble / "metrics.json").read_text())
+    assert description["run"]["kind"] == "ensemble" and len(description["run"]["members"]) == FOLDS
+    assert description["thresholds"]["0.99"] == pytest.approx(metrics["operating_points"][1]["threshold"])
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    members = [load_classifier(r / "checkpoints" / "last.ckpt")[0].probability_model() for r in fold_runs(cv_sweep)]
+    with torch.inference_mode():
+        expected = torch.stack([m(images) for m in members]).mean(0)
+        torch.testing.assert_close(torch.jit.load(str(exported))(images), expected, atol=1e-5, rtol=0)

@@ -12,6 +12,7 @@ different scales count alike, and a threshold chosen on validation percentiles a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,16 @@ class Member:
     val: pd.DataFrame
     test: pd.DataFrame
 
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint the run evaluated."""
+        return self.directory / self.metrics["run"]["checkpoint"]
+
+    @property
+    def tta(self) -> str:
+        """The test-time views its predictions were made with (evaluation.tta)."""
+        return self.metrics["run"].get("tta", "none")
+
 
 def percentiles(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """The share of the reference scores below each score, ties counted half (the mid-rank percentile)."""
@@ -41,9 +52,67 @@ def percentiles(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return (below + at_most) / (2 * len(ordered))
 
 
-def _scores(member: Member, split: str, rule: str) -> np.ndarray:
-    probabilities = getattr(member, split)["probability"].to_numpy()
+def member_scores(member: Member, probabilities: np.ndarray, rule: str) -> np.ndarray:
+    """A member's probabilities as the ensemble averages them: as they are, or (rank) their percentiles
+    among its own validation probabilities."""
     return percentiles(member.val["probability"].to_numpy(), probabilities) if rule == "rank" else probabilities
+
+
+#: metrics.json of an ensemble says so in run.kind.
+KIND = "ensemble"
+
+
+def read_member(directory: Path) -> Member:
+    """A finished training run, with the predictions an ensemble needs."""
+    files = {name: directory / f"predictions_{name}.csv" for name in ("val", "test")}
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        raise SkinclfError(f"{directory} is not a finished run: {examples(missing)} missing")
+    tables = {name: pd.read_csv(path, dtype={"path": str}) for name, path in files.items()}
+    metrics = json.loads((directory / "metrics.json").read_text())
+    return Member(directory, metrics, tables["val"], tables["test"])
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """An ensemble as skinclf.ensemble wrote it: its members, how it combines them, and its validation
+    predictions (on which its thresholds are chosen)."""
+
+    directory: Path
+    members: list[Member]
+    rule: str
+    validation: pd.DataFrame
+    chosen_on: str
+
+
+def is_ensemble(path: Path) -> bool:
+    """True for a folder written by skinclf.ensemble."""
+    metrics = path / "metrics.json"
+    return path.is_dir() and metrics.is_file() and json.loads(metrics.read_text()).get("run", {}).get("kind") == KIND
+
+
+def read_ensemble(directory: Path) -> Ensemble:
+    """The ensemble in a folder written by skinclf.ensemble; its members' runs must still be where they were."""
+    if not is_ensemble(directory):
+        raise SkinclfError(f"{directory} is not a folder written by skinclf.ensemble (its metrics.json says so)")
+    run = json.loads((directory / "metrics.json").read_text())["run"]
+    folders = [Path(m["directory"]) for m in run["members"]]
+    gone = [str(f) for f in folders if not (f / "metrics.json").is_file()]
+    if gone:
+        raise SkinclfError(
+            f"the ensemble {directory} combines runs that are no longer there: {examples(gone)}; "
+            "run skinclf.ensemble again on the runs where they are now"
+        )
+    validation = pd.read_csv(directory / "predictions_val.csv", dtype={"path": str})
+    return Ensemble(
+        directory, [read_member(f) for f in folders], run["combine"], validation, run["thresholds_chosen_on"]
+    )
+
+
+def combine(members: list[Member], probabilities: list[np.ndarray], rule: str) -> np.ndarray:
+    """The ensemble's score of each image from each member's probabilities of it (in the same order):
+    their mean, or with rule=rank the mean of their percentiles among each member's validation probabilities."""
+    return np.mean([member_scores(m, p, rule) for m, p in zip(members, probabilities, strict=True)], axis=0)
 
 
 def combined_test(members: list[Member], rule: str) -> pd.DataFrame:
@@ -57,16 +126,20 @@ def combined_test(members: list[Member], rule: str) -> pd.DataFrame:
                 f"{member.directory} was tested on other images than {members[0].directory} "
                 f"(e.g. {examples(differ, 3)}): an ensemble needs members tested on the same split"
             )
-    scores = [pd.Series(_scores(m, "test", rule), index=m.test["path"]).reindex(first.index) for m in members]
+    probabilities = [m.test.set_index("path")["probability"].reindex(first.index).to_numpy() for m in members]
     table = first.reset_index()
-    table["probability"] = np.mean(scores, axis=0)
+    table["probability"] = combine(members, probabilities, rule)
     return table
 
 
 def combined_validation(members: list[Member], rule: str) -> tuple[pd.DataFrame, str]:
     """The validation predictions of the ensemble, and what they are (out-of-fold, or averaged)."""
     stacked = pd.concat(
-        [m.val.assign(probability=_scores(m, "val", rule), member=i) for i, m in enumerate(members)], ignore_index=True
+        [
+            m.val.assign(probability=member_scores(m, m.val["probability"].to_numpy(), rule), member=i)
+            for i, m in enumerate(members)
+        ],
+        ignore_index=True,
     )
     predicted_by = stacked.groupby("path", sort=False)["member"].nunique()
     first = stacked.drop_duplicates("path").set_index("path")
@@ -86,7 +159,7 @@ def member_figures(member: Member) -> dict:
     """What the ensemble's metrics.json records of a member."""
     run = member.metrics.get("run", {})
     return {
-        "directory": str(member.directory),
+        "directory": str(member.directory.resolve()),
         **{key: run[key] for key in ("name", "arch", "seed", "cv") if key in run},
         **{key: member.metrics.get(key) for key in ("val/auroc", "test/auroc", "test/auprc")},
     }

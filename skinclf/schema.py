@@ -349,6 +349,7 @@ class TrainConfig:
     ema: EmaSettings
     early_stopping: EarlyStoppingSettings
     cv: CrossValidationSettings
+    logger: dict[str, Any]
 
 
 @dataclass

@@ -183,8 +183,9 @@ class LesionClassifier(pl.LightningModule):
         if scores is not None:
             probabilities, labels = scores
             self.validation_scores = ValidationScores(self.current_epoch, probabilities.cpu(), labels.cpu())
-            if isinstance(self.logger, TensorBoardLogger):
-                self.logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
+            for logger in self.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluation_step("test", batch)

@@ -22,7 +22,6 @@ from pytorch_lightning.callbacks import (
     ModelCheckpoint,
     TQDMProgressBar,
 )
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.data.metadata import Encoding
@@ -33,6 +32,7 @@ from skinclf.models.backbones import preprocessing_preset
 from skinclf.schema import TrainConfig
 from skinclf.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, RunRecordInCheckpoints
 from skinclf.training.checkpoints import read_checkpoint
+from skinclf.training.tracking import build_loggers
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dic
             save_top_k=1,
             every_n_epochs=every_n_epochs,
         )
-    logger = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
+    loggers = build_loggers(settings.logger, run_dir)
     callbacks = [
         *checkpoints.values(),
         RunRecordInCheckpoints(run_info(settings)),
@@ -151,7 +151,7 @@ def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dic
         callbacks.append(TQDMProgressBar(refresh_rate=settings.speed.progress_refresh_steps))
     warn_of_slow_precision(arguments["accelerator"], arguments["precision"])
     trainer = pl.Trainer(
-        **arguments, default_root_dir=run_dir, logger=logger, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+        **arguments, default_root_dir=run_dir, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
     return trainer, checkpoints
 

@@ -23,7 +23,7 @@ from skinclf.training.builders import (
     run_info,
 )
 from skinclf.training.checkpoints import load_classifier, store_validation, stored_validation
-from skinclf.training.tensorboard import log_results
+from skinclf.training.tracking import config_params, log_results
 
 
 def train(settings: TrainConfig, run_dir: Path) -> dict:
@@ -39,6 +39,8 @@ def train(settings: TrainConfig, run_dir: Path) -> dict:
         settings, resume_from is None, class_weights(settings, datamodule), datamodule.metadata_encoding()
     )
     trainer, checkpoints = build_trainer(settings, run_dir)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(config_params(settings))
     fitted = torch.compile(model) if settings.speed.compile else model
     trainer.fit(fitted, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
@@ -89,5 +91,5 @@ def evaluate_chosen_checkpoint(
     }
     errors = error_images(datamodule.root, datamodule.eval_transform, predictions["test"])
     metrics = write_results(run_dir, predictions, settings.evaluation, info, errors)
-    log_results(trainer.logger, metrics, predictions, errors, trainer.global_step)
+    log_results(trainer.loggers, metrics, predictions, errors, trainer.global_step, run_dir)
     return metrics

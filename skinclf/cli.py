@@ -10,16 +10,20 @@ turns bad input, a full disk, SIGTERM and Ctrl-C into one line and an exit statu
 
 from __future__ import annotations
 
+import importlib.resources
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
+from functools import reduce
+from pathlib import Path
 from typing import Any, TypeVar
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.errors import SkinclfError, exit_on_user_error
-from skinclf.schema import RENAMED_KEYS, validate
+from skinclf.schema import RENAMED_KEYS, SCHEMAS, validate
 
 T = TypeVar("T")
 
@@ -32,6 +36,53 @@ def refuse_renamed_keys(overrides: Sequence[str]) -> None:
         if old in RENAMED_KEYS and "=" in override:
             new = RENAMED_KEYS[old] + (f".{rest}" if rest else "")
             raise SkinclfError(f"{key}= is no longer a setting: use {new}=")
+
+
+#: Where Hydra puts each run's folder: the values the command's own config gives (a rerun's config has none).
+OUTPUT_FOLDERS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+
+
+def rerun_arguments(config_name: str, arguments: Sequence[str]) -> list[str]:
+    """``rerun=<run folder>``: the run's composed config (<folder>/.hydra/config.yaml) as the primary
+    config, with the other arguments as overrides on top, and new run folders named as the command
+    names them. This is Hydra's own ``--config-dir <folder>/.hydra --config-name config``."""
+    reruns = [a for a in arguments if a.startswith("rerun=")]
+    if not reruns:
+        return list(arguments)
+    folder = Path(reruns[-1].partition("=")[2]).expanduser()
+    recorded = folder / ".hydra" / "config.yaml"
+    if not recorded.is_file():
+        raise SkinclfError(
+            f"rerun={folder}: not the folder of a run ({recorded} does not exist); name a folder written by "
+            f"skinclf.{config_name}, e.g. outputs/<name>/<date_time>"
+        )
+    given = {a.partition("=")[0] for a in arguments}
+    own = OmegaConf.to_container(OmegaConf.load(importlib.resources.files("skinclf.conf") / f"{config_name}.yaml"))
+    folders = [f"{key}={reduce(dict.get, key.split('.'), own)}" for key in OUTPUT_FOLDERS if key not in given]
+    rest = [a for a in arguments if not a.startswith("rerun=")]
+    return [f"--config-dir={recorded.parent}", "--config-name=config", *folders, *rest]
+
+
+def check_sweeper_plugin(arguments: Sequence[str]) -> None:
+    """hydra/sweeper=lr_aug needs Hydra to find skinclf's plugin, which setuptools' editable install hides
+    from it outside the checkout's root folder."""
+    if "hydra/sweeper=lr_aug" not in arguments:
+        return
+    import hydra_plugins
+
+    if "skinclf_sweeper" not in {module.name for module in pkgutil.iter_modules(hydra_plugins.__path__)}:
+        raise SkinclfError(
+            "Hydra cannot find skinclf's resumable Optuna sweeper (hydra_plugins/skinclf_sweeper): with an editable "
+            "install (make install), run sweeps from the root folder of the checkout, or install skinclf without -e"
+        )
+
+
+def typed(config_name: str, cfg: DictConfig) -> DictConfig:
+    """The composed config against its schema: a rerun's recorded config has no defaults list naming it."""
+    schema = SCHEMAS.get(f"{config_name}_schema")
+    if schema is None or OmegaConf.get_type(cfg) is not dict:  # composed with its schema
+        return cfg
+    return OmegaConf.merge(OmegaConf.structured(schema), cfg)
 
 
 def module_name(task: Callable[..., Any]) -> str:
@@ -47,7 +98,7 @@ def command(config_name: str) -> Callable[[Callable[[Any], T]], Callable[[], T |
         register_configs()
 
         def run_task(cfg: DictConfig) -> T:
-            return task(validate(cfg))
+            return task(validate(typed(config_name, cfg)))
 
         run_task.__module__ = module_name(task)  # Hydra names the job (and its log file) after this module
         run = hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(
@@ -57,6 +108,8 @@ def command(config_name: str) -> Callable[[Callable[[Any], T]], Callable[[], T |
         @exit_on_user_error
         def main() -> T | None:
             refuse_renamed_keys(sys.argv[1:])
+            check_sweeper_plugin(sys.argv[1:])
+            sys.argv[1:] = rerun_arguments(config_name, sys.argv[1:])
             return run()
 
         main.__doc__ = task.__doc__

@@ -341,6 +341,7 @@ class TrainConfig:
     evaluation: EvaluationSettings
     name: str
     seed: int
+    objective: str
     resume: bool
     ckpt_path: Optional[str]
     loss: LossSettings
@@ -350,6 +351,9 @@ class TrainConfig:
     early_stopping: EarlyStoppingSettings
     cv: CrossValidationSettings
     logger: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        require(self.objective.startswith("val/"), "objective", self.objective, "a validation figure, e.g. val/auprc")
 
 
 @dataclass

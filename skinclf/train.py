@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from skinclf.cli import command
-from skinclf.errors import SkinclfError
+from skinclf.errors import SkinclfError, examples
 from skinclf.evaluation.metrics import summary_line
 from skinclf.schema import TrainConfig
 from skinclf.training.run import train
@@ -33,9 +33,19 @@ def refuse_ddp_in_local_multirun(settings: TrainConfig) -> None:
         )
 
 
+def objective(metrics: dict, key: str) -> float:
+    """The run's figure for a sweeper: a validation figure of its metrics.json."""
+    if not key.startswith("val/") or not isinstance(metrics.get(key), float):
+        figures = [k for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)]
+        raise SkinclfError(
+            f"objective={key} is not a validation figure of metrics.json: choose one of {examples(figures)}"
+        )
+    return metrics[key]
+
+
 @command("train")
 def main(settings: TrainConfig) -> float | None:
-    """Run one training job; returns the validation AUPRC of the chosen checkpoint (for sweepers)."""
+    """Run one training job; returns its objective (the validation AUPRC of the chosen checkpoint) to sweepers."""
     refuse_ddp_in_local_multirun(settings)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     metrics = train(settings, run_dir)
@@ -43,7 +53,7 @@ def main(settings: TrainConfig) -> float | None:
         return None
     print(f"{settings.name}: {summary_line(metrics)}")
     print(f"run directory: {run_dir}  (metrics.json, pr_curve.png, checkpoints/, tensorboard/)")
-    return metrics["val/auprc"]
+    return objective(metrics, settings.objective)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from PIL import Image
 from skinclf.config import register_configs
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from skinclf.schema import SplitSettings, TrainConfig, validate
-from skinclf.training.run import train
 
 #: The environment of the commands the tests run: no data root from the caller's shell, quiet libraries.
 COMMAND_ENV = {**{k: v for k, v in os.environ.items() if k != "SKINCLF_DATA"}, "PYTHONWARNINGS": "ignore"}
@@ -156,7 +155,7 @@ TRAINED_RUN_EPOCHS = "trainer.max_epochs=2"
 def trained_run(learnable_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory with a small trained ResNet18 (two epochs at 32 px), shared by the tests."""
     run_dir = tmp_path_factory.mktemp("run")
-    train(train_settings(tiny(learnable_root, TRAINED_RUN_EPOCHS)), run_dir)
+    run_in_process("train", *tiny(learnable_root, TRAINED_RUN_EPOCHS), f"hydra.run.dir={run_dir}")
     return run_dir
 
 

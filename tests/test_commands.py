@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_in_process, trained_metrics, write_image
+import yaml
+from conftest import run_command, run_in_process, trained_metrics, write_image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from skinclf.data.inputs import read_inputs
@@ -278,3 +279,18 @@ def test_evaluate_on_a_benign_only_set_reports_specificity_and_says_what_is_unde
     assert "operating_points/test/recall" in metrics["undefined"]["figures"]
     assert "holds no malignant image" in metrics["undefined"]["reason"]
     assert "specificity" in result.stdout
+
+
+def test_rerun_repeats_a_run_exactly_with_overrides_on_top(trained_run: Path, tmp_path: Path) -> None:
+    run_in_process("train", f"rerun={trained_run}", f"hydra.run.dir={tmp_path / 'again'}")
+    assert trained_metrics(tmp_path / "again") == trained_metrics(trained_run)
+    recorded = (trained_run / ".hydra" / "config.yaml").read_text()
+    assert (tmp_path / "again" / ".hydra" / "config.yaml").read_text() == recorded
+
+    composed = run_in_process("train", f"rerun={trained_run}", "seed=3", "trainer.max_epochs=1", "--cfg", "job")
+    config = yaml.safe_load(composed.stdout)
+    assert (config["seed"], config["trainer"]["max_epochs"]) == (3, 1)
+    assert config["data"]["crop_size"] == 32  # the rest as the run had it
+
+    refused = run_command("train", f"rerun={tmp_path}", cwd=tmp_path, status=2)
+    assert f"rerun={tmp_path}: not the folder of a run" in refused.stderr

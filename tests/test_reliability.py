@@ -118,23 +118,6 @@ def test_ddp_inside_a_local_multirun_is_refused(learnable_root: Path, tmp_path: 
     assert "does not mix with a local multirun" in result.stderr
 
 
-@pytest.mark.timeout(300)
-def test_optuna_sweep_over_learning_rate_and_augmentation_strength(learnable_root: Path, tmp_path: Path) -> None:
-    run_in_process(
-        "train",
-        "-m",
-        "hydra/sweeper=lr_aug",
-        "hydra.sweeper.n_trials=2",
-        # the learning rate is the sweeper's to choose: a fixed optim.lr would override it
-        *(a for a in tiny(learnable_root, "trainer.max_epochs=1") if not a.startswith("optim.lr")),
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-    )
-    results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
-    assert set(results["best_params"]) == {"optim.lr", "aug.strength"}
-    assert 0 < results["best_value"] <= 1  # the validation AUPRC the best trial returned
-    assert len(list((tmp_path / "sweep").glob("*/metrics.json"))) == 2
-
-
 def test_the_slurm_launcher_composes(tmp_path: Path) -> None:
     result = run_in_process(
         "train",

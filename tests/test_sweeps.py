@@ -1,0 +1,67 @@
+"""hydra/sweeper=lr_aug: Optuna over the learning rate and augmentation strength, resumable from its storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import COMMAND_ENV, command_line, run_in_process, tiny
+from optuna.trial import TrialState
+
+TRIALS = 4
+
+
+def sweep_overrides(learnable_root: Path, folder: Path) -> list[str]:
+    return [
+        "-m",
+        "hydra/sweeper=lr_aug",
+        f"hydra.sweeper.n_trials={TRIALS}",
+        f"hydra.sweeper.storage=sqlite:///{folder / 'sweep.db'}",
+        # the learning rate is the sweeper's to choose: a fixed optim.lr would override it
+        *(a for a in tiny(learnable_root, "trainer.max_epochs=1") if not a.startswith("optim.lr")),
+        f"hydra.sweep.dir={folder / 'sweep'}",
+    ]
+
+
+def finished_jobs(sweep: Path) -> list[Path]:
+    return sorted(sweep.glob("*/metrics.json"))
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_sweep_resumes_to_its_number_of_trials(learnable_root: Path, tmp_path: Path) -> None:
+    overrides = sweep_overrides(learnable_root, tmp_path)
+    sweep = tmp_path / "sweep"
+    log = tmp_path / "killed_sweep.log"
+    with open(log, "w") as output:
+        started = subprocess.Popen(
+            command_line("train", *overrides), env=COMMAND_ENV, start_new_session=True, stdout=output, stderr=output
+        )
+    deadline = time.monotonic() + 200
+    while len(finished_jobs(sweep)) < 2 and started.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert started.poll() is None, log.read_text()[-3000:]
+    os.killpg(started.pid, signal.SIGKILL)  # as a crash or a preempted node would, mid-sweep
+    started.wait()
+    killed_after = len(finished_jobs(sweep))
+    assert 2 <= killed_after < TRIALS
+
+    run_in_process("train", *overrides)  # the same command again
+
+    study = optuna.load_study(study_name="skinclf_lr_aug", storage=f"sqlite:///{tmp_path / 'sweep.db'}")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == TRIALS
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    jobs = finished_jobs(sweep)
+    assert len(jobs) == TRIALS  # each trial has its own job folder: none written twice
+    returned = sorted(json.loads(j.read_text())["val/auprc"] for j in jobs)
+    assert sorted(t.value for t in complete) == pytest.approx(returned)  # the objective: validation AUPRC
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(results["best_params"]) == {"optim.lr", "aug.strength"}
+    assert results["best_value"] == pytest.approx(max(returned))

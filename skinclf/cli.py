@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.errors import SkinclfError, exit_on_user_error
+from skinclf.quiet import quiet_third_parties
 from skinclf.schema import RENAMED_KEYS, SCHEMAS, validate
 
 T = TypeVar("T")
@@ -107,6 +108,7 @@ def command(config_name: str) -> Callable[[Callable[[Any], T]], Callable[[], T |
 
         @exit_on_user_error
         def main() -> T | None:
+            quiet_third_parties()
             refuse_renamed_keys(sys.argv[1:])
             check_sweeper_plugin(sys.argv[1:])
             sys.argv[1:] = rerun_arguments(config_name, sys.argv[1:])

@@ -32,6 +32,7 @@ from skinclf.evaluation.ensemble import (
 )
 from skinclf.evaluation.metrics import summary_line
 from skinclf.inference import checkpoint_pipeline
+from skinclf.quiet import quiet_third_parties
 from skinclf.report import find_runs, write_report
 from skinclf.results import error_images, write_results
 from skinclf.schema import EvaluationSettings, validate
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=default, help=f"where to write (default {default})")
     parser.add_argument("--combine", choices=COMBINE_RULES, default="mean", help="mean of probabilities or of ranks")
     args = parser.parse_args(argv)
+    quiet_third_parties()
     metrics = ensemble(args.directories, args.output, args.combine)
     members = [Path(m["directory"]) for m in metrics["run"]["members"]]
     write_report([*members, args.output], args.output)

@@ -11,6 +11,7 @@ written by skinclf.ensemble) is exported as one model that combines its members 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,7 @@ def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path,
         dynamic_shapes=tuple({0: batch} for _ in example),
         dynamo=True,
         external_data=False,  # one self-contained file
+        verbose=False,
     )
 
 
@@ -78,12 +80,21 @@ def run_onnx(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     return session.run(None, {name: x.numpy() for name, x in zip(["image", "metadata"], inputs, strict=False)})
 
 
+#: PyTorch 2.15 deprecates TorchScript itself; format=torchscript asks for it knowingly (README: onnx is the
+#: lasting format), so the deprecation of each torch.jit call is not repeated to the user.
+TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
+
+
 def export_torchscript(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, outputs: list[str]) -> None:
-    torch.jit.trace(model, example).save(str(path))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATED, category=FutureWarning)
+        torch.jit.trace(model, example).save(str(path))
 
 
 def run_torchscript(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
-    return as_arrays(torch.jit.load(str(path)).eval()(*inputs))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATED, category=FutureWarning)
+        return as_arrays(torch.jit.load(str(path)).eval()(*inputs))
 
 
 #: How many random inputs the parity check compares.

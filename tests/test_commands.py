@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import run_command, run_in_process, trained_metrics, write_image
+from conftest import COMMAND_ENV, command_line, run_command, run_in_process, tiny, trained_metrics, write_image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from skinclf.data.inputs import read_inputs
@@ -294,3 +296,21 @@ def test_rerun_repeats_a_run_exactly_with_overrides_on_top(trained_run: Path, tm
 
     refused = run_command("train", f"rerun={tmp_path}", cwd=tmp_path, status=2)
     assert f"rerun={tmp_path}: not the folder of a run" in refused.stderr
+
+
+def test_the_first_screen_shows_no_advertisements_or_deprecations(
+    learnable_root: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    environment = {k: v for k, v in COMMAND_ENV.items() if k != "PYTHONWARNINGS"}  # every warning shown
+    arguments = [*tiny(learnable_root, "trainer.max_epochs=1"), f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(command_line("train", *arguments), capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for unwanted in ("litlogger", "Tip:", "Warning", "is deprecated"):
+        assert unwanted not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
+    assert result.stdout.splitlines()[-1].startswith(f"run directory: {tmp_path / 'run'}")
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        checkpoint = trained_run / "checkpoints" / "last.ckpt"
+        run_in_process("export", "format=torchscript", f"ckpt={checkpoint}", f"output={tmp_path / 'model.pt'}")
+    assert not [w for w in shown if issubclass(w.category, DeprecationWarning | FutureWarning)]

@@ -395,6 +395,7 @@ class InferenceConfig:
 @dataclass
 class EvaluateConfig(InferenceConfig):
     evaluation: EvaluationSettings
+    logger: dict[str, Any]
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import COMMAND_ENV, command_line, run_command, run_in_process, tiny, trained_metrics, write_image
+from conftest import COMMAND_ENV, command_line, run_in_process, trained_metrics, write_image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from skinclf.data.inputs import read_inputs
@@ -283,32 +283,29 @@ def test_evaluate_on_a_benign_only_set_reports_specificity_and_says_what_is_unde
     assert "specificity" in result.stdout
 
 
-def test_rerun_repeats_a_run_exactly_with_overrides_on_top(trained_run: Path, tmp_path: Path) -> None:
-    run_in_process("train", f"rerun={trained_run}", f"hydra.run.dir={tmp_path / 'again'}")
-    assert trained_metrics(tmp_path / "again") == trained_metrics(trained_run)
+def test_rerun_repeats_a_run_exactly_on_a_clean_first_screen(trained_run: Path, tmp_path: Path) -> None:
+    environment = {k: v for k, v in COMMAND_ENV.items() if k != "PYTHONWARNINGS"}  # every warning shown
+    again = tmp_path / "again"
+    command = command_line("train", f"rerun={trained_run}", f"hydra.run.dir={again}")
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert trained_metrics(again) == trained_metrics(trained_run)
     recorded = (trained_run / ".hydra" / "config.yaml").read_text()
-    assert (tmp_path / "again" / ".hydra" / "config.yaml").read_text() == recorded
+    assert (again / ".hydra" / "config.yaml").read_text() == recorded
+    # no third-party advertisement or deprecation; the run's own lines come last
+    for unwanted in ("litlogger", "Tip:", "Warning", "is deprecated"):
+        assert unwanted not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
+    assert result.stdout.splitlines()[-1].startswith(f"run directory: {again}")
 
     composed = run_in_process("train", f"rerun={trained_run}", "seed=3", "trainer.max_epochs=1", "--cfg", "job")
     config = yaml.safe_load(composed.stdout)
     assert (config["seed"], config["trainer"]["max_epochs"]) == (3, 1)
     assert config["data"]["crop_size"] == 32  # the rest as the run had it
-
-    refused = run_command("train", f"rerun={tmp_path}", cwd=tmp_path, status=2)
+    refused = run_in_process("train", f"rerun={tmp_path}", status=2)
     assert f"rerun={tmp_path}: not the folder of a run" in refused.stderr
 
 
-def test_the_first_screen_shows_no_advertisements_or_deprecations(
-    learnable_root: Path, trained_run: Path, tmp_path: Path
-) -> None:
-    environment = {k: v for k, v in COMMAND_ENV.items() if k != "PYTHONWARNINGS"}  # every warning shown
-    arguments = [*tiny(learnable_root, "trainer.max_epochs=1"), f"hydra.run.dir={tmp_path / 'run'}"]
-    result = subprocess.run(command_line("train", *arguments), capture_output=True, text=True, env=environment)
-    assert result.returncode == 0, result.stderr[-3000:]
-    for unwanted in ("litlogger", "Tip:", "Warning", "is deprecated"):
-        assert unwanted not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
-    assert result.stdout.splitlines()[-1].startswith(f"run directory: {tmp_path / 'run'}")
-
+def test_export_repeats_no_deprecation_of_torchscript(trained_run: Path, tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         checkpoint = trained_run / "checkpoints" / "last.ckpt"

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(180)
 def test_wheel_ships_the_config_groups(tmp_path: Path) -> None:
     source = tmp_path / "source"
-    for name in ("skinclf", "conf"):
+    for name in ("skinclf", "conf", "hydra_plugins"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
@@ -47,3 +47,18 @@ def test_wheel_ships_the_config_groups(tmp_path: Path) -> None:
     )
     assert shown.returncode == 0, shown.stderr
     assert "arch: resnext50_32x4d" in shown.stdout and "resize_size: 232" in shown.stdout
+    # Hydra finds the resumable sweeper of hydra/sweeper=lr_aug in the installed package
+    sweeper = "hydra_plugins.skinclf_sweeper.resumable_optuna_sweeper.ResumableOptunaSweeper"
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from hydra.core.plugins import Plugins; print({sweeper!r} in Plugins.instance().class_name_to_class)",
+        ],
+        cwd=tmp_path,
+        env=installed,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.stdout.strip() == "True", found.stderr

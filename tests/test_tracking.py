@@ -67,7 +67,7 @@ def artifact_files(client: MlflowClient, run_id: str, folder: str) -> list[str]:
 
 def the_run(client: MlflowClient) -> object:
     experiment = client.get_experiment_by_name("skinclf")
-    (run,) = client.search_runs([experiment.experiment_id])
+    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name = 'resnet18_albu'")
     return run
 
 
@@ -108,6 +108,16 @@ def test_the_embedded_store_and_several_loggers_at_once(learnable_root: Path, tm
 
     run = the_run(MlflowClient(store))
     assert run.data.metrics["test/auprc"] == pytest.approx(metrics["test/auprc"])
+
+    # evaluate logs to the same place, as a run of its own
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    tracked = ("logger=mlflow", f"logger.mlflow.tracking_uri={store}")
+    run_in_process("evaluate", f"ckpt={checkpoint}", *tracked, f"hydra.run.dir={tmp_path / 'evaluated'}")
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("skinclf").experiment_id])
+    evaluated = next(r for r in runs if r.info.run_name == "evaluate")
+    assert evaluated.data.metrics["test/auroc"] == pytest.approx(metrics["test/auroc"])  # the same checkpoint and split
+    assert evaluated.data.params["ckpt"] == str(checkpoint)
     assert list((tmp_path / "mlruns").rglob("metrics.json"))
     logged = pd.read_csv(tmp_path / "run" / "csv" / "metrics.csv")
     assert logged["val/auroc"].notna().sum() == EPOCHS + 1  # the curve, then the chosen checkpoint's

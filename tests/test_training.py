@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import LEARNABLE_SPEC, compose_train_config, run_in_process, synthetic_overrides, train_settings
+from conftest import (
+    LEARNABLE_SPEC,
+    TRAINED_RUN_EPOCHS,
+    compose_train_config,
+    run_in_process,
+    synthetic_overrides,
+    tiny,
+    train_settings,
+    trained_metrics,
+)
 
 from skinclf.models import LesionClassifier
 from skinclf.training.run import train
@@ -101,16 +110,14 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
         )
 
 
-def test_same_seed_gives_identical_metrics_and_the_cache_changes_nothing(learnable_root: Path, tmp_path: Path) -> None:
-    overrides = [
-        *synthetic_overrides(learnable_root),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=2"),
-        *("trainer.max_epochs=2", "optim.lr=1e-3", "evaluation.bootstrap.resamples=200"),
-    ]
+def test_same_seed_gives_identical_metrics_and_the_cache_changes_nothing(
+    learnable_root: Path, trained_run: Path, tmp_path: Path
+) -> None:
+    first = trained_metrics(trained_run)  # the shared run: the same overrides, no loader workers
     runs = {}
-    for name, cache in (("first", "true"), ("again", "true"), ("no_cache", "false")):
+    for name, changed in (("workers", "data.num_workers=2"), ("no_cache", "data.cache=false")):
         (tmp_path / name).mkdir()
-        runs[name] = train(train_settings([*overrides, f"data.cache={cache}"]), tmp_path / name)
-    assert runs["again"] == runs["first"]  # bit for bit, with two loader workers
+        runs[name] = train(train_settings(tiny(learnable_root, TRAINED_RUN_EPOCHS, changed)), tmp_path / name)
+    assert runs["workers"] == first  # bit for bit, with two loader workers
     for key in ("val/auroc", "test/auroc", "test/auprc", "test/accuracy"):
-        assert runs["no_cache"][key] == pytest.approx(runs["first"][key], abs=1e-6), key
+        assert runs["no_cache"][key] == pytest.approx(first[key], abs=1e-6), key

@@ -17,7 +17,6 @@ from torchvision.utils import make_grid
 
 from skinclf.errors import SkinclfError
 from skinclf.evaluation.outputs import ERROR_GRID_SIZE, Errors
-from skinclf.schema import TrainConfig
 
 #: The files of a finished run that loggers with artifacts receive (the chosen checkpoint is Lightning's log_model).
 ARTIFACTS = ("metrics.json", "report.md", "predictions_val.csv", "predictions_test.csv", "*.png")
@@ -38,8 +37,8 @@ def build_loggers(loggers: dict[str, Any], save_dir: Path) -> list[Logger]:
     return built
 
 
-def config_params(settings: TrainConfig) -> dict[str, Any]:
-    """The composed config, for the loggers' params (each flattens it its own way)."""
+def config_params(settings: Any) -> dict[str, Any]:
+    """The composed config (the typed settings of a command), for the loggers' params (each flattens it its own way)."""
     return dataclasses.asdict(settings)
 
 

@@ -132,3 +132,19 @@ def test_a_logger_without_its_package_says_what_to_install(tmp_path: Path, monke
         SkinclfError, match=r"logger=mlflow needs its optional package: pip install 'skinclf\[mlflow\]'"
     ):
         build_loggers(settings.logger, tmp_path)
+
+
+def test_wandb_offline_keeps_the_run_in_the_run_folder(
+    learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = tmp_path / "run"
+    metrics = tracked_run(learnable_root, run_dir, "logger=wandb", "logger.wandb.offline=true")
+
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")  # for `wandb sync` once online
+    assert json.loads((offline / "files" / "metrics.json").read_text()) == metrics
+    assert {"predictions_test.csv", "pr_curve.png"} <= {p.name for p in (offline / "files").iterdir()}
+    # the run's records (W&B's own binary format, read by `wandb sync`): the config, the curves, the test figures
+    records = next(offline.glob("run-*.wandb")).read_bytes()
+    for name in (b"max_epochs", b"train/loss", b"val/auroc", b"recall_0.99/test/precision"):
+        assert name in records, name

@@ -93,4 +93,5 @@ def log_results(
         elif isinstance(logger, WandbLogger):
             for path in run_files(folder):
                 logger.experiment.save(str(path), base_path=str(folder), policy="now")
+            logger.experiment.finish()  # Lightning leaves the W&B run open for more; nothing more comes
         logger.save()

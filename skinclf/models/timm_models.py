@@ -70,5 +70,6 @@ def pretrained_state_dict(arch: str) -> dict[str, torch.Tensor]:
         raise SkinclfError(
             f"cannot read the pretrained weights of {arch} ({type(error).__name__}: {error}): download "
             f"model.safetensors from {source} and pass model.weights=<its path>, fill the Hugging Face cache "
-            "(HF_HOME) on a machine with network, or pass model.weights=null to train from random initialisation"
+            "(HF_HOME) on a machine with network, or pass model.weights=null to train from random initialisation "
+            "(offline, HF_HUB_OFFLINE=1 skips the download attempts)"
         ) from error

@@ -54,7 +54,8 @@ def test_a_killed_sweep_resumes_to_its_number_of_trials(learnable_root: Path, tm
 
     run_in_process("train", *overrides)  # the same command again
 
-    study = optuna.load_study(study_name="skinclf_lr_aug", storage=f"sqlite:///{tmp_path / 'sweep.db'}")
+    storage = f"sqlite:///{tmp_path / 'sweep.db'}"
+    study = optuna.load_study(study_name="skinclf_lr_aug", storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == TRIALS
     assert not study.get_trials(states=(TrialState.RUNNING,))
@@ -65,3 +66,9 @@ def test_a_killed_sweep_resumes_to_its_number_of_trials(learnable_root: Path, tm
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(results["best_params"]) == {"optim.lr", "aug.strength"}
     assert results["best_value"] == pytest.approx(max(returned))
+
+    # once complete, the same command trains nothing more and reports the study's best into a new sweep folder
+    done = [a if not a.startswith("hydra.sweep.dir=") else f"hydra.sweep.dir={tmp_path / 'done'}" for a in overrides]
+    run_in_process("train", *done)
+    assert len(optuna.load_study(study_name="skinclf_lr_aug", storage=storage).trials) == len(study.trials)
+    assert yaml.safe_load((tmp_path / "done" / "optimization_results.yaml").read_text()) == results

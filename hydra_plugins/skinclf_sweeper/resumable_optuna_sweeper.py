@@ -12,6 +12,7 @@ Hydra imports every module of hydra_plugins when it starts: optuna is imported o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
@@ -52,4 +53,6 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 )
             sweeper.n_trials = max(0, sweeper.n_trials - finished)
             sweeper.job_idx = numbered
+            # the results file goes there, also when the study is complete and no job makes the folder
+            Path(sweeper.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
         return super().sweep(arguments)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import warnings
 
-#: Loggers whose INFO lines narrate their own internals: the ONNX exporter's graph optimisation passes.
-NARRATING_LOGGERS = ("onnxscript", "onnx_ir")
+#: Loggers whose INFO lines narrate their own internals: the ONNX exporter's graph optimisation passes,
+#: and alembic's set-up of the Optuna study database.
+NARRATING_LOGGERS = ("onnxscript", "onnx_ir", "alembic")
 
 
 def not_an_advertisement(record: logging.LogRecord) -> bool:

@@ -15,10 +15,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from skinclf.errors import SkinclfError, examples, exit_on_user_error
 from skinclf.evaluation.ensemble import (
@@ -37,6 +40,7 @@ from skinclf.report import find_runs, write_report
 from skinclf.results import error_images, write_results
 from skinclf.schema import EvaluationSettings, validate
 from skinclf.training.checkpoints import data_location, load_classifier
+from skinclf.training.tracking import log_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,25 @@ def member_evaluation(member: Member) -> EvaluationSettings:
     return validate(OmegaConf.merge(OmegaConf.structured(EvaluationSettings), recorded.evaluation))
 
 
-def ensemble(directories: Sequence[Path], output: Path, rule: str) -> dict:
+def logger_configs(names: Sequence[str], settings: Sequence[str]) -> dict[str, Any]:
+    """The logger group's configs (conf/logger/<name>.yaml), with key=value settings on top, as train takes them."""
+    known = sorted(
+        p.name.removesuffix(".yaml") for p in (files("skinclf.conf") / "logger").iterdir() if p.name.endswith(".yaml")
+    )
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SkinclfError(f"--logger {unknown[0]}: choose from {', '.join(known)}")
+    chosen = [OmegaConf.load(files("skinclf.conf") / "logger" / f"{name}.yaml") for name in names]
+    try:
+        config = OmegaConf.merge(
+            {"name": KIND, "logger": OmegaConf.merge({}, *chosen)}, OmegaConf.from_dotlist(list(settings))
+        )
+    except OmegaConfBaseException as error:
+        raise SkinclfError(f"--set: {error}") from error
+    return OmegaConf.to_container(config, resolve=True)["logger"]
+
+
+def ensemble(directories: Sequence[Path], output: Path, rule: str, loggers: dict[str, Any]) -> dict:
     """Combine the runs below the directories; write the ensemble's evaluation into output; its metrics."""
     members = []
     for directory in find_runs(directories):
@@ -79,7 +101,10 @@ def ensemble(directories: Sequence[Path], output: Path, rule: str) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     errors = error_images(root, checkpoint_pipeline(classifier), test)
     predictions = {"val": validation, "test": test}
-    return write_results(output, predictions, member_evaluation(first), info, errors)
+    metrics = write_results(output, predictions, member_evaluation(first), info, errors)
+    params = {"members": [str(m.directory) for m in members], "combine": rule}
+    log_evaluation(loggers, params, metrics, predictions, errors, output)
+    return metrics
 
 
 @exit_on_user_error
@@ -89,9 +114,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     default = Path("reports") / f"ensemble_{datetime.now():%Y-%m-%d_%H-%M-%S}"
     parser.add_argument("--output", type=Path, default=default, help=f"where to write (default {default})")
     parser.add_argument("--combine", choices=COMBINE_RULES, default="mean", help="mean of probabilities or of ranks")
+    parser.add_argument("--logger", action="append", default=[], help="log to a tracker too, as train's logger=")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. logger.mlflow.tracking_uri=<uri>"
+    )
     args = parser.parse_args(argv)
     quiet_third_parties()
-    metrics = ensemble(args.directories, args.output, args.combine)
+    metrics = ensemble(args.directories, args.output, args.combine, logger_configs(args.logger, args.set))
     members = [Path(m["directory"]) for m in metrics["run"]["members"]]
     write_report([*members, args.output], args.output)
     spread = metrics["run"]["members_test_auroc"]

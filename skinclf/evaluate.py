@@ -21,7 +21,7 @@ from skinclf.inference import checkpoint_pipeline, inference_trainer, predict_im
 from skinclf.results import error_images, write_results
 from skinclf.schema import EvaluateConfig
 from skinclf.training.checkpoints import load_classifier, run_split, stored_run_info, validation_of
-from skinclf.training.tracking import build_loggers, config_params, log_results
+from skinclf.training.tracking import config_params, log_evaluation
 
 
 def labelled_input(settings: EvaluateConfig, checkpoint: dict) -> tuple[Path, pd.DataFrame, str]:
@@ -70,10 +70,7 @@ def main(settings: EvaluateConfig) -> None:
     errors = error_images(root, checkpoint_pipeline(classifier), evaluated)
     predictions = {"val": validation, "test": evaluated}
     metrics = write_results(run_dir, predictions, settings.evaluation, info, errors)
-    for logger in build_loggers(settings.logger, run_dir):  # logger=...: the evaluation as a run of its own
-        logger.log_hyperparams(config_params(settings))
-        log_results([logger], metrics, predictions, errors, 0, run_dir)
-        logger.finalize("success")
+    log_evaluation(settings.logger, config_params(settings), metrics, predictions, errors, run_dir)
     print(f"{described}: {summary_line(metrics)}")
     print(f"output directory: {run_dir}")
 

@@ -103,9 +103,12 @@ def test_the_ensemble_of_the_folds_chooses_thresholds_out_of_fold(cv_sweep: Path
     for name in ("pr_curve.png", "roc_curve.png", "errors.png", "report.png"):
         assert (output / name).stat().st_size > 1000, name
 
-    run_in_process("ensemble", str(cv_sweep), "--output", str(tmp_path / "ranks"), "--combine", "rank")
-    ranked = json.loads((tmp_path / "ranks" / "metrics.json").read_text())
+    ranks = tmp_path / "ranks"
+    run_in_process("ensemble", str(cv_sweep), "--output", str(ranks), "--combine", "rank", "--logger", "csv")
+    ranked = json.loads((ranks / "metrics.json").read_text())
     assert ranked["run"]["combine"] == "rank" and 0 <= ranked["test/auroc"] <= 1
+    logged = pd.read_csv(ranks / "csv" / "metrics.csv")  # --logger: as train's logger=
+    assert logged["test/auroc"].tolist() == pytest.approx([ranked["test/auroc"]])
 
 
 @pytest.fixture(scope="module")

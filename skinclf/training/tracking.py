@@ -37,6 +37,21 @@ def build_loggers(loggers: dict[str, Any], save_dir: Path) -> list[Logger]:
     return built
 
 
+def log_evaluation(
+    loggers: dict[str, Any],
+    params: dict[str, Any],
+    metrics: dict,
+    predictions: dict[str, pd.DataFrame],
+    errors: Errors,
+    folder: Path,
+) -> None:
+    """An evaluation (evaluate, ensemble) written into folder, as a run of its own in each selected logger."""
+    for logger in build_loggers(loggers, folder):
+        logger.log_hyperparams(params)
+        log_results([logger], metrics, predictions, errors, 0, folder)
+        logger.finalize("success")
+
+
 def config_params(settings: Any) -> dict[str, Any]:
     """The composed config (the typed settings of a command), for the loggers' params (each flattens it its own way)."""
     return dataclasses.asdict(settings)

@@ -11,10 +11,10 @@ turns bad input, a full disk, SIGTERM and Ctrl-C into one line and an exit statu
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
-from functools import reduce
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +43,15 @@ def refuse_renamed_keys(overrides: Sequence[str]) -> None:
 OUTPUT_FOLDERS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 
+def unresolved(config: dict, key: str) -> Any:
+    """The value at a dotted key of a plain config, or None where there is none."""
+    for part in key.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return None
+        config = config[part]
+    return config
+
+
 def rerun_arguments(config_name: str, arguments: Sequence[str]) -> list[str]:
     """``rerun=<run folder>``: the run's composed config (<folder>/.hydra/config.yaml) as the primary
     config, with the other arguments as overrides on top, and new run folders named as the command
@@ -58,8 +67,10 @@ def rerun_arguments(config_name: str, arguments: Sequence[str]) -> list[str]:
             f"skinclf.{config_name}, e.g. outputs/<name>/<date_time>"
         )
     given = {a.partition("=")[0] for a in arguments}
+    # the command's own folder names, unresolved: ${now:...} and ${name} are for Hydra to fill in
     own = OmegaConf.to_container(OmegaConf.load(importlib.resources.files("skinclf.conf") / f"{config_name}.yaml"))
-    folders = [f"{key}={reduce(dict.get, key.split('.'), own)}" for key in OUTPUT_FOLDERS if key not in given]
+    named = {key: unresolved(own, key) for key in OUTPUT_FOLDERS if key not in given}
+    folders = [f"{key}={value}" for key, value in named.items() if value is not None]
     rest = [a for a in arguments if not a.startswith("rerun=")]
     return [f"--config-dir={recorded.parent}", "--config-name=config", *folders, *rest]
 
@@ -69,6 +80,8 @@ def check_sweeper_plugin(arguments: Sequence[str]) -> None:
     from it outside the checkout's root folder."""
     if "hydra/sweeper=lr_aug" not in arguments:
         return
+    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
+        raise SkinclfError("hydra/sweeper=lr_aug needs the sweep extra: pip install 'skinclf[sweep]'")
     import hydra_plugins
 
     if "skinclf_sweeper" not in {module.name for module in pkgutil.iter_modules(hydra_plugins.__path__)}:
@@ -83,7 +96,14 @@ def typed(config_name: str, cfg: DictConfig) -> DictConfig:
     schema = SCHEMAS.get(f"{config_name}_schema")
     if schema is None or OmegaConf.get_type(cfg) is not dict:  # composed with its schema
         return cfg
-    return OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise SkinclfError(
+            f"rerun: the recorded config has no {', '.join(missing[:4])} (a run of an earlier skinclf version): "
+            f"give them on the command line, e.g. +{missing[0]}=<value>; conf/{config_name}.yaml has the defaults"
+        )
+    return merged
 
 
 def module_name(task: Callable[..., Any]) -> str:

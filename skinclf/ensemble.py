@@ -54,6 +54,12 @@ def member_evaluation(member: Member) -> EvaluationSettings:
     return validate(OmegaConf.merge(OmegaConf.structured(EvaluationSettings), recorded.evaluation))
 
 
+def logger_of(setting: str) -> str | None:
+    """The logger a --set logger.<name>.<key>=<value> is for."""
+    key = setting.partition("=")[0].split(".")
+    return key[1] if len(key) > 2 and key[0] == "logger" else None
+
+
 def logger_configs(names: Sequence[str], settings: Sequence[str]) -> dict[str, Any]:
     """The logger group's configs (conf/logger/<name>.yaml), with key=value settings on top, as train takes them."""
     known = sorted(
@@ -62,6 +68,11 @@ def logger_configs(names: Sequence[str], settings: Sequence[str]) -> dict[str, A
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SkinclfError(f"--logger {unknown[0]}: choose from {', '.join(known)}")
+    stray = [s for s in settings if logger_of(s) not in names]
+    if stray:
+        raise SkinclfError(
+            f"--set {stray[0]}: give logger.<name>.<key>=<value> for a logger chosen with --logger <name>"
+        )
     chosen = [OmegaConf.load(files("skinclf.conf") / "logger" / f"{name}.yaml") for name in names]
     try:
         config = OmegaConf.merge(

@@ -10,8 +10,11 @@ written by skinclf.ensemble) is exported as one model that combines its members 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -85,15 +88,20 @@ def run_onnx(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
 TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
 
 
-def export_torchscript(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, outputs: list[str]) -> None:
+@contextlib.contextmanager
+def torchscript_quietly() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATED, category=FutureWarning)
+        yield
+
+
+def export_torchscript(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, outputs: list[str]) -> None:
+    with torchscript_quietly():
         torch.jit.trace(model, example).save(str(path))
 
 
 def run_torchscript(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATED, category=FutureWarning)
+    with torchscript_quietly():
         return as_arrays(torch.jit.load(str(path)).eval()(*inputs))
 
 
@@ -211,6 +219,13 @@ def export_checkpoint(settings: ExportConfig, output: Path) -> dict:
 def export_ensemble(settings: ExportConfig, output: Path) -> dict:
     """Export an ensemble as one model combining its members; what the JSON beside it says."""
     ensemble = read_ensemble(Path(settings.ckpt).expanduser())
+    viewed = sorted({m.tta for m in ensemble.members} - {"none"})
+    if viewed:
+        raise SkinclfError(
+            f"the members of {settings.ckpt} were evaluated with tta={viewed[0]}, so its thresholds (and ranks) hold "
+            "for scores averaged over views, which one exported model does not make: use python -m skinclf.predict "
+            f"ckpt=<the ensemble folder> tta={viewed[0]}, or an ensemble of runs evaluated with evaluation.tta=none"
+        )
     classifiers = [load_classifier(m.checkpoint)[0] for m in ensemble.members]
     sizes = {(c.hparams.resize_size, c.hparams.crop_size) for c in classifiers}
     if len(sizes) > 1:
@@ -229,6 +244,11 @@ def export_ensemble(settings: ExportConfig, output: Path) -> dict:
         [c.probability_model() for c in classifiers], references if ensemble.rule == "rank" else None
     ).eval()
     first = classifiers[0]
+    if ensemble.rule == "rank":
+        # a percentile is a step function: a probability within float precision of a member's validation
+        # value may land one step (1 / (2 x its validation images)) away in the export; allow that much
+        step = max(1 / (2 * len(r)) for r in references) / len(references)
+        settings = dataclasses.replace(settings, tolerance=settings.tolerance + step)
     difference = export_checked(model, first, list(OUTPUTS[:1]), settings, output)
     description = export_metadata(settings, output, first, ensemble.validation, difference)
     description["output"] = {

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 from skinclf.atomic import atomic_path
 from skinclf.cli import command
 from skinclf.data.inputs import read_inputs
-from skinclf.errors import SkinclfError, examples
+from skinclf.errors import SkinclfError
 from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 from skinclf.evaluation.ensemble import combine, is_ensemble, read_ensemble
 from skinclf.evaluation.thresholds import threshold_for_recall
@@ -73,11 +73,16 @@ def ensemble_predictions(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """An ensemble's predictions of the images (every member's, combined), and its validation predictions."""
     ensemble = read_ensemble(Path(settings.ckpt).expanduser())
-    views = {m.tta for m in ensemble.members}
-    if views != {settings.tta}:
+    views = sorted({m.tta for m in ensemble.members})
+    if len(views) > 1:
         raise SkinclfError(
-            f"the ensemble {settings.ckpt} was evaluated with tta={examples(sorted(views))}, and its thresholds "
-            f"were chosen on those scores: pass tta={sorted(views)[0]}"
+            f"the members of the ensemble {settings.ckpt} were evaluated with different test-time views "
+            f"(tta={', '.join(views)}): make the ensemble of runs evaluated alike"
+        )
+    if views != [settings.tta]:
+        raise SkinclfError(
+            f"the ensemble {settings.ckpt} was evaluated with tta={views[0]}, and its thresholds were chosen on "
+            f"those scores: pass tta={views[0]}"
         )
     per_member = [predicted(load_classifier(m.checkpoint)[0], settings, trainer, root, table) for m in ensemble.members]
     predictions = per_member[0].drop(columns=[c for c in per_member[0] if c.startswith(PROBABILITY_PREFIX)])

@@ -35,7 +35,7 @@ def refuse_ddp_in_local_multirun(settings: TrainConfig) -> None:
 
 def objective(metrics: dict, key: str) -> float:
     """The run's figure for a sweeper: a validation figure of its metrics.json."""
-    if not key.startswith("val/") or not isinstance(metrics.get(key), float):
+    if not isinstance(metrics.get(key), float):
         figures = [k for k, v in metrics.items() if k.startswith("val/") and isinstance(v, float)]
         raise SkinclfError(
             f"objective={key} is not a validation figure of metrics.json: choose one of {examples(figures)}"
@@ -52,7 +52,8 @@ def main(settings: TrainConfig) -> float | None:
     if not metrics:  # a DDP process other than rank 0
         return None
     print(f"{settings.name}: {summary_line(metrics)}")
-    print(f"run directory: {run_dir}  (metrics.json, pr_curve.png, checkpoints/, tensorboard/)")
+    folders = [name for name in ("checkpoints/", "tensorboard/", "csv/") if (run_dir / name).is_dir()]
+    print(f"run directory: {run_dir}  ({', '.join(['metrics.json', 'pr_curve.png', *folders])})")
     return objective(metrics, settings.objective)
 
 

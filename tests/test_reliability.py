@@ -81,9 +81,11 @@ def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable
     ckpt = tmp_path / "other.ckpt"
     torch.save({VERSION_KEY: "0.1.0", "hyper_parameters": {"arch": "resnet18"}, "state_dict": {}}, ckpt)
     cfg = train_settings(tiny(learnable_root, "model.arch=mobilenet_v3_small", f"ckpt_path={ckpt}"))
-    with pytest.raises(
-        SkinclfError, match=r"holds a resnet18 model but the config asks for model.arch=mobilenet_v3_small"
-    ):
+    with pytest.raises(SkinclfError, match=r"holds a torchvision resnet18 model but .* model.arch=mobilenet_v3_small"):
+        resume_checkpoint(cfg, tmp_path)
+    # timm has a resnet18 too: the same name from the other library is another model
+    cfg = train_settings(tiny(learnable_root, "model=timm", "model.arch=resnet18", f"ckpt_path={ckpt}"))
+    with pytest.raises(SkinclfError, match=r"holds a torchvision resnet18 model but .* model.library=timm"):
         resume_checkpoint(cfg, tmp_path)
     cfg = train_settings(tiny(learnable_root, "ckpt_path=last"))
     with pytest.raises(SkinclfError, match=r"ckpt_path=last, but .*last.ckpt does not exist"):

@@ -84,6 +84,8 @@ def test_offline_without_the_weights_says_where_to_get_them(hub_cache: Path) -> 
 def test_unknown_names_are_refused_with_similar_ones() -> None:
     with pytest.raises(SkinclfError, match=r"'efficientnet_b9' is not a timm model \(similar: efficientnet_b0"):
         train_settings(["model=timm", "model.arch=efficientnet_b9"])
+    with pytest.raises(SkinclfError, match=r"timm has no pretrained tag 'bogus' for resnet50; its tags: resnet50\."):
+        train_settings(["model=timm", "model.arch=resnet50.bogus"])
     with pytest.raises(SkinclfError, match=r"a timm model takes model.weights=pretrained"):
         timm_classifier("IMAGENET1K_V1")
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-
 log = logging.getLogger(__name__)
 
 
@@ -36,23 +34,30 @@ def resume_study(storage: str, study_name: str) -> tuple[int, int]:
     return finished, len(study.trials)
 
 
-class ResumableOptunaSweeper(OptunaSweeper):
-    """OptunaSweeper whose n_trials is the size the stored study is to reach, not the number of trials to add."""
+try:  # the sweep extra (pip install 'skinclf[sweep]'); without it there is no sweeper to extend
+    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+except ImportError:
+    OptunaSweeper = None
 
-    def sweep(self, arguments: list[str]) -> None:
-        sweeper = self.sweeper
-        if sweeper.storage is not None:
-            finished, numbered = resume_study(sweeper.storage, sweeper.study_name)
-            if numbered:
-                log.info(
-                    "resuming the study %s in %s: %d of %d trials finished",
-                    sweeper.study_name,
-                    sweeper.storage,
-                    finished,
-                    sweeper.n_trials,
-                )
-            sweeper.n_trials = max(0, sweeper.n_trials - finished)
-            sweeper.job_idx = numbered
-            # the results file goes there, also when the study is complete and no job makes the folder
-            Path(sweeper.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
-        return super().sweep(arguments)
+if OptunaSweeper is not None:
+
+    class ResumableOptunaSweeper(OptunaSweeper):
+        """OptunaSweeper whose n_trials is the size the stored study is to reach, not the number of trials to add."""
+
+        def sweep(self, arguments: list[str]) -> None:
+            sweeper = self.sweeper
+            if sweeper.storage is not None:
+                finished, numbered = resume_study(sweeper.storage, sweeper.study_name)
+                if numbered:
+                    log.info(
+                        "resuming the study %s in %s: %d of %d trials finished",
+                        sweeper.study_name,
+                        sweeper.storage,
+                        finished,
+                        sweeper.n_trials,
+                    )
+                sweeper.n_trials = max(0, sweeper.n_trials - finished)
+                sweeper.job_idx = numbered
+                # the results file goes there, also when the study is complete and no job makes the folder
+                Path(sweeper.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+            return super().sweep(arguments)

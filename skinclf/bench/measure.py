@@ -95,7 +95,9 @@ def lightning_loop(settings: BenchConfig, datamodule: pl.LightningDataModule, de
     trainer_settings = dataclasses.replace(
         settings.trainer, max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0
     )
-    timed = dataclasses.replace(settings, trainer=trainer_settings)
+    # no validation runs, so nothing for early stopping to watch
+    no_stopping = dataclasses.replace(settings.early_stopping, patience=None)
+    timed = dataclasses.replace(settings, trainer=trainer_settings, early_stopping=no_stopping)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer, checkpoints = build_trainer(timed, Path(run_dir))
         meter = Throughput(bench.warmup_batches, bench.batches, device)

@@ -20,9 +20,6 @@ from skinclf.atomic import load_torch
 from skinclf.errors import SkinclfError, examples
 from skinclf.models import timm_models
 
-#: Where model.arch is looked up (model.library).
-LIBRARIES = ("torchvision", "timm")
-
 
 def _check_architecture(arch: str) -> None:
     available = models.list_models(module=models)

@@ -31,10 +31,14 @@ def _timm() -> ModuleType:
 
 def check_architecture(arch: str) -> None:
     timm = _timm()
-    if not timm.is_model(arch):
-        similar = timm.list_models(f"*{arch.split('.')[0].rstrip('0123456789')}*")[:8]
+    name, _, tag = arch.partition(".")
+    if not timm.is_model(name):
+        similar = timm.list_models(f"*{name.rstrip('0123456789')}*")[:8]
         hint = f" (similar: {', '.join(similar)})" if similar else " (timm.list_models() lists them)"
         raise SkinclfError(f"model.arch={arch!r} is not a timm model{hint}")
+    if tag and not timm.list_pretrained(arch):
+        tags = ", ".join(timm.list_pretrained(f"{name}.*")[:8])
+        raise SkinclfError(f"model.arch={arch!r}: timm has no pretrained tag {tag!r} for {name}; its tags: {tags}")
 
 
 def create(arch: str) -> nn.Module:
@@ -48,7 +52,9 @@ def preprocessing_preset(arch: str) -> dict[str, int | list[float]]:
     check_architecture(arch)
     config = _timm().models.get_pretrained_cfg(arch)
     if config is None:
-        raise SkinclfError(f"timm has no pretrained config for {arch}: set data.resize_size, crop_size, mean and std")
+        raise SkinclfError(
+            f"timm has no pretrained config for {arch}: choose a model with one (timm.list_pretrained())"
+        )
     crop = int(config.input_size[-1])
     return {
         "resize_size": math.floor(crop / config.crop_pct),

@@ -141,7 +141,7 @@ def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dic
     callbacks = [
         *checkpoints.values(),
         RunRecordInCheckpoints(run_info(settings)),
-        LearningRateMonitor(logging_interval="step"),
+        *([LearningRateMonitor(logging_interval="step")] if loggers else []),
         FiniteLossGuard(every_n_steps=settings.speed.nonfinite_check_steps),
         *training_aids(settings),
     ]
@@ -210,11 +210,12 @@ def resume_checkpoint(settings: TrainConfig, run_dir: Path) -> Path | None:
         path = Path(settings.ckpt_path).expanduser()
     else:
         return None
-    arch = read_checkpoint(path)["hyper_parameters"].get("arch")
-    if arch != settings.model.arch:
+    hparams = read_checkpoint(path)["hyper_parameters"]
+    arch, library = hparams.get("arch"), hparams.get("library", "torchvision")
+    if (arch, library) != (settings.model.arch, settings.model.library):
         raise SkinclfError(
-            f"{path} holds a {arch} model but the config asks for model.arch={settings.model.arch}: "
-            "resume with the model it was trained with, or start a new run"
+            f"{path} holds a {library} {arch} model but the config asks for model.library={settings.model.library} "
+            f"model.arch={settings.model.arch}: resume with the model it was trained with, or start a new run"
         )
     log.info("resuming from %s", path)
     return path

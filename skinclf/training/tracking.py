@@ -23,9 +23,12 @@ ARTIFACTS = ("metrics.json", "report.md", "predictions_val.csv", "predictions_te
 
 
 def build_loggers(loggers: dict[str, Any], save_dir: Path) -> list[Logger]:
-    """The selected loggers (logger=...), each writing its local files below save_dir."""
+    """The selected loggers (logger=...); those that keep files in a folder (tensorboard, csv, wandb) keep them
+    below save_dir, MLflow where its tracking_uri says."""
     built = []
     for name, config in loggers.items():
+        if not isinstance(config, dict) or "_target_" not in config:
+            raise SkinclfError(f"logger.{name} is not a logger: select one with logger=[...] (conf/logger/*.yaml)")
         try:
             built.append(instantiate(config, save_dir=str(save_dir)))
         except InstantiationException as error:
@@ -94,7 +97,7 @@ def log_results(
     folder: Path,
 ) -> None:
     """The test metrics to every logger; the final PR curves and the error grid to TensorBoard; the
-    run's files to the loggers that keep artifacts."""
+    run's files to the loggers that keep artifacts. The W&B run is finished: nothing is logged after this."""
     for logger in loggers:
         logger.log_metrics(flat_metrics(metrics), step=step)
         if isinstance(logger, TensorBoardLogger):

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 from conftest import run_in_process, tiny, train_settings
 from mlflow.tracking import MlflowClient
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from skinclf.errors import SkinclfError
+from skinclf.training.builders import build_trainer
 from skinclf.training.tracking import build_loggers
 
 EPOCHS = 2
@@ -148,3 +150,9 @@ def test_wandb_offline_keeps_the_run_in_the_run_folder(
     records = next(offline.glob("run-*.wandb")).read_bytes()
     for name in (b"max_epochs", b"train/loss", b"val/auroc", b"recall_0.99/test/precision"):
         assert name in records, name
+
+
+def test_logger_none_builds_a_trainer_without_trackers(tmp_path: Path) -> None:
+    trainer, _ = build_trainer(train_settings(["model.weights=null", "trainer=cpu", "logger=[]"]), tmp_path)
+    assert trainer.loggers == []
+    assert not any(isinstance(c, LearningRateMonitor) for c in trainer.callbacks)  # it needs a logger

@@ -135,6 +135,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def write_report(run_dirs: list[Path], output: Path) -> tuple[Path, Path]:
     """Write report.md and report.png for the runs into output."""
     output.mkdir(parents=True, exist_ok=True)
+    run_dirs = [d.resolve() for d in run_dirs]  # given relative or absolute: labelled from their common folder
     runs = [json.loads((d / "metrics.json").read_text()) for d in run_dirs]
     common = Path(os.path.commonpath(run_dirs))
     labels = [d.name if d == common else d.relative_to(common).as_posix() for d in run_dirs]

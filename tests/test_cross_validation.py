@@ -112,10 +112,12 @@ def test_the_ensemble_of_the_folds_chooses_thresholds_out_of_fold(cv_sweep: Path
 
 
 @pytest.fixture(scope="module")
-def fold_ensemble(cv_sweep: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("ensemble") / "mean"
-    run_in_process("ensemble", str(cv_sweep), "--output", str(output))
-    return output
+def fold_ensemble(cv_sweep: Path) -> Path:
+    """The folds' ensemble, made as a user would: from the folder above, with relative paths."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cv_sweep.parent)
+        run_in_process("ensemble", cv_sweep.name, "--output", "reports/cv")
+    return cv_sweep.parent / "reports" / "cv"
 
 
 def test_predict_with_an_ensemble_combines_its_members_as_evaluated(fold_ensemble: Path, tmp_path: Path) -> None:

@@ -30,10 +30,14 @@ def cpus_up_to(limit: int) -> int:
     return max(1, min(limit, os.cpu_count() or 1))
 
 
+def runs_on_gpu(accelerator: str) -> bool:
+    """Whether trainer.accelerator puts the run on a CUDA GPU (auto: when there is one)."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def mixed_on_gpus(accelerator: str) -> str:
     """``${mixed_on_gpus:${.accelerator}}``: bf16 autocast on GPUs, 32-bit elsewhere (CPU bf16 convolutions crawl)."""
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if on_gpu else "32-true"
+    return "bf16-mixed" if runs_on_gpu(accelerator) else "32-true"
 
 
 def register_configs() -> None:

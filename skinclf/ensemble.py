@@ -15,14 +15,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
+from skinclf.data.transforms import eval_pipeline
 from skinclf.errors import SkinclfError, examples, exit_on_user_error
 from skinclf.evaluation.ensemble import (
     COMBINE_RULES,
@@ -34,12 +35,11 @@ from skinclf.evaluation.ensemble import (
     read_member,
 )
 from skinclf.evaluation.metrics import summary_line
-from skinclf.inference import checkpoint_pipeline
 from skinclf.quiet import quiet_third_parties
 from skinclf.report import find_runs, write_report
 from skinclf.results import error_images, write_results
 from skinclf.schema import EvaluationSettings, validate
-from skinclf.training.checkpoints import data_location, load_classifier
+from skinclf.training.checkpoints import data_location, read_checkpoint
 from skinclf.training.tracking import log_evaluation
 
 log = logging.getLogger(__name__)
@@ -54,33 +54,19 @@ def member_evaluation(member: Member) -> EvaluationSettings:
     return validate(OmegaConf.merge(OmegaConf.structured(EvaluationSettings), recorded.evaluation))
 
 
-def logger_of(setting: str) -> str | None:
-    """The logger a --set logger.<name>.<key>=<value> is for."""
-    key = setting.partition("=")[0].split(".")
-    return key[1] if len(key) > 2 and key[0] == "logger" else None
-
-
 def logger_configs(names: Sequence[str], settings: Sequence[str]) -> dict[str, Any]:
-    """The logger group's configs (conf/logger/<name>.yaml), with key=value settings on top, as train takes them."""
-    known = sorted(
-        p.name.removesuffix(".yaml") for p in (files("skinclf.conf") / "logger").iterdir() if p.name.endswith(".yaml")
-    )
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise SkinclfError(f"--logger {unknown[0]}: choose from {', '.join(known)}")
-    stray = [s for s in settings if logger_of(s) not in names]
-    if stray:
-        raise SkinclfError(
-            f"--set {stray[0]}: give logger.<name>.<key>=<value> for a logger chosen with --logger <name>"
-        )
-    chosen = [OmegaConf.load(files("skinclf.conf") / "logger" / f"{name}.yaml") for name in names]
+    """The logger group's configs, composed by Hydra as train composes them (logger=[names], key=value on top)."""
+    if not names:
+        return {}
+    overrides = [f"+logger=[{','.join(names)}]", f"+name={KIND}", *settings]
     try:
-        config = OmegaConf.merge(
-            {"name": KIND, "logger": OmegaConf.merge({}, *chosen)}, OmegaConf.from_dotlist(list(settings))
-        )
-    except OmegaConfBaseException as error:
-        raise SkinclfError(f"--set: {error}") from error
-    return OmegaConf.to_container(config, resolve=True)["logger"]
+        with initialize_config_module(config_module="skinclf.conf", version_base="1.3"):
+            return OmegaConf.to_container(compose(overrides=overrides).logger, resolve=True)
+    except HydraException as error:
+        raise SkinclfError(
+            f"--logger/--set: {str(error).splitlines()[0]} (--logger takes a name of conf/logger/, --set "
+            "logger.<name>.<key>=<value> a key of a logger chosen with --logger)"
+        ) from error
 
 
 def ensemble(directories: Sequence[Path], output: Path, rule: str, loggers: dict[str, Any]) -> dict:
@@ -97,8 +83,8 @@ def ensemble(directories: Sequence[Path], output: Path, rule: str, loggers: dict
     validation, chosen_on = combined_validation(members, rule)
     test = combined_test(members, rule)
     first = members[0]
-    classifier, checkpoint = load_classifier(first.checkpoint)
-    root = data_location(checkpoint)[0]
+    checkpoint = read_checkpoint(first.checkpoint)  # where its images are and how it saw them; no model needed
+    root, sizes = data_location(checkpoint)[0], checkpoint["hyper_parameters"]
     tested = [m.metrics["test/auroc"] for m in members]
     info = {
         "kind": KIND,
@@ -110,7 +96,7 @@ def ensemble(directories: Sequence[Path], output: Path, rule: str, loggers: dict
         "evaluated_on": "test split",
     }
     output.mkdir(parents=True, exist_ok=True)
-    errors = error_images(root, checkpoint_pipeline(classifier), test)
+    errors = error_images(root, eval_pipeline(sizes["resize_size"], sizes["crop_size"]), test)
     predictions = {"val": validation, "test": test}
     metrics = write_results(output, predictions, member_evaluation(first), info, errors)
     params = {"members": [str(m.directory) for m in members], "combine": rule}

@@ -44,9 +44,8 @@ def outputs_of(classifier: LesionClassifier) -> list[str]:
     return list(OUTPUTS if classifier.hparams.get("diagnoses") else OUTPUTS[:1])
 
 
-def inputs_of(classifier: LesionClassifier) -> list[str]:
-    """Names of the inputs: the images, and for a model with metadata the encoded metadata."""
-    return ["image", "metadata"] if classifier.hparams.get("metadata_encoding") else ["image"]
+#: Names of the inputs: the images, and for a model with metadata the encoded metadata.
+INPUTS = ("image", "metadata")
 
 
 def example_inputs(classifier: LesionClassifier, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -62,7 +61,7 @@ def example_inputs(classifier: LesionClassifier, batch: int, seed: int = 0) -> t
 
 def export_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], path: Path, outputs: list[str]) -> None:
     batch = torch.export.Dim("batch", min=1)
-    names = ["image", "metadata"][: len(example)]
+    names = list(INPUTS[: len(example)])
     torch.onnx.export(
         model,
         example,
@@ -80,7 +79,7 @@ def run_onnx(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     import onnxruntime  # optional dependency: pip install 'skinclf[export]'
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {name: x.numpy() for name, x in zip(["image", "metadata"], inputs, strict=False)})
+    return session.run(None, {name: x.numpy() for name, x in zip(INPUTS, inputs, strict=False)})
 
 
 #: PyTorch 2.15 deprecates TorchScript itself; format=torchscript asks for it knowingly (README: onnx is the

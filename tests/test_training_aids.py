@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from conftest import tiny, train_settings
 
 from skinclf.errors import SkinclfError
-from skinclf.training.checkpoints import read_checkpoint
+from skinclf.training.checkpoints import read_checkpoint, stored_validation
 from skinclf.training.run import train
 
 
 def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_root: Path, tmp_path: Path) -> None:
     # min_delta=1: no validation can beat the first by a whole unit of AUPRC, so patience 1 stops after epoch 2
     aids = ("ema.decay=0.5", "early_stopping.patience=1", "early_stopping.min_delta=1.0", "trainer.max_epochs=5")
-    metrics = train(train_settings(tiny(learnable_root, *aids)), tmp_path)
+    metrics = train(train_settings(tiny(learnable_root, *aids, "evaluation.tta=flips")), tmp_path)
 
     assert metrics["run"]["ema_decay"] == 0.5
     assert metrics["run"]["checkpoint_choice"]["of_epochs"] == 2
@@ -26,6 +27,9 @@ def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_roo
     averaged, trained = checkpoint["state_dict"], checkpoint["current_model_state"]
     assert averaged.keys() == trained.keys()
     assert not torch.equal(averaged["backbone.fc.weight"], trained["backbone.fc.weight"])
+    # the validation predicted with the test-time views is kept for predict and evaluate to reuse
+    flipped = stored_validation(checkpoint, "flips")
+    pd.testing.assert_frame_equal(flipped, pd.read_csv(tmp_path / "predictions_val.csv")[flipped.columns], atol=1e-6)
 
 
 @pytest.mark.parametrize(

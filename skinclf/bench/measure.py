@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from skinclf.atomic import write_json
 from skinclf.bench.bare_loop import bare_loop, model_step_ceiling
 from skinclf.bench.timing import Stopwatch, machine_facts, peak_host_memory_mb
+from skinclf.config import runs_on_gpu
 from skinclf.data.dataset import LesionDataset
 from skinclf.models import LesionClassifier
 from skinclf.schema import BenchConfig
@@ -114,10 +115,7 @@ def default_worker_counts() -> list[int]:
 
 
 def run_device(settings: BenchConfig) -> torch.device:
-    accelerator = settings.trainer.accelerator
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+    return torch.device("cuda" if runs_on_gpu(settings.trainer.accelerator) else "cpu")
 
 
 def print_table(results: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -17,7 +18,7 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def load_rgb(path: Path) -> np.ndarray:
+def load_rgb(path: Path | BinaryIO) -> np.ndarray:
     """Decode an image into an (H, W, 3) uint8 array, upright as its EXIF orientation says.
 
     Raises OSError (or a PIL error) for a missing, truncated or undecodable file.
@@ -44,6 +45,6 @@ def _rgb_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def file_sha1(path: Path) -> str:
+def content_sha1(content: bytes) -> str:
     """Hash of a file's bytes: equal for exact copies of an image wherever they lie."""
-    return hashlib.sha1(path.read_bytes()).hexdigest()
+    return hashlib.sha1(content).hexdigest()

@@ -9,6 +9,7 @@ files stay in one group) and, with ``data.near_duplicates``, its pixels (near-id
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 from pathlib import Path
@@ -18,8 +19,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from skinclf.data.folder import scan_image_folder
-from skinclf.data.images import file_sha1, load_rgb
-from skinclf.data.near_duplicates import merged_groups, near_duplicate_pairs, perceptual_hash
+from skinclf.data.images import content_sha1, load_rgb
+from skinclf.data.near_duplicates import merged_groups, perceptual_hash
 from skinclf.data.table import read_table_sources, table_root, table_sources
 from skinclf.errors import SkinclfError, examples
 from skinclf.schema import SplitSettings
@@ -67,8 +68,9 @@ def check_and_hash(
     decode = check_images or perceptual
     for row, path in enumerate(tqdm(records["path"], desc="checking images", unit="img", disable=len(records) < 500)):
         try:
-            pixels = load_rgb(root / path) if decode else None
-            sha1 = file_sha1(root / path)
+            content = (root / path).read_bytes()  # read once: hashed, and decoded where asked
+            sha1 = content_sha1(content)
+            pixels = load_rgb(io.BytesIO(content)) if decode else None
         except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable", with its reason
             failures.append((path, f"{type(error).__name__}: {error}"))
             continue
@@ -116,12 +118,12 @@ def groups_from_csv(records: pd.DataFrame, settings: SplitSettings) -> pd.Series
     return found
 
 
-def attach_groups(records: pd.DataFrame, settings: SplitSettings, perceptual_hashes: np.ndarray) -> pd.DataFrame:
+def attach_groups(records: pd.DataFrame, settings: SplitSettings, near_pairs: list[tuple[int, int]]) -> pd.DataFrame:
     """Fill the group column, so that a split never separates what belongs together.
 
     A record's group is its patient or lesion (the table's group column, or data.groups_csv), else
     its own (its bytes' hash); byte-identical files share a group, and with
-    ``data.near_duplicates=group`` near-identical images do too.
+    ``data.near_duplicates=group`` near-identical images (near_pairs, rows of records) do too.
     """
     given = records["group"] if "group" in records.columns else pd.Series("", index=records.index)
     if settings.groups_csv and not (given != "").any():
@@ -129,15 +131,16 @@ def attach_groups(records: pd.DataFrame, settings: SplitSettings, perceptual_has
     base = given.where(given != "", records["sha1"]).tolist()
     pairs = [pair for rows in records.groupby("sha1").groups.values() for pair in itertools.pairwise(rows)]
     if settings.near_duplicates == "group":
-        pairs += near_duplicate_pairs(perceptual_hashes)
+        pairs += near_pairs
     return records.assign(group=merged_groups(base, pairs))
 
 
-def report_near_duplicates(records: pd.DataFrame, perceptual_hashes: np.ndarray) -> list[list[str]]:
-    """Near-identical images in two different splits, as [path, path] pairs; each pair is warned about."""
+def report_near_duplicates(records: pd.DataFrame, near_pairs: list[tuple[int, int]]) -> list[list[str]]:
+    """Near-identical images (near_pairs, rows of records) in two different splits, as [path, path] pairs;
+    each pair is warned about."""
     pairs = [
         [records["path"][i], records["path"][j]]
-        for i, j in near_duplicate_pairs(perceptual_hashes)
+        for i, j in near_pairs
         if records["split"][i] != records["split"][j] and records["sha1"][i] != records["sha1"][j]
     ]
     if pairs:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from skinclf.atomic import write_text
 from skinclf.data.folder import check_root, checked_labels
+from skinclf.data.near_duplicates import near_duplicate_pairs
 from skinclf.data.records import attach_groups, check_and_hash, read_records, reads_tables, report_near_duplicates
 from skinclf.data.table import SOURCE_KEYS
 from skinclf.errors import SkinclfError, examples
@@ -123,14 +124,15 @@ def create_splits(
     records = read_records(root, settings)
     perceptual = settings.near_duplicates != "off"
     records, hashes, skipped = check_and_hash(records, root, check_images, skip_corrupt, perceptual)
-    records = attach_groups(records, settings, hashes)
+    near_pairs = near_duplicate_pairs(hashes) if perceptual else []  # all pairs compared once, used twice
+    records = attach_groups(records, settings, near_pairs)
     tables, sources = assign_splits(records, settings)
     extra = [c for c in records.columns if c not in (*COLUMNS, "split")]
     tables = {name: t[[*COLUMNS, *extra]].reset_index(drop=True) for name, t in tables.items()}
     _check_both_classes(tables, settings)
     _report_duplicates(tables)
     split_of = pd.concat([t.assign(split=n) for n, t in tables.items()]).set_index("path")["split"]
-    near = report_near_duplicates(records.assign(split=records["path"].map(split_of)), hashes) if perceptual else []
+    near = report_near_duplicates(records.assign(split=records["path"].map(split_of)), near_pairs)
     metadata = {
         "settings": dataclasses.asdict(settings),
         "input": "tables" if reads_tables(settings) else "folder",

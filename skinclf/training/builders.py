@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import (
     Callback,
@@ -23,6 +22,7 @@ from pytorch_lightning.callbacks import (
     TQDMProgressBar,
 )
 
+from skinclf.config import runs_on_gpu
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.data.metadata import Encoding
 from skinclf.data.records import reads_tables
@@ -171,7 +171,7 @@ def training_aids(settings: TrainConfig) -> list[Callback]:
 
 def warn_of_slow_precision(accelerator: str, precision: str | None) -> None:
     """Mixed precision on a CPU runs many times slower than 32-bit: say so when it is asked for."""
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    on_cpu = accelerator in ("cpu", "auto") and not runs_on_gpu(accelerator)
     if on_cpu and str(precision).endswith("-mixed"):
         log.warning(
             "trainer.precision=%s on the CPU: CPUs have no fast %s convolutions, so each step takes many times "

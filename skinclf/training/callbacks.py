@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 
 from skinclf.atomic import save_torch
 from skinclf.errors import SkinclfError
-from skinclf.training.checkpoints import RUN_KEY, VALIDATION_KEY
+from skinclf.training.checkpoints import RUN_KEY, VALIDATION_KEY, validation_record
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -72,8 +73,5 @@ class RunRecordInCheckpoints(pl.Callback):
         scores = module.validation_scores
         paths = trainer.datamodule.datasets["val"].paths if trainer.datamodule is not None else []
         if scores is not None and scores.epoch == trainer.current_epoch and len(scores.labels) == len(paths):
-            checkpoint[VALIDATION_KEY] = {
-                "path": list(paths),
-                "label": scores.labels.int().tolist(),
-                "probability": scores.probabilities.double().tolist(),
-            }
+            predictions = {"path": paths, "label": scores.labels.numpy(), "probability": scores.probabilities.numpy()}
+            checkpoint[VALIDATION_KEY] = validation_record(pd.DataFrame(predictions))

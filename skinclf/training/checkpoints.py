@@ -7,7 +7,9 @@ the hyperparameters of :class:`LesionClassifier` (architecture, preprocessing):
 - ``LesionDataModule``: the data root and split folder of the run (and its fold, under cross-validation);
 - ``skinclf_run``: the run's name, architecture, augmentation and seed;
 - ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability
-  of every validation image, from which a threshold for any target recall can be chosen later.
+  of every validation image, from which a threshold for any target recall can be chosen later;
+  ``skinclf_validation_<tta>`` the same predicted with test-time views (evaluation.tta), in the
+  checkpoint a run with them evaluated.
   A checkpoint without them gets them from the run's validation split (:func:`validation_of`).
 """
 
@@ -18,7 +20,6 @@ from typing import Any
 
 import pandas as pd
 import pytorch_lightning as pl
-import torch
 
 from skinclf.atomic import load_torch, save_torch
 from skinclf.data.folds import fold_tables, read_folds
@@ -65,17 +66,23 @@ def validation_record(predictions: pd.DataFrame) -> dict[str, list]:
     }
 
 
-def store_validation(path: str | Path, predictions: pd.DataFrame) -> None:
-    """Store validation predictions in a checkpoint that lacks them, atomically."""
-    path = Path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    checkpoint[VALIDATION_KEY] = validation_record(predictions)
-    save_torch(checkpoint, path)
+def validation_key(tta: str) -> str:
+    """Where a checkpoint keeps its validation predictions made with the test-time views ``tta``."""
+    return VALIDATION_KEY if tta == "none" else f"{VALIDATION_KEY}_{tta}"
 
 
-def stored_validation(checkpoint: dict[str, Any]) -> pd.DataFrame | None:
-    """The validation predictions stored in a checkpoint, or None."""
-    stored = checkpoint.get(VALIDATION_KEY)
+def store_validation(
+    path: str | Path, checkpoint: dict[str, Any], predictions: pd.DataFrame, tta: str = "none"
+) -> None:
+    """Store validation predictions (made with the views ``tta``) in a checkpoint that lacks them (its contents,
+    as read from path), atomically."""
+    checkpoint[validation_key(tta)] = validation_record(predictions)
+    save_torch(checkpoint, Path(path))
+
+
+def stored_validation(checkpoint: dict[str, Any], tta: str = "none") -> pd.DataFrame | None:
+    """The validation predictions (made with the views ``tta``) stored in a checkpoint, or None."""
+    stored = checkpoint.get(validation_key(tta))
     return pd.DataFrame(stored) if stored else None
 
 
@@ -112,18 +119,16 @@ def validation_of(
     num_workers: int,
     tta: str = "none",
 ) -> pd.DataFrame:
-    """The validation predictions a checkpoint stores, or else predicted on its run's validation split.
-
-    With test-time augmentation (``tta`` other than none) they are always predicted again, with the
-    same views, so that thresholds are chosen on scores of the kind they are applied to.
+    """The validation predictions a checkpoint stores made with the views ``tta``, or else predicted on its
+    run's validation split with them, so that thresholds are chosen on scores of the kind they are applied to.
     """
-    stored = stored_validation(checkpoint)
-    if stored is not None and tta == "none":
+    stored = stored_validation(checkpoint, tta)
+    if stored is not None:
         return stored
     try:
         val_root, table = run_split(checkpoint, "val", root)
     except SkinclfError as error:
-        why = "holds no validation predictions" if stored is None else f"holds no validation predictions with tta={tta}"
+        why = "holds no validation predictions" + (f" with tta={tta}" if tta != "none" else "")
         raise SkinclfError(
             f"the checkpoint {why} to choose thresholds on, and its validation split cannot be read ({error}): "
             "pass root=<data root> if the data moved, or threshold=<value> to predict"

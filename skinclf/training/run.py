@@ -66,12 +66,12 @@ def evaluate_chosen_checkpoint(
     classifier, checkpoint = load_classifier(ckpt_path)
     predictor = inference_trainer(settings.trainer.accelerator, settings.trainer.precision)  # one device after DDP
     tta = settings.evaluation.tta
-    validation = stored_validation(checkpoint)
-    if validation is None:  # the chosen epoch was not validated (trainer.check_val_every_n_epoch)
-        validation = predict_loader(predictor, classifier, datamodule.val_dataloader())
-        store_validation(ckpt_path, validation)
-    if tta != "none":  # thresholds chosen on scores of the kind they are applied to
+    # None: the chosen epoch was not validated (trainer.check_val_every_n_epoch), or with evaluation.tta, whose
+    # views the validation during training did not take; stored, so that predict and evaluate reuse it
+    validation = stored_validation(checkpoint, tta)
+    if validation is None:
         validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), views=tta)
+        store_validation(ckpt_path, checkpoint, validation, tta)
     test = predict_loader(predictor, classifier, datamodule.test_dataloader(), views=tta)
     predictions = {"val": validation, "test": test}
     looked_at = validation if rule == "best" else validation.iloc[:0]  # what the rule chose on

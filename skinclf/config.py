@@ -25,9 +25,17 @@ def scaled_probability(probability: float, strength: float) -> float:
     return min(1.0, probability * strength)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: those of its affinity mask (taskset, a SLURM allocation, a
+    container's cpuset), not every CPU of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def cpus_up_to(limit: int) -> int:
-    """``${cpus_up_to:8}``: the number of CPUs of this machine, at most limit."""
-    return max(1, min(limit, os.cpu_count() or 1))
+    """``${cpus_up_to:8}``: the number of CPUs this process may use, at most limit."""
+    return max(1, min(limit, usable_cpus()))
 
 
 def runs_on_gpu(accelerator: str) -> bool:

@@ -223,24 +223,6 @@ def test_evaluate_refuses_unlabelled_images(trained_run: Path, tmp_path: Path) -
     assert "has no labels" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_trained_run_gives_the_metrics_pinned_before_the_refactoring(trained_run: Path) -> None:
-    """The same seed and config give the same metrics.json as the code of before the settings refactoring."""
-    pinned = json.loads((Path(__file__).parent / "golden" / "trained_run_metrics.json").read_text())
-    got, expected = flattened(trained_metrics(trained_run)), flattened(pinned)
-    assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        assert got[key] == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value), key
-
-
-def flattened(content: object, key: str = "") -> dict[str, object]:
-    """A nested JSON value as {path: leaf}, for comparing numbers with a tolerance."""
-    if isinstance(content, dict):
-        return {k: v for name, item in content.items() for k, v in flattened(item, f"{key}/{name}").items()}
-    if isinstance(content, list):
-        return {k: v for i, item in enumerate(content) for k, v in flattened(item, f"{key}[{i}]").items()}
-    return {key: content}
-
-
 def test_a_checkpoint_without_validation_predictions_gets_them_from_its_split(
     trained_run: Path, tmp_path: Path
 ) -> None:

@@ -31,13 +31,14 @@ def run_train(*args: str, status: int) -> str:
 
 
 class FullDiskFile:
-    """A file opened for writing on a full disk: every write fails with ENOSPC."""
+    """A file opened for writing on a full disk: every write fails with ENOSPC (or another errno)."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, code: int = errno.ENOSPC) -> None:
         self._handle = handle
+        self._code = code
 
     def write(self, data: object) -> int:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise OSError(self._code, os.strerror(self._code))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._handle, name)
@@ -49,15 +50,16 @@ class FullDiskFile:
         self._handle.close()
 
 
-def fill_disk(monkeypatch: pytest.MonkeyPatch, name_pattern: str, after: int = 0) -> None:
-    """Files named like the pattern and opened for writing, but the first ``after`` of them, lie on a full disk."""
+def fill_disk(monkeypatch: pytest.MonkeyPatch, name_pattern: str, after: int = 0, code: int = errno.ENOSPC) -> None:
+    """Files named like the pattern and opened for writing, but the first ``after`` of them, lie on a full disk
+    (or, with another errno, fail otherwise: EACCES, a folder the user may not write to, whoever runs the test)."""
     real_open, matching = io.open, itertools.count()
 
     def open_on_full_disk(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         handle = real_open(file, mode, *args, **kwargs)
         writing = any(flag in mode for flag in "wax+")
         if writing and re.search(name_pattern, Path(str(file)).name) and next(matching) >= after:
-            return FullDiskFile(handle)
+            return FullDiskFile(handle, code)
         return handle
 
     monkeypatch.setattr(io, "open", open_on_full_disk)
@@ -97,6 +99,25 @@ def test_a_full_disk_at_each_write_stops_in_one_line_and_resume_completes(
 
     run_train(*args, "resume=true", status=0)
     assert trained_metrics(run_dir) == trained_metrics(trained_run)  # as if the disk had never filled up
+
+
+def test_a_split_folder_the_user_may_not_write_to_is_named_with_what_to_do(
+    learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only data root (a shared dataset): simulated, since root may write anywhere."""
+    split_dir = tmp_path / "splits"
+    with monkeypatch.context() as patch:
+        fill_disk(patch, r"^\.(train|val|test)\..*\.csv$", code=errno.EACCES)
+        stderr = run_train(
+            *tiny(learnable_root, "trainer.max_epochs=1"),
+            f"data.split_dir={split_dir}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            status=USER_ERROR_EXIT_CODE,
+        )
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: cannot write the split CSVs to {split_dir}"), stderr
+    assert "Permission denied" in last_line and "data.split_dir=<a writable folder>" in last_line
+    assert not list(split_dir.glob("*.csv")) and not leftovers(tmp_path)
 
 
 def test_the_cache_is_refused_early_when_the_disk_is_too_small(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import tempfile
 from pathlib import Path
 from statistics import median
@@ -27,7 +26,7 @@ from torch.utils.data import DataLoader
 from skinclf.atomic import write_json
 from skinclf.bench.bare_loop import bare_loop, model_step_ceiling
 from skinclf.bench.timing import Stopwatch, machine_facts, peak_host_memory_mb
-from skinclf.config import runs_on_gpu
+from skinclf.config import runs_on_gpu, usable_cpus
 from skinclf.data.dataset import LesionDataset
 from skinclf.models import LesionClassifier
 from skinclf.schema import BenchConfig
@@ -110,7 +109,7 @@ def lightning_loop(settings: BenchConfig, datamodule: pl.LightningDataModule, de
 
 def default_worker_counts() -> list[int]:
     """0, 1, 2, 4, ... up to the number of CPUs."""
-    cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     return [0] + [2**k for k in range(cpus.bit_length()) if 2**k <= cpus]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import time
@@ -10,6 +9,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+
+from skinclf.config import usable_cpus
 
 
 def synchronize(device: torch.device) -> None:
@@ -60,7 +61,7 @@ def machine_facts(device: torch.device) -> dict[str, object]:
     facts: dict[str, object] = {
         "device": str(device),
         "cpu": cpu_name(),
-        "cpu_cores": os.cpu_count(),
+        "cpu_cores": usable_cpus(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
     }

@@ -81,13 +81,13 @@ def configurations(folder: Path) -> dict[str, tuple[list[str], Callable[[dict], 
             ],
             test_auroc,
         ),
-        "diagnosis (6 epochs at 48 px)": (
+        "diagnosis (10 epochs at 48 px)": (
             small_table(
                 folder / "diagnosis",
                 400,
                 100,
                 48,
-                *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=6", "optim.lr=2e-3"),
+                *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=10", "optim.lr=2e-3"),
                 "evaluation.bootstrap.resamples=0",
             ),
             diagnosis_figures,

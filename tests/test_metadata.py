@@ -75,7 +75,7 @@ def test_the_encoding_uses_training_statistics_and_marks_missing_values() -> Non
 def test_metadata_that_carries_the_signal_is_learnt(runs: dict[str, Path]) -> None:
     image, fused = (json.loads((runs[k] / "metrics.json").read_text()) for k in ("image", "fused"))
     assert image["test/auroc"] == pytest.approx(0.5)  # the images tell nothing
-    assert fused["test/auroc"] > 0.85  # the age tells almost everything (0.97 on its own)
+    assert fused["test/auroc"] > 0.85  # the age tells almost everything: 0.982-0.996 across machines and seeds
 
 
 def test_predict_and_export_read_the_same_columns(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -228,7 +228,7 @@ def diagnosis_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         400,
         100,
         48,
-        *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=6", "optim.lr=2e-3"),
+        *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=10", "optim.lr=2e-3"),
         *("evaluation.bootstrap.resamples=200", "evaluation.subgroups=[sex,anatom_site_general,age_approx]"),
     )
     train(train_settings(overrides), folder / "run")
@@ -239,10 +239,12 @@ def test_task_diagnosis_learns_the_diagnoses_and_scores_malignancy_from_them(dia
     metrics = trained_metrics(diagnosis_run)
     diagnosis = metrics["diagnosis"]
     assert diagnosis["classes"] == ["melanoma", "carcinoma", "nevus", "keratosis", "dermatofibroma"]
+    # across instruction sets, one thread and seeds 0-2: lowest one-vs-rest AUROC 0.746-0.842, balanced accuracy
+    # 0.475-0.735, test AUROC 0.683-0.880 (studies/machine_spread.py; 100 test images, so noisy)
     for name, figures in diagnosis["per_diagnosis"].items():
         assert figures["auroc_one_vs_rest"] > 0.65, (name, figures)  # chance is 0.5
     assert diagnosis["balanced_accuracy"] > 0.35  # chance is 0.2
-    assert metrics["test/auroc"] > 0.6 and metrics["run"]["task"] == "diagnosis"  # 100 test images: noisy
+    assert metrics["test/auroc"] > 0.6 and metrics["run"]["task"] == "diagnosis"
     test = pd.read_csv(diagnosis_run / "predictions_test.csv")
     malignant = test["probability_melanoma"] + test["probability_carcinoma"]
     assert np.allclose(test["probability"], malignant, atol=1e-5)  # malignancy: the malignant diagnoses' sum

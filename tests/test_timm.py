@@ -96,6 +96,7 @@ def test_a_small_timm_model_trains_end_to_end_and_learns(learnable_root: Path, t
     run_in_process("train", *overrides, f"hydra.run.dir={run_dir}")
     metrics = trained_metrics(run_dir)
     assert metrics["run"]["library"] == "timm" and metrics["run"]["arch"] == SMALL
-    assert metrics["test/auroc"] > 0.62  # 0.69 to 0.71 over seeds 0-2; chance is 0.50 ± 0.05 on these 160 images
+    # chance is 0.50 ± 0.05 on these 160 images; 0.693-0.709 across instruction sets, one thread and seeds 0-2
+    assert metrics["test/auroc"] > 0.62
     classifier, _ = load_classifier(run_dir / metrics["run"]["checkpoint"])
     assert classifier.hparams.library == "timm" and classifier.hparams.crop_size == 32

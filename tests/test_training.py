@@ -32,7 +32,9 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
     )
     metrics = train(cfg, tmp_path)
 
-    assert metrics["test/auroc"] > 0.7, metrics  # chance is 0.5; this config reaches about 0.78
+    # chance is 0.50 ± 0.05 on these 160 images; across instruction sets, one thread and seeds 0-2 this config
+    # reached 0.706-0.765 (AUPRC 0.558-0.637; studies/machine_spread.py, 12 runs)
+    assert metrics["test/auroc"] > 0.66, metrics
     assert metrics["test/auprc"] > LEARNABLE_SPEC.malignant_fraction + 0.1
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     for key in (

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from skinclf.config import CONFIG_PATH, register_configs
@@ -29,13 +30,39 @@ from skinclf.schema import RENAMED_KEYS, SCHEMAS, validate
 T = TypeVar("T")
 
 
-def refuse_renamed_keys(overrides: Sequence[str]) -> None:
-    """Refuse command-line keys of earlier versions, naming the key that replaced each."""
-    for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
-        old, _, rest = key.partition(".")
-        if old in RENAMED_KEYS and "=" in override:
-            new = RENAMED_KEYS[old] + (f".{rest}" if rest else "")
+def renamed(key: str) -> str | None:
+    """What replaced a key (or a key below it) of an earlier version, if it was renamed."""
+    for old, new in RENAMED_KEYS.items():
+        if key == old or key.startswith(old + "."):
+            return new + key[len(old) :]
+    return None
+
+
+#: Hydra's flags that take the next argument as their value (--cfg job, -cd <folder>...).
+HYDRA_FLAGS_WITH_A_VALUE = frozenset(
+    {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+    | {"--info", "-i", "--experimental-rerun"}
+)
+
+
+def refuse_renamed_keys(arguments: Sequence[str]) -> None:
+    """Refuse command-line keys and flags of earlier versions, naming what replaced each; a bare folder (the
+    argument ensemble and report took) is named too."""
+    for previous, argument in zip([None, *arguments], arguments, strict=False):
+        if previous in HYDRA_FLAGS_WITH_A_VALUE:
+            continue
+        flag = argument.split("=", 1)[0]
+        if flag.startswith("--") and flag in RENAMED_KEYS:
+            raise SkinclfError(f"{flag} is no longer an option: use {RENAMED_KEYS[flag]}=<value>")
+        if argument.startswith("-"):
+            continue
+        if "=" not in argument:
+            if Path(argument).expanduser().is_dir():
+                raise SkinclfError(f"name folders as runs=[{argument}] (several: runs=[<folder>,<folder>])")
+            continue
+        key = argument.lstrip("+~").split("=", 1)[0]
+        new = renamed(key)
+        if new is not None:
             raise SkinclfError(f"{key}= is no longer a setting: use {new}=")
 
 
@@ -104,6 +131,38 @@ def typed(config_name: str, cfg: DictConfig) -> DictConfig:
             f"give them on the command line, e.g. +{missing[0]}=<value>; conf/{config_name}.yaml has the defaults"
         )
     return merged
+
+
+def output_folder() -> Path:
+    """Hydra's run folder of the running command: where it writes."""
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def given_keys(group: str) -> list[str]:
+    """The keys of a config group that this command line sets (``evaluation.tta=flips`` gives ``tta``); all of
+    them (``""``) where it selects the group itself."""
+    if not HydraConfig.initialized():
+        return []
+    keys = []
+    for override in HydraConfig.get().overrides.task:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key == group:
+            return [""]
+        if key.startswith(group + "."):
+            keys.append(key[len(group) + 1 :])
+    return keys
+
+
+def recorded_unless_given(recorded: dict | None, composed: T, group: str) -> T:
+    """The settings of a group as a trained model recorded them, but for the keys this command line gives, which
+    come from the composed config (as do keys an earlier version did not record); without a record, the composed."""
+    given = given_keys(group)
+    if recorded is None or "" in given:
+        return composed
+    merged = OmegaConf.merge(OmegaConf.structured(composed), recorded)
+    for key in given:
+        OmegaConf.update(merged, key, OmegaConf.select(OmegaConf.structured(composed), key), merge=False)
+    return OmegaConf.to_object(merged)
 
 
 def module_name(task: Callable[..., Any]) -> str:

@@ -1,37 +1,33 @@
-"""Export: ``python -m skinclf.export ckpt=<checkpoint | ensemble folder> format=onnx|torchscript [output=<file>]``.
+"""Export: ``python -m skinclf.export ckpt=<checkpoint | ensemble folder> format=onnx|torchscript``.
 
-The exported model takes a batch of uint8 images (N, 3, crop, crop), pixel values 0-255, resized
-and centre-cropped as the metadata says, and returns the probability of malignancy of each (and,
-for task=diagnosis, a second output: the probability of each diagnosis); the normalisation is
-inside. A JSON file beside it holds the preprocessing and the thresholds chosen on validation.
-The export is checked against PyTorch on random images before it is kept. An ensemble (a folder
-written by skinclf.ensemble) is exported as one model that combines its members as evaluated.
+Writes model.onnx (or model.pt) into its output folder. The exported model takes a batch of uint8
+images (N, 3, crop, crop), pixel values 0-255, resized and centre-cropped as the metadata says, and
+returns the probability of malignancy of each (and, for task=diagnosis, a second output: the
+probability of each diagnosis); the normalisation is inside. A JSON file beside it holds the
+preprocessing and the thresholds chosen on validation. The export is checked against PyTorch on
+random images before it is kept. An ensemble (a folder written by skinclf.ensemble) is exported
+as one model that combines its members as evaluated.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
+from skinclf.artifact import CheckpointModel, EnsembleModel, TrainedModel, load_model
 from skinclf.atomic import atomic_path, write_json
-from skinclf.cli import command
+from skinclf.cli import command, output_folder
 from skinclf.data.metadata import feature_names
-from skinclf.errors import SkinclfError, examples
-from skinclf.evaluation.ensemble import KIND, is_ensemble, read_ensemble
+from skinclf.errors import SkinclfError
 from skinclf.evaluation.thresholds import thresholds_for_recalls
-from skinclf.models import LesionClassifier
-from skinclf.models.ensemble import EnsembleProbabilities
-from skinclf.schema import ExportConfig
-from skinclf.training.checkpoints import load_classifier, stored_run_info, stored_validation
+from skinclf.schema import ExportConfig, Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +36,26 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 OUTPUTS = ("probability", "diagnosis_probabilities")
 
 
-def outputs_of(classifier: LesionClassifier) -> list[str]:
-    return list(OUTPUTS if classifier.hparams.get("diagnoses") else OUTPUTS[:1])
+def outputs_of(model: TrainedModel) -> list[str]:
+    """The names of the exported model's outputs: an ensemble's score, or a checkpoint's probabilities."""
+    diagnoses = isinstance(model, CheckpointModel) and model.settings.head.diagnoses
+    return list(OUTPUTS if diagnoses else OUTPUTS[:1])
 
 
 #: Names of the inputs: the images, and for a model with metadata the encoded metadata.
 INPUTS = ("image", "metadata")
 
 
-def example_inputs(classifier: LesionClassifier, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def metadata_encoding(model: TrainedModel) -> list[dict] | None:
+    return model.settings.metadata_encoding if isinstance(model, CheckpointModel) else None
+
+
+def example_inputs(model: TrainedModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Random inputs of the exported model: uint8 images, and encoded metadata where the model reads it."""
     generator = torch.Generator().manual_seed(seed)
-    crop = classifier.hparams.crop_size
+    crop = model.preprocessing.crop_size
     images = torch.randint(0, 256, (batch, 3, crop, crop), dtype=torch.uint8, generator=generator)
-    encoding = classifier.hparams.get("metadata_encoding")
+    encoding = metadata_encoding(model)
     if not encoding:
         return (images,)
     return images, torch.randn(batch, len(feature_names(encoding)), generator=generator)
@@ -122,24 +124,28 @@ def largest_difference(model: nn.Module, path: Path, run_export: object, inputs:
     return max(float(np.abs(e - x).max()) for e, x in zip(exported, expected, strict=True))
 
 
-def export_checked(
-    model: nn.Module, classifier: LesionClassifier, outputs: list[str], settings: ExportConfig, output: Path
-) -> float:
-    """Write the export of model to output only if it matches PyTorch within the tolerance; returns the largest
-    difference. Its inputs are those of classifier (its image size, and its metadata)."""
+def export_checked(model: TrainedModel, settings: ExportConfig, output: Path) -> float:
+    """Write the export of the model to output only if it matches PyTorch within the tolerance; returns the largest
+    difference."""
     export, run_export = EXPORTERS[settings.format]
+    module = model.probability_model()
+    tolerance = settings.tolerance
+    if isinstance(model, EnsembleModel) and model.rule == "rank":
+        # a percentile is a step function: a probability within float precision of a member's validation
+        # value may land one step (1 / (2 x its validation images)) away in the export; allow that much
+        tolerance += max(1 / (2 * len(run.val)) for run in model.member_runs) / len(model.members)
     with atomic_path(output) as partial:  # kept only if it passes the parity check
         try:
-            export(model, example_inputs(classifier, 2), partial, outputs)
+            export(module, example_inputs(model, 2), partial, outputs_of(model))
         except ImportError as error:
             raise SkinclfError(
                 f"{settings.format} export needs the optional packages: pip install 'skinclf[export]' ({error})"
             ) from error
-        difference = largest_difference(model, partial, run_export, example_inputs(classifier, PARITY_IMAGES, seed=1))
-        if not difference <= settings.tolerance:
+        difference = largest_difference(module, partial, run_export, example_inputs(model, PARITY_IMAGES, seed=1))
+        if not difference <= tolerance:
             raise SkinclfError(
                 f"the {settings.format} export differs from PyTorch by {difference:.2e}, more than "
-                f"tolerance={settings.tolerance:g}: nothing written"
+                f"tolerance={tolerance:g}: nothing written"
             )
     return difference
 
@@ -159,126 +165,66 @@ def metadata_input(encoding: list[dict] | None) -> dict | None:
     }
 
 
-def input_description(hparams: dict) -> dict:
-    """The image input of an exported classifier, and how to prepare it."""
+def input_description(preprocessing: Preprocessing) -> dict:
+    """The image input of an exported model, and how to prepare it."""
     return {
         "name": "image",
         "dtype": "uint8",
         "layout": "NCHW, RGB, pixel values 0-255",
-        "preprocessing": f"resize the shorter side to {hparams.resize_size} px (bilinear), then centre-crop "
-        f"{hparams.crop_size}x{hparams.crop_size}; EXIF orientation applied",
-        "resize_size": hparams.resize_size,
-        "crop_size": hparams.crop_size,
-        "mean": list(hparams.mean),
-        "std": list(hparams.std),
+        "preprocessing": f"resize the shorter side to {preprocessing.resize_size} px (bilinear), then centre-crop "
+        f"{preprocessing.crop_size}x{preprocessing.crop_size}; EXIF orientation applied",
+        "resize_size": preprocessing.resize_size,
+        "crop_size": preprocessing.crop_size,
+        "mean": list(preprocessing.mean),
+        "std": list(preprocessing.std),
         "normalisation": "inside the model: (pixels / 255 - mean) / std",
     }
 
 
-def export_metadata(
-    settings: ExportConfig,
-    output: Path,
-    classifier: LesionClassifier,
-    validation: pd.DataFrame | None,
-    difference: float,
-) -> dict:
+def output_description(model: TrainedModel) -> dict:
+    """The outputs of an exported model, and what they mean."""
+    if isinstance(model, EnsembleModel):
+        averaged = "probabilities" if model.rule == "mean" else "percentiles among their own validation probabilities"
+        return {
+            "names": outputs_of(model),
+            "meaning": f"the ensemble's score of malignancy, one per image: the {model.rule} of its members' "
+            + averaged,
+        }
+    return {
+        "names": outputs_of(model),
+        "meaning": "probability of malignancy, one per image; diagnosis_probabilities: one per image and diagnosis",
+        "diagnoses": model.settings.head.diagnoses,
+    }
+
+
+def description(model: TrainedModel, settings: ExportConfig, output: Path, difference: float) -> dict:
     """What a user of the exported file needs: its input, preprocessing, output and thresholds."""
-    hparams = classifier.hparams
-    thresholds = (
-        thresholds_for_recalls(validation, settings.evaluation.target_recalls) if validation is not None else {}
-    )
+    evaluation = model.evaluation_settings(settings.evaluation)
+    validation = model.stored_validation("none")  # the exported model sees each image once
+    thresholds = thresholds_for_recalls(validation, evaluation.target_recalls) if validation is not None else {}
+    chosen_on = model.run_info.get("thresholds_chosen_on", "validation")
     return {
-        "model": str(output.name),
+        "model": output.name,
         "format": settings.format,
-        "input": input_description(hparams),
-        "output": {
-            "names": outputs_of(classifier),
-            "meaning": "probability of malignancy, one per image; diagnosis_probabilities: one per image and diagnosis",
-            "diagnoses": hparams.get("diagnoses"),
-        },
+        "input": input_description(model.preprocessing),
+        "output": output_description(model),
         "thresholds": thresholds,
-        "thresholds_meaning": "malignant when probability >= threshold; chosen on validation per target recall",
-        "metadata": metadata_input(hparams.get("metadata_encoding")),
+        "thresholds_meaning": f"malignant when probability >= threshold; chosen on {chosen_on} per target recall",
+        "metadata": metadata_input(metadata_encoding(model)),
         "parity_check": {"max_abs_difference": difference, "tolerance": settings.tolerance, "images": PARITY_IMAGES},
-    }
-
-
-def export_checkpoint(settings: ExportConfig, output: Path) -> dict:
-    """Export a checkpoint's classifier; what the JSON beside it says."""
-    classifier, checkpoint = load_classifier(settings.ckpt)
-    model = classifier.probability_model()
-    difference = export_checked(model, classifier, outputs_of(classifier), settings, output)
-    return {
-        **export_metadata(settings, output, classifier, stored_validation(checkpoint), difference),
-        "checkpoint": str(Path(settings.ckpt).resolve()),
-        "run": stored_run_info(checkpoint),
-    }
-
-
-def export_ensemble(settings: ExportConfig, output: Path) -> dict:
-    """Export an ensemble as one model combining its members; what the JSON beside it says."""
-    ensemble = read_ensemble(Path(settings.ckpt).expanduser())
-    viewed = sorted({m.tta for m in ensemble.members} - {"none"})
-    if viewed:
-        raise SkinclfError(
-            f"the members of {settings.ckpt} were evaluated with tta={viewed[0]}, so its thresholds (and ranks) hold "
-            "for scores averaged over views, which one exported model does not make: use python -m skinclf.predict "
-            f"ckpt=<the ensemble folder> tta={viewed[0]}, or an ensemble of runs evaluated with evaluation.tta=none"
-        )
-    classifiers = [load_classifier(m.checkpoint)[0] for m in ensemble.members]
-    sizes = {(c.hparams.resize_size, c.hparams.crop_size) for c in classifiers}
-    if len(sizes) > 1:
-        raise SkinclfError(
-            f"the members of {settings.ckpt} take images of different sizes (resize, crop: {examples(sorted(sizes))}): "
-            "one exported model takes one size; use python -m skinclf.predict ckpt=<the ensemble folder> instead"
-        )
-    if any(c.hparams.get("metadata_encoding") for c in classifiers):
-        raise SkinclfError(
-            f"the members of {settings.ckpt} read metadata, each encoded with its own training split's statistics, "
-            "which one exported input cannot carry: use python -m skinclf.predict ckpt=<the ensemble folder>, "
-            "or export each member's checkpoint"
-        )
-    references = [torch.tensor(m.val["probability"].to_numpy()) for m in ensemble.members]
-    model = EnsembleProbabilities(
-        [c.probability_model() for c in classifiers], references if ensemble.rule == "rank" else None
-    ).eval()
-    first = classifiers[0]
-    if ensemble.rule == "rank":
-        # a percentile is a step function: a probability within float precision of a member's validation
-        # value may land one step (1 / (2 x its validation images)) away in the export; allow that much
-        step = max(1 / (2 * len(r)) for r in references) / len(references)
-        settings = dataclasses.replace(settings, tolerance=settings.tolerance + step)
-    difference = export_checked(model, first, list(OUTPUTS[:1]), settings, output)
-    description = export_metadata(settings, output, first, ensemble.validation, difference)
-    description["output"] = {
-        "names": list(OUTPUTS[:1]),
-        "meaning": f"the ensemble's score of malignancy, one per image: the {ensemble.rule} of its members' "
-        + ("probabilities" if ensemble.rule == "mean" else "percentiles among their own validation probabilities"),
-    }
-    description["thresholds_meaning"] += f" (the ensemble's {ensemble.chosen_on})"
-    return {
-        **description,
-        "ensemble": str(ensemble.directory.resolve()),
-        "run": {
-            "kind": KIND,
-            "combine": ensemble.rule,
-            "members": [str(m.checkpoint.resolve()) for m in ensemble.members],
-        },
+        "source": str(model.path.resolve()),
+        "run": model.run_info,
     }
 
 
 @command("export")
 def main(settings: ExportConfig) -> None:
-    source = Path(settings.ckpt).expanduser()
-    an_ensemble = is_ensemble(source)
-    suffix = SUFFIXES[settings.format]
-    default = source / f"ensemble{suffix}" if an_ensemble else source.with_suffix(suffix)
-    output = Path(settings.output).expanduser() if settings.output else default
-    output.parent.mkdir(parents=True, exist_ok=True)
-    description = (export_ensemble if an_ensemble else export_checkpoint)(settings, output)
+    folder = output_folder()
+    model = load_model(settings.ckpt)
+    output = folder / f"model{SUFFIXES[settings.format]}"
+    difference = export_checked(model, settings, output)
     metadata_path = output.with_name(output.name + ".json")
-    write_json(metadata_path, description)
-    difference = description["parity_check"]["max_abs_difference"]
+    write_json(metadata_path, description(model, settings, output, difference))
     print(f"wrote {output} and {metadata_path}")
     print(f"largest difference from PyTorch: {difference:.2e} (tolerance {settings.tolerance:g})")
 

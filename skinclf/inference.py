@@ -1,12 +1,13 @@
 """Running a trained classifier on images: the one place where predictions are made.
 
-Training (on val and test), evaluate, predict and export's checks all come through here, so that
-a probability means the same everywhere: the checkpoint's own eval pipeline, one device, the
-model's ``predict_step``, and the same test-time views when asked for.
+Training (on val and test) and every trained model (:mod:`skinclf.artifact`) predict through here,
+so that a probability means the same everywhere: the classifier's own eval pipeline, one device,
+the model's ``predict_step``, and the same test-time views when asked for.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from skinclf.data.metadata import encode
 from skinclf.data.transforms import eval_pipeline
 from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
+from skinclf.schema import DataSettings, Preprocessing, TrainerSettings
 
 #: Columns of a split table that say nothing about the image (its metadata columns are kept beside its predictions).
 NOT_DESCRIPTIVE = ("group", "sha1")
@@ -74,6 +76,20 @@ def inference_trainer(accelerator: str = "auto", precision: str = "32-true") -> 
     )
 
 
+@dataclass(frozen=True)
+class Inference:
+    """Where and how images are predicted: a one-device Trainer, and the loader's batch size and workers."""
+
+    trainer: pl.Trainer
+    batch_size: int
+    num_workers: int
+
+    @classmethod
+    def of(cls, data: DataSettings, trainer: TrainerSettings) -> Inference:
+        """From the data group (batch_size, num_workers) and the trainer group (accelerator, precision)."""
+        return cls(inference_trainer(trainer.accelerator, trainer.precision), data.batch_size, data.num_workers)
+
+
 def predict_loader(
     trainer: pl.Trainer, classifier: LesionClassifier, loader: DataLoader, views: str = "none"
 ) -> pd.DataFrame:
@@ -89,9 +105,10 @@ def predict_loader(
     if not np.isnan(labels).all():
         table["label"] = labels.astype(int)
     table["probability"] = torch.cat([b["probability"] for b in batches]).numpy()
-    if classifier.hparams.get("diagnoses"):  # task=diagnosis: the probability of each diagnosis too
+    diagnoses = classifier.settings.head.diagnoses
+    if diagnoses:  # task=diagnosis: the probability of each diagnosis too
         per_diagnosis = torch.cat([b["diagnosis_probabilities"] for b in batches]).numpy()
-        for i, name in enumerate(classifier.hparams.diagnoses):
+        for i, name in enumerate(diagnoses):
             table[PROBABILITY_PREFIX + name] = per_diagnosis[:, i]
     if dataset.tolerate_unreadable:
         table["error"] = [error for b in batches for error in b["error"]]
@@ -102,27 +119,24 @@ def predict_loader(
 
 
 def predict_images(
-    trainer: pl.Trainer,
+    inference: Inference,
     classifier: LesionClassifier,
     root: Path,
     table: pd.DataFrame,
-    batch_size: int,
-    num_workers: int,
     tolerate_unreadable: bool = False,
     views: str = "none",
 ) -> pd.DataFrame:
-    """Probabilities for the images of a table, preprocessed as the checkpoint says (its metadata columns
-    encoded as in training, for a model with metadata)."""
-    encoding = classifier.hparams.get("metadata_encoding")
+    """Probabilities for the images of a table, preprocessed as the classifier was trained (its metadata
+    columns encoded as in training, for a model with metadata)."""
+    encoding = classifier.settings.metadata_encoding
     metadata = encode(table, encoding, "the table of images to predict") if encoding else None
     dataset = LesionDataset(
-        root, table, checkpoint_pipeline(classifier), tolerate_unreadable=tolerate_unreadable, metadata=metadata
+        root, table, eval_transform(classifier.settings.preprocessing), tolerate_unreadable, metadata=metadata
     )
-    return predict_loader(
-        trainer, classifier, DataLoader(dataset, batch_size=batch_size, num_workers=num_workers), views
-    )
+    loader = DataLoader(dataset, batch_size=inference.batch_size, num_workers=inference.num_workers)
+    return predict_loader(inference.trainer, classifier, loader, views)
 
 
-def checkpoint_pipeline(classifier: LesionClassifier) -> Any:
-    """The eval pipeline the classifier was trained with (its resize and crop sizes)."""
-    return eval_pipeline(classifier.hparams.resize_size, classifier.hparams.crop_size)
+def eval_transform(preprocessing: Preprocessing) -> Any:
+    """The eval pipeline of a model's preprocessing (its resize and crop sizes)."""
+    return eval_pipeline(preprocessing.resize_size, preprocessing.crop_size)

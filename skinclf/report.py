@@ -1,40 +1,26 @@
-"""Compare runs: ``python -m skinclf.report <run or multirun directories...> [--output DIR]``.
+"""Compare runs: ``python -m skinclf.report runs=[<run or multirun folder>,...]``.
 
-Finds every run (a folder with metrics.json) below the given directories and writes report.md, a
-Markdown table with a row per run and, for experiments run over several seeds, mean ± sd, and
-report.png, the runs' test precision-recall curves overlaid over the full range and at high recall.
+Finds every run (a folder with metrics.json) below the given folders and writes into its output
+folder report.md, a Markdown table with a row per run and, for experiments run over several seeds,
+mean ± sd, and report.png, the runs' test precision-recall curves overlaid over the full range and
+at high recall.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from skinclf.artifact import find_runs
 from skinclf.atomic import write_text
-from skinclf.errors import SkinclfError, exit_on_user_error
+from skinclf.cli import command, output_folder
 from skinclf.evaluation.metrics import recall_key
 from skinclf.evaluation.plots import plot_pr_curves
-
-
-def find_runs(directories: Sequence[Path]) -> list[Path]:
-    """Every folder holding a metrics.json at or below the given directories."""
-    runs = []
-    for directory in directories:
-        if not directory.is_dir():
-            raise SkinclfError(f"{directory} is not a directory: name run or multirun directories")
-        found = sorted(p.parent for p in directory.rglob("metrics.json"))
-        if not found:
-            raise SkinclfError(f"{directory} holds no run (no metrics.json below it)")
-        runs += found
-    return runs
+from skinclf.schema import ReportConfig
 
 
 def _value(value: float | None) -> str:
@@ -179,17 +165,13 @@ def write_report(run_dirs: list[Path], output: Path) -> tuple[Path, Path]:
     return report, figure
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m skinclf.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("directories", nargs="+", type=Path, help="run or multirun directories")
-    default = Path("reports") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    parser.add_argument("--output", type=Path, default=default, help=f"where to write (default {default})")
-    args = parser.parse_args(argv)
-    report, figure = write_report(find_runs(args.directories), args.output)
+@command("report")
+def main(settings: ReportConfig) -> None:
+    folder = output_folder()
+    report, figure = write_report([run.directory for run in find_runs(settings.runs)], folder)
     print(report.read_text())
     print(f"wrote {report} and {figure}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

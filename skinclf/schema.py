@@ -87,8 +87,8 @@ class SplitSettings:
     diagnosis_columns: Optional[list[str]]
     malignant: list[str]
     benign: list[str]
-    metadata: Optional[str]
-    metadata_image_column: Optional[str]
+    metadata_table: Optional[str]
+    metadata_table_image_column: Optional[str]
     split_column: Optional[str]
     skip_unlabelled: bool
 
@@ -116,8 +116,8 @@ class DataSettings(SplitSettings):
     split_dir: Optional[str]
     check_images: bool
     skip_corrupt: bool
-    resize_size: int
-    crop_size: int
+    resize_size: Optional[int]
+    crop_size: Optional[int]
     mean: Optional[list[float]]
     std: Optional[list[float]]
     cache: bool
@@ -131,18 +131,19 @@ class DataSettings(SplitSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.crop_size > 0, "data.crop_size", self.crop_size, "> 0")
-        require(
-            self.resize_size >= self.crop_size,
-            "data.resize_size",
-            self.resize_size,
-            f">= data.crop_size ({self.crop_size})",
-        )
+        if self.crop_size is not None:
+            require(self.crop_size > 0, "data.crop_size", self.crop_size, "> 0")
+            require(
+                self.resize_size is not None and self.resize_size >= self.crop_size,
+                "data.resize_size",
+                self.resize_size,
+                f">= data.crop_size ({self.crop_size})",
+            )
         require(self.batch_size > 0, "data.batch_size", self.batch_size, "> 0")
         require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
         for key in ("mean", "std"):
             values = getattr(self, key)
-            require(values is None or len(values) == 3, f"data.{key}", values, "null or three numbers (R, G, B)")
+            require(values is None or len(values) == 3, f"data.{key}", values, "three numbers (R, G, B)")
         require(self.std is None or min(self.std) > 0, "data.std", self.std, "positive")
         require(self.sampler in ("random", "balanced"), "data.sampler", self.sampler, "random or balanced")
 
@@ -150,16 +151,36 @@ class DataSettings(SplitSettings):
         """The settings that decide the splits."""
         return SplitSettings(**{f.name: getattr(self, f.name) for f in fields(SplitSettings)})
 
+    def preprocessing(self) -> Preprocessing:
+        """How a model trained on this data sees an image: its sizes and normalisation."""
+        sizes = {"resize_size": self.resize_size, "crop_size": self.crop_size, "mean": self.mean, "std": self.std}
+        for key, value in sizes.items():
+            require(value is not None, f"data.{key}", value, "set to train (null is for evaluate and predict)")
+        return Preprocessing(**sizes)
+
+
+@dataclass
+class Preprocessing:
+    """How a model sees an image, a part of every checkpoint: the shorter side resized to resize_size, the
+    centre crop_size square, then (inside the model) (pixels / 255 - mean) / std."""
+
+    resize_size: int
+    crop_size: int
+    mean: list[float]
+    std: list[float]
+
 
 # -- model and training ---------------------------------------------------------------------------
 
 
 @dataclass
 class ModelSettings:
+    """The model group: the backbone and its starting weights, and the metadata read beside the image."""
+
     library: str
     arch: str
     weights: Optional[str]
-    metadata: list[str]
+    metadata_columns: list[str]
     metadata_dropout: float
 
     def __post_init__(self) -> None:
@@ -310,7 +331,8 @@ class BootstrapSettings:
 
 @dataclass
 class EvaluationSettings:
-    """The evaluation group, shared by train, evaluate and export."""
+    """The evaluation group: how train, evaluate, predict, export and ensemble evaluate a model. A trained model
+    records the settings it was evaluated with, and later commands use them unless the command line says otherwise."""
 
     target_recalls: list[float]
     tta: str
@@ -343,7 +365,7 @@ class TrainConfig:
     seed: int
     objective: str
     resume: bool
-    ckpt_path: Optional[str]
+    ckpt: Optional[str]
     loss: LossSettings
     speed: SpeedSettings
     checkpoint: CheckpointSettings
@@ -354,6 +376,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(self.objective.startswith("val/"), "objective", self.objective, "a validation figure, e.g. val/auprc")
+        self.data.preprocessing()  # every size set
 
 
 @dataclass
@@ -376,51 +399,80 @@ class BenchConfig(TrainConfig):
     bench: BenchSettings
 
 
+def _check_model_preprocessing(data: DataSettings, command: str) -> None:
+    """evaluate and predict see images as the model was trained to: its sizes, not the data group's."""
+    for key in ("resize_size", "crop_size", "mean", "std"):
+        value = getattr(data, key)
+        require(value is None, f"data.{key}", value, f"null: {command} preprocesses as the model was trained to")
+
+
 @dataclass
-class InferenceConfig:
-    """What evaluate and predict share: the checkpoint, the images, and how to run the model on them."""
+class EvaluateConfig:
+    """python -m skinclf.evaluate: a trained model (ckpt) on labelled images (input), as training evaluates."""
 
     ckpt: str
     input: str
-    root: Optional[str]
-    batch_size: int
-    num_workers: int
-    accelerator: str
-    precision: str
-
-    def __post_init__(self) -> None:
-        require(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
-
-
-@dataclass
-class EvaluateConfig(InferenceConfig):
+    data: DataSettings
+    trainer: TrainerSettings
     evaluation: EvaluationSettings
     logger: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        _check_model_preprocessing(self.data, "evaluate")
+
 
 @dataclass
-class PredictConfig(InferenceConfig):
-    output: str
-    target_recall: float
+class PredictConfig:
+    """python -m skinclf.predict: a trained model's decisions for images, labelled or not."""
+
+    ckpt: str
+    input: str
     threshold: Optional[float]
-    tta: str
+    data: DataSettings
+    trainer: TrainerSettings
+    evaluation: EvaluationSettings
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_recalls("target_recall", [self.target_recall])
-        require(self.tta in TTA_CHOICES, "tta", self.tta, " or ".join(TTA_CHOICES))
+        _check_model_preprocessing(self.data, "predict")
 
 
 @dataclass
 class ExportConfig:
     ckpt: str
     format: str
-    output: Optional[str]
     tolerance: float
     evaluation: EvaluationSettings
 
     def __post_init__(self) -> None:
         require(self.format in ("onnx", "torchscript"), "format", self.format, "onnx or torchscript")
+
+
+#: How an ensemble combines its members' scores (see skinclf.evaluation.ensemble).
+COMBINE_RULES = ("mean", "rank")
+
+
+@dataclass
+class EnsembleConfig:
+    """python -m skinclf.ensemble: the runs below the folders as one model."""
+
+    runs: list[str]
+    combine: str
+    evaluation: EvaluationSettings
+    logger: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        require(bool(self.runs), "runs", self.runs, "a list of run or multirun folders")
+        require(self.combine in COMBINE_RULES, "combine", self.combine, " or ".join(COMBINE_RULES))
+
+
+@dataclass
+class ReportConfig:
+    """python -m skinclf.report: the runs below the folders compared."""
+
+    runs: list[str]
+
+    def __post_init__(self) -> None:
+        require(bool(self.runs), "runs", self.runs, "a list of run or multirun folders")
 
 
 SCHEMAS = {
@@ -429,15 +481,37 @@ SCHEMAS = {
     "evaluate_schema": EvaluateConfig,
     "predict_schema": PredictConfig,
     "export_schema": ExportConfig,
+    "ensemble_schema": EnsembleConfig,
+    "report_schema": ReportConfig,
 }
 
-#: Keys of earlier versions, refused with the name of the key that replaced them.
+#: Keys (and the flags of earlier argparse commands) of earlier versions, refused with what replaced them.
+#: A dotted key also stands for the keys below it (root.x is data.root.x).
 RENAMED_KEYS = {
+    # train
+    "ckpt_path": "ckpt",
+    "model.metadata": "model.metadata_columns",
+    "data.metadata": "data.metadata_table",
+    "data.metadata_image_column": "data.metadata_table_image_column",
+    # evaluate, predict, export: the names train uses
+    "root": "data.root",
+    "data_root": "data.root",
+    "batch_size": "data.batch_size",
+    "num_workers": "data.num_workers",
+    "accelerator": "trainer.accelerator",
+    "precision": "trainer.precision",
+    "target_recall": "evaluation.target_recalls",
     "target_recalls": "evaluation.target_recalls",
     "bootstrap": "evaluation.bootstrap",
-    "data_root": "root",
+    "tta": "evaluation.tta",
+    "flip_tta": "evaluation.tta",
     "split": "input",
-    "flip_tta": "tta",
+    "output": "hydra.run.dir",
+    # ensemble and report, argparse commands before
+    "--output": "hydra.run.dir",
+    "--logger": "logger",
+    "--combine": "combine",
+    "--set": "the key itself (e.g. logger.mlflow.tracking_uri=<uri>)",
 }
 
 

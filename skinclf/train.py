@@ -9,12 +9,10 @@ Examples::
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from skinclf.cli import command
+from skinclf.cli import command, output_folder
 from skinclf.errors import SkinclfError, examples
 from skinclf.evaluation.metrics import summary_line
 from skinclf.schema import TrainConfig
@@ -47,7 +45,7 @@ def objective(metrics: dict, key: str) -> float:
 def main(settings: TrainConfig) -> float | None:
     """Run one training job; returns its objective (the validation AUPRC of the chosen checkpoint) to sweepers."""
     refuse_ddp_in_local_multirun(settings)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir = output_folder()
     metrics = train(settings, run_dir)
     if not metrics:  # a DDP process other than rank 0
         return None

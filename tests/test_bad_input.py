@@ -68,6 +68,25 @@ def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
     assert "full_key: data.batchsize" in result.stderr
 
 
-def test_keys_of_earlier_versions_are_refused_with_their_new_name(tmp_path: Path) -> None:
-    result = run_in_process("evaluate", "ckpt=run.ckpt", "bootstrap.resamples=0", "split=val", status=2)
-    assert result.stderr == "error: bootstrap.resamples= is no longer a setting: use evaluation.bootstrap.resamples=\n"
+@pytest.mark.parametrize(
+    ("command", "arguments", "message"),
+    [
+        (
+            "evaluate",
+            ["ckpt=run.ckpt", "bootstrap.resamples=0", "split=val"],
+            "bootstrap.resamples= is no longer a setting: use evaluation.bootstrap.resamples=",
+        ),
+        ("predict", ["ckpt=a.ckpt", "input=x", "tta=flips"], "tta= is no longer a setting: use evaluation.tta="),
+        ("predict", ["ckpt=a.ckpt", "input=x", "root=/d"], "root= is no longer a setting: use data.root="),
+        ("export", ["ckpt=a.ckpt", "output=m.onnx"], "output= is no longer a setting: use hydra.run.dir="),
+        ("train", ["ckpt_path=last"], "ckpt_path= is no longer a setting: use ckpt="),
+        ("train", ["model.metadata=[sex]"], "model.metadata= is no longer a setting: use model.metadata_columns="),
+        ("ensemble", ["--output", "x"], "--output is no longer an option: use hydra.run.dir=<value>"),
+        ("report", ["."], "name folders as runs=[.] (several: runs=[<folder>,<folder>])"),
+    ],
+)
+def test_keys_of_earlier_versions_are_refused_with_their_new_name(
+    command: str, arguments: list[str], message: str
+) -> None:
+    result = run_in_process(command, *arguments, status=2)
+    assert result.stderr == f"error: {message}\n"

@@ -15,16 +15,15 @@ import yaml
 from conftest import COMMAND_ENV, command_line, run_in_process, trained_metrics, write_image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from skinclf.artifact import load_model
 from skinclf.data.inputs import read_inputs
 from skinclf.errors import SkinclfError
 from skinclf.evaluation.thresholds import threshold_for_recall
-from skinclf.inference import inference_trainer, predict_images
-from skinclf.report import main as report_main
+from skinclf.inference import Inference, inference_trainer
 from skinclf.training.checkpoints import (
     VALIDATION_KEY,
     load_classifier,
     read_checkpoint,
-    run_split,
     stored_validation,
 )
 
@@ -78,13 +77,18 @@ def test_evaluate_reproduces_training_and_takes_folders_and_csvs(
         "evaluate",
         f"ckpt={ckpt}",
         f"input={test_csv}",
-        f"root={learnable_root}",
+        f"data.root={learnable_root}",
         f"hydra.run.dir={tmp_path / 'on_csv'}",
         "evaluation.bootstrap.resamples=0",
     )
     from_csv = json.loads((tmp_path / "on_csv" / "metrics.json").read_text())
     assert from_csv["test/auroc"] == pytest.approx(trained["test/auroc"], abs=1e-6)
     assert "test/auroc_ci" not in from_csv
+    # the evaluation settings the run recorded, but for the key given
+    assert from_csv["run"]["evaluation"] == {
+        **trained["run"]["evaluation"],
+        "bootstrap": {**trained["run"]["evaluation"]["bootstrap"], "resamples": 0},
+    }
 
 
 def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_run: Path, tmp_path: Path) -> None:
@@ -93,31 +97,35 @@ def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_r
         write_image(folder / f"lesión {i}.jpg", seed=i, size=48, suffix_format="JPEG")
     (folder / "notes").mkdir()
     (folder / "notes" / "broken.png").write_bytes(b"\x89PNG not really")
-    output = tmp_path / "out" / "predictions.csv"
+    output = tmp_path / "out"
 
     result = run_in_process(
         "predict",
         f"ckpt={chosen_checkpoint(trained_run)}",
         f"input={folder}",
-        f"output={output}",
-        "target_recall=0.95",
-        "tta=flips",
+        f"hydra.run.dir={output}",
+        "evaluation.target_recalls=[0.95,0.99]",
+        "evaluation.tta=flips",
     )
 
-    table = pd.read_csv(output, keep_default_na=False)
-    assert list(table.columns) == ["path", "probability", "decision", "error"]
+    table = pd.read_csv(output / "predictions.csv", keep_default_na=False)
+    decided = ["decision_at_recall_0.95", "decision_at_recall_0.99"]
+    assert list(table.columns) == ["path", "probability", *decided, "error"]
     assert sorted(table["path"]) == ["lesión 0.jpg", "lesión 1.jpg", "lesión 2.jpg", "notes/broken.png"]
     broken = table.set_index("path").loc["notes/broken.png"]
-    assert broken["decision"] == "" and "UnidentifiedImageError" in broken["error"]
+    assert broken[decided].tolist() == ["", ""] and "UnidentifiedImageError" in broken["error"]
     readable = table[table["error"] == ""]
-    classifier, checkpoint = load_classifier(chosen_checkpoint(trained_run))
-    root, val = run_split(checkpoint, "val")  # with tta the threshold comes from validation predicted with flips
-    flipped_validation = predict_images(inference_trainer("cpu"), classifier, root, val, 64, 0, views="flips")
-    threshold = threshold_for_recall(flipped_validation, 0.95)
-    expected = np.where(readable["probability"].astype(float) >= threshold, "malignant", "benign")
-    assert (readable["decision"] == expected).all()
-    assert "1 unreadable" in result.stdout and f"threshold {threshold:.4f}" in result.stdout
-    assert "tta=flips" in result.stdout and "Warning" not in result.stderr
+    model = load_model(chosen_checkpoint(trained_run))
+    inference = Inference(inference_trainer("cpu"), 64, 0)
+    # with tta the thresholds come from validation predicted with the same flips
+    flipped_validation = model.predict(model.split("val"), inference, "flips")
+    for recall, column in zip((0.95, 0.99), decided, strict=True):
+        threshold = threshold_for_recall(flipped_validation, recall)
+        expected = np.where(readable["probability"].astype(float) >= threshold, "malignant", "benign")
+        assert (readable[column] == expected).all()
+        assert f"at recall {recall:g}: threshold {threshold:.4f}" in result.stdout
+    assert "1 unreadable" in result.stdout and "evaluation.tta=flips" in result.stdout
+    assert "Warning" not in result.stderr
 
 
 def test_evaluation_with_tta_chooses_thresholds_on_validation_seen_the_same_way(
@@ -144,8 +152,8 @@ def test_evaluation_with_tta_chooses_thresholds_on_validation_seen_the_same_way(
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_pytorch_and_carries_its_preprocessing(trained_run: Path, tmp_path: Path, fmt: str) -> None:
     ckpt = chosen_checkpoint(trained_run)
-    output = tmp_path / f"model.{fmt}"
-    run_in_process("export", f"ckpt={ckpt}", f"format={fmt}", f"output={output}")
+    output = tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt")
+    run_in_process("export", f"ckpt={ckpt}", f"format={fmt}", f"hydra.run.dir={tmp_path}")
 
     metadata = json.loads(output.with_name(output.name + ".json").read_text())
     assert metadata["input"]["crop_size"] == 32 and metadata["input"]["resize_size"] == 36
@@ -178,7 +186,7 @@ def test_report_tabulates_runs_and_aggregates_seeds(trained_run: Path, tmp_path:
         (run / "metrics.json").write_text(json.dumps(metrics))
         (run / "predictions_test.csv").write_text((trained_run / "predictions_test.csv").read_text())
 
-    report_main([str(sweep), "--output", str(tmp_path / "report")])
+    run_in_process("report", f"runs=[{sweep}]", f"hydra.run.dir={tmp_path / 'report'}")
 
     text = (tmp_path / "report" / "report.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| 0_demo") or line.startswith("| 1_demo")]
@@ -207,8 +215,8 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
         read_inputs(tmp_path / "empty")
     with pytest.raises(SkinclfError, match=r"input .*nowhere does not exist"):
         read_inputs(tmp_path / "nowhere")
-    with pytest.raises(SystemExit):
-        report_main([str(tmp_path / "empty")])
+    refused = run_in_process("report", f"runs=[{tmp_path / 'empty'}]", status=2)
+    assert f"{tmp_path / 'empty'} holds no run (no metrics.json below it)" in refused.stderr
 
 
 def test_evaluate_refuses_unlabelled_images(trained_run: Path, tmp_path: Path) -> None:
@@ -248,7 +256,7 @@ def test_evaluate_on_a_benign_only_set_reports_specificity_and_says_what_is_unde
         "evaluate",
         f"ckpt={chosen_checkpoint(trained_run)}",
         f"input={tmp_path / 'screening.csv'}",
-        f"root={learnable_root}",
+        f"data.root={learnable_root}",
         f"hydra.run.dir={tmp_path / 'out'}",
     )
 
@@ -291,5 +299,5 @@ def test_export_repeats_no_deprecation_of_torchscript(trained_run: Path, tmp_pat
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         checkpoint = trained_run / "checkpoints" / "last.ckpt"
-        run_in_process("export", "format=torchscript", f"ckpt={checkpoint}", f"output={tmp_path / 'model.pt'}")
+        run_in_process("export", "format=torchscript", f"ckpt={checkpoint}", f"hydra.run.dir={tmp_path}")
     assert not [w for w in shown if issubclass(w.category, DeprecationWarning | FutureWarning)]

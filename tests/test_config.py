@@ -70,9 +70,11 @@ def test_gpu_presets_fall_back_to_32_bit_on_the_cpu(caplog: pytest.LogCaptureFix
     assert "trainer.precision=bf16-mixed on the CPU" in caplog.text
 
 
-def test_the_evaluation_group_is_shared_by_train_evaluate_and_export() -> None:
+def test_the_evaluation_group_is_shared_by_every_command_that_evaluates() -> None:
     register_configs()
     with initialize_config_module(config_module="skinclf.conf", version_base="1.3"):
-        for name, extra in (("train", []), ("evaluate", ["ckpt=x"]), ("export", ["ckpt=x"])):
+        commands = [("train", []), ("evaluate", ["ckpt=x"]), ("predict", ["ckpt=x", "input=y"])]
+        commands += [("export", ["ckpt=x"]), ("ensemble", ["runs=[x]"])]
+        for name, extra in commands:
             cfg = compose(config_name=name, overrides=[*extra, "evaluation.target_recalls=[0.9]"])
             assert validate(cfg).evaluation.target_recalls == [0.9], name

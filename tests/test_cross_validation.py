@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import run_in_process, small_table
 
+from skinclf.artifact import load_model
 from skinclf.data.folds import assign_folds
 from skinclf.evaluation.ensemble import percentiles
 from skinclf.evaluation.thresholds import threshold_for_recall
 from skinclf.models.ensemble import EnsembleProbabilities
-from skinclf.training.checkpoints import data_location, load_classifier, read_checkpoint
 
 FOLDS = 3
 
@@ -81,7 +81,7 @@ def test_each_fold_validates_on_its_own_fold_and_all_share_the_test_split(cv_swe
 
 def test_the_ensemble_of_the_folds_chooses_thresholds_out_of_fold(cv_sweep: Path, tmp_path: Path) -> None:
     output = tmp_path / "ensemble"
-    result = run_in_process("ensemble", str(cv_sweep), "--output", str(output))
+    result = run_in_process("ensemble", f"runs=[{cv_sweep}]", f"hydra.run.dir={output}")
 
     metrics = json.loads((output / "metrics.json").read_text())
     runs = fold_runs(cv_sweep)
@@ -104,10 +104,10 @@ def test_the_ensemble_of_the_folds_chooses_thresholds_out_of_fold(cv_sweep: Path
         assert (output / name).stat().st_size > 1000, name
 
     ranks = tmp_path / "ranks"
-    run_in_process("ensemble", str(cv_sweep), "--output", str(ranks), "--combine", "rank", "--logger", "csv")
+    run_in_process("ensemble", f"runs=[{cv_sweep}]", f"hydra.run.dir={ranks}", "combine=rank", "logger=csv")
     ranked = json.loads((ranks / "metrics.json").read_text())
     assert ranked["run"]["combine"] == "rank" and 0 <= ranked["test/auroc"] <= 1
-    logged = pd.read_csv(ranks / "csv" / "metrics.csv")  # --logger: as train's logger=
+    logged = pd.read_csv(ranks / "csv" / "metrics.csv")  # logger=: as train's
     assert logged["test/auroc"].tolist() == pytest.approx([ranked["test/auroc"]])
 
 
@@ -116,7 +116,7 @@ def fold_ensemble(cv_sweep: Path) -> Path:
     """The folds' ensemble, made as a user would: from the folder above, with relative paths."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cv_sweep.parent)
-        run_in_process("ensemble", cv_sweep.name, "--output", "reports/cv")
+        run_in_process("ensemble", f"runs=[{cv_sweep.name}]", "hydra.run.dir=reports/cv")
     return cv_sweep.parent / "reports" / "cv"
 
 
@@ -125,32 +125,32 @@ def test_predict_with_an_ensemble_combines_its_members_as_evaluated(fold_ensembl
     images = tmp_path / "images.csv"
     tested[["path"]].to_csv(images, index=False)
     member = Path(json.loads((fold_ensemble / "metrics.json").read_text())["run"]["members"][0]["directory"])
-    data_root = data_location(read_checkpoint(member / "checkpoints" / "last.ckpt"))[0]
-    output = tmp_path / "predicted.csv"
+    data_root = load_model(member / "checkpoints" / "last.ckpt").data_root
+    predict = ("predict", f"ckpt={fold_ensemble}", f"input={images}", f"data.root={data_root}")
 
-    result = run_in_process(
-        "predict", f"ckpt={fold_ensemble}", f"input={images}", f"root={data_root}", f"output={output}"
-    )
+    result = run_in_process(*predict, f"hydra.run.dir={tmp_path}")
 
-    predicted = pd.read_csv(output)
+    predicted = pd.read_csv(tmp_path / "predictions.csv")
     np.testing.assert_allclose(predicted["probability"], tested["probability"], atol=1e-6)
     validation = pd.read_csv(fold_ensemble / "predictions_val.csv")
     threshold = threshold_for_recall(validation, 0.99)
-    assert f"threshold {threshold:.4f} (chosen on the ensemble's validation for recall >= 0.99)" in result.stdout
-    assert ((predicted["probability"] >= threshold) == (predicted["decision"] == "malignant")).all()
-    run_in_process("predict", f"ckpt={fold_ensemble}", f"input={images}", f"root={data_root}", "tta=flips", status=2)
+    assert "thresholds chosen on the ensemble's validation" in result.stdout
+    assert f"at recall 0.99: threshold {threshold:.4f}" in result.stdout
+    assert ((predicted["probability"] >= threshold) == (predicted["decision_at_recall_0.99"] == "malignant")).all()
+    refused = run_in_process(*predict, "evaluation.tta=flips", f"hydra.run.dir={tmp_path / 'flips'}", status=2)
+    assert "was evaluated with evaluation.tta=none" in refused.stderr
 
 
 def test_an_ensemble_exports_as_one_model(fold_ensemble: Path, cv_sweep: Path, tmp_path: Path) -> None:
-    exported = tmp_path / "ensemble.pt"
-    run_in_process("export", f"ckpt={fold_ensemble}", "format=torchscript", f"output={exported}")
+    exported = tmp_path / "model.pt"
+    run_in_process("export", f"ckpt={fold_ensemble}", "format=torchscript", f"hydra.run.dir={tmp_path}")
 
-    description = json.loads(exported.with_name("ensemble.pt.json").read_text())
+    description = json.loads(exported.with_name("model.pt.json").read_text())
     metrics = json.loads((fold_ensemble / "metrics.json").read_text())
     assert description["run"]["kind"] == "ensemble" and len(description["run"]["members"]) == FOLDS
     assert description["thresholds"]["0.99"] == pytest.approx(metrics["operating_points"][1]["threshold"])
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
-    members = [load_classifier(r / "checkpoints" / "last.ckpt")[0].probability_model() for r in fold_runs(cv_sweep)]
+    members = [load_model(r / "checkpoints" / "last.ckpt").probability_model() for r in fold_runs(cv_sweep)]
     with torch.inference_mode():
         expected = torch.stack([m(images) for m in members]).mean(0)
         torch.testing.assert_close(torch.jit.load(str(exported))(images), expected, atol=1e-5, rtol=0)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import run_in_process, tiny, trained_metrics
 
-from skinclf.inference import inference_trainer, predict_images
-from skinclf.training.checkpoints import load_classifier, run_split
+from skinclf.artifact import load_model
+from skinclf.inference import Inference, inference_trainer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -29,11 +29,10 @@ def gpu_run(root: Path, run_dir: Path, *more: str) -> dict:
 def test_the_gpu_preset_trains_in_bf16_and_learns(learnable_root: Path, tmp_path: Path) -> None:
     metrics = gpu_run(learnable_root, tmp_path)
     assert metrics["test/auroc"] > 0.65  # chance is 0.5; the CPU's 8-epoch run reaches 0.71-0.79 (BENCHMARKS.md)
-    classifier, checkpoint = load_classifier(tmp_path / metrics["run"]["checkpoint"])
-    assert classifier.hparams.channels_last is None  # chosen on the device: NHWC on CUDA
+    model = load_model(tmp_path / metrics["run"]["checkpoint"])
+    assert model.settings.speed.channels_last is None  # chosen on the device: NHWC on CUDA
 
-    root, test = run_split(checkpoint, "test")
-    on_cpu = predict_images(inference_trainer("cpu"), classifier, root, test, 64, 0)
+    on_cpu = model.predict(model.split("test"), Inference(inference_trainer("cpu"), 64, 0), "none")
     on_gpu = pd.read_csv(tmp_path / "predictions_test.csv")
     # the run evaluated in bf16 on the GPU (trainer=gpu), the CPU in fp32: bf16 keeps about 3 significant digits
     np.testing.assert_allclose(on_cpu["probability"], on_gpu["probability"], atol=0.02)

@@ -1,4 +1,4 @@
-"""Metadata fusion (model.metadata): encoded as in training everywhere, and learnt from when it carries signal."""
+"""Metadata fusion (model.metadata_columns): encoded as in training everywhere, learnt from when it carries signal."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from conftest import run_in_process, train_settings
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from skinclf.artifact import load_model
 from skinclf.data.metadata import encode, feature_names, fit_encoding
-from skinclf.training.checkpoints import data_location, read_checkpoint
 from skinclf.training.run import train
 
 METADATA = ["age_approx", "anatom_site_general"]
@@ -59,7 +59,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ]
     runs = {"image": folder / "image", "fused": folder / "fused"}
     train(train_settings(common), runs["image"])
-    train(train_settings([*common, f"model.metadata=[{','.join(METADATA)}]"]), runs["fused"])
+    train(train_settings([*common, f"model.metadata_columns=[{','.join(METADATA)}]"]), runs["fused"])
     return runs
 
 
@@ -80,24 +80,24 @@ def test_metadata_that_carries_the_signal_is_learnt(runs: dict[str, Path]) -> No
 
 def test_predict_and_export_read_the_same_columns(runs: dict[str, Path], tmp_path: Path) -> None:
     ckpt = runs["fused"] / "checkpoints" / "last.ckpt"
-    root, _ = data_location(read_checkpoint(ckpt))
+    root = load_model(ckpt).data_root
     test = pd.read_csv(runs["fused"] / "predictions_test.csv")
     table = pd.read_csv(runs["fused"].parent / "lesions.csv").set_index("image")
     ids = [Path(p).stem for p in test["path"]]
     inputs = test[["path"]].assign(**{column: table.loc[ids, column].to_numpy() for column in METADATA})
     inputs.to_csv(tmp_path / "inputs.csv", index=False)
-    predict = ("predict", f"ckpt={ckpt}", f"root={root}")
+    predict = ("predict", f"ckpt={ckpt}", f"data.root={root}")
 
-    run_in_process(*predict, f"input={tmp_path / 'inputs.csv'}", f"output={tmp_path / 'p.csv'}")
-    predicted = pd.read_csv(tmp_path / "p.csv")
+    run_in_process(*predict, f"input={tmp_path / 'inputs.csv'}", f"hydra.run.dir={tmp_path / 'p'}")
+    predicted = pd.read_csv(tmp_path / "p" / "predictions.csv")
     np.testing.assert_allclose(predicted["probability"], test["probability"], atol=1e-5)  # encoded as in training
 
     inputs.drop(columns="age_approx").to_csv(tmp_path / "no_age.csv", index=False)
-    refused = run_in_process(*predict, f"input={tmp_path / 'no_age.csv'}", f"output={tmp_path / 'q.csv'}", status=2)
-    assert "lacks the metadata column(s) ['age_approx']" in refused.stderr.strip().splitlines()[-1]
+    refused = run_in_process(*predict, f"input={tmp_path / 'no_age.csv'}", f"hydra.run.dir={tmp_path / 'q'}", status=2)
+    assert "has no column age_approx" in refused.stderr.strip().splitlines()[-1]
 
     output = tmp_path / "model.onnx"
-    run_in_process("export", f"ckpt={ckpt}", "format=onnx", f"output={output}")
+    run_in_process("export", f"ckpt={ckpt}", "format=onnx", f"hydra.run.dir={tmp_path}")
     described = json.loads(output.with_name("model.onnx.json").read_text())
     assert described["metadata"]["features"][:2] == ["age_approx", "age_approx missing"]
     assert described["parity_check"]["max_abs_difference"] <= 1e-4

@@ -14,7 +14,9 @@ from skinclf.errors import SkinclfError
 from skinclf.inference import VIEWS, Predictor, view
 from skinclf.models import LesionClassifier
 from skinclf.models.backbones import build_backbone, preprocessing_preset
+from skinclf.models.module import VERSION_KEY
 from skinclf.training.builders import build_model
+from skinclf.training.checkpoints import load_classifier
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights download to
 
@@ -130,10 +132,39 @@ def test_load_from_checkpoint_never_fetches_imagenet_weights(tmp_path: Path, tor
 
     restored = LesionClassifier.load_from_checkpoint(tmp_path / "model.ckpt")
 
-    assert restored.hparams.weights == "IMAGENET1K_V1" and restored.hparams.crop_size == 32
+    assert restored.settings.model.weights == "IMAGENET1K_V1" and restored.settings.preprocessing.crop_size == 32
     torch.testing.assert_close(
         restored.backbone.state_dict()["conv1.weight"], model.backbone.state_dict()["conv1.weight"]
     )
+
+
+def test_checkpoints_of_earlier_versions_load_with_their_flat_hyperparameters(tmp_path: Path) -> None:
+    model = classifier("model.weights=null", "data.resize_size=40", "data.crop_size=32", "optim.lr=3e-3")
+    flat = {  # LesionClassifier's keyword arguments before they were grouped
+        "arch": "resnet18",
+        "weights": None,
+        "mean": model.settings.preprocessing.mean,
+        "std": model.settings.preprocessing.std,
+        "resize_size": 40,
+        "crop_size": 32,
+        "optimizer": "torch.optim.Adam",
+        "lr": 3e-3,
+        "optimizer_kwargs": {},
+        "warmup_epochs": 2,
+        "pos_weight": None,
+        "channels_last": None,
+        "diagnoses": None,
+        "malignant_diagnoses": None,
+        "class_weights": None,
+        "metadata_encoding": None,
+        "metadata_dropout": 0.0,
+    }
+    torch.save(
+        {VERSION_KEY: "0.1.0", "state_dict": model.state_dict(), "hyper_parameters": flat}, tmp_path / "old.ckpt"
+    )
+    restored, _ = load_classifier(tmp_path / "old.ckpt")
+    assert restored.settings.optim.lr == 3e-3 and restored.settings.preprocessing.resize_size == 40
+    torch.testing.assert_close(restored.state_dict(), model.state_dict())
 
 
 def test_test_time_views_are_the_flips_and_the_symmetries_of_the_square() -> None:

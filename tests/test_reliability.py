@@ -79,16 +79,16 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 
 def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable_root: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "other.ckpt"
-    torch.save({VERSION_KEY: "0.1.0", "hyper_parameters": {"arch": "resnet18"}, "state_dict": {}}, ckpt)
-    cfg = train_settings(tiny(learnable_root, "model.arch=mobilenet_v3_small", f"ckpt_path={ckpt}"))
+    torch.save({VERSION_KEY: "0.1.0", "hyper_parameters": {"arch": "resnet18", "lr": 1e-3}, "state_dict": {}}, ckpt)
+    cfg = train_settings(tiny(learnable_root, "model.arch=mobilenet_v3_small", f"ckpt={ckpt}"))
     with pytest.raises(SkinclfError, match=r"holds a torchvision resnet18 model but .* model.arch=mobilenet_v3_small"):
         resume_checkpoint(cfg, tmp_path)
     # timm has a resnet18 too: the same name from the other library is another model
-    cfg = train_settings(tiny(learnable_root, "model=timm", "model.arch=resnet18", f"ckpt_path={ckpt}"))
+    cfg = train_settings(tiny(learnable_root, "model=timm", "model.arch=resnet18", f"ckpt={ckpt}"))
     with pytest.raises(SkinclfError, match=r"holds a torchvision resnet18 model but .* model.library=timm"):
         resume_checkpoint(cfg, tmp_path)
-    cfg = train_settings(tiny(learnable_root, "ckpt_path=last"))
-    with pytest.raises(SkinclfError, match=r"ckpt_path=last, but .*last.ckpt does not exist"):
+    cfg = train_settings(tiny(learnable_root, "ckpt=last"))
+    with pytest.raises(SkinclfError, match=r"ckpt=last, but .*last.ckpt does not exist"):
         resume_checkpoint(cfg, tmp_path)
     assert resume_checkpoint(train_settings(tiny(learnable_root, "resume=true")), tmp_path) is None
 

@@ -26,7 +26,6 @@ from skinclf.data.splits import prepare_splits
 from skinclf.data.synthetic import ensure_synthetic_dataset
 from skinclf.data.table import read_table_sources
 from skinclf.errors import SkinclfError
-from skinclf.report import main as report_main
 from skinclf.schema import SyntheticSpec
 from skinclf.training.run import train
 
@@ -94,7 +93,7 @@ def test_one_hot_diagnoses_and_a_joined_metadata_table(tmp_path: Path) -> None:
         diagnosis_columns=columns,
         malignant=["MEL", "BCC", "AK", "SCC"],
         benign=["NV", "BKL", "DF", "VASC"],
-        metadata=str(tmp_path / "meta.csv"),
+        metadata_table=str(tmp_path / "meta.csv"),
         group_column="lesion_id",
     )
 
@@ -180,7 +179,11 @@ def test_a_metadata_table_that_joins_to_nothing_is_refused(tmp_path: Path) -> No
     table = ham_like(tmp_path)
     pd.DataFrame({"image_id": ["other"], "age": [3]}).to_csv(tmp_path / "meta.csv", index=False)
     settings = table_settings(
-        table, [tmp_path / "part_1", tmp_path / "part_2"], **HAM, **HAM_LABELS, metadata=str(tmp_path / "meta.csv")
+        table,
+        [tmp_path / "part_1", tmp_path / "part_2"],
+        **HAM,
+        **HAM_LABELS,
+        metadata_table=str(tmp_path / "meta.csv"),
     )
     with pytest.raises(SkinclfError, match=r"no image of .*HAM10000_metadata.csv is in the metadata table"):
         read_table_sources(settings)
@@ -256,7 +259,7 @@ def test_the_audit_by_subgroup_is_in_metrics_json_and_the_report(diagnosis_run: 
     assert set(subgroups) == {"sex", "anatom_site_general", "age_approx"}
     assert {entry["value"] for entry in subgroups["sex"]} == {"female", "male", "(missing)"}
     assert sum(entry["images"] for entry in subgroups["age_approx"]) == trained_metrics(diagnosis_run)["test/images"]
-    report_main([str(diagnosis_run), "--output", str(tmp_path)])
+    run_in_process("report", f"runs=[{diagnosis_run}]", f"hydra.run.dir={tmp_path}")
     text = (tmp_path / "report.md").read_text()
     assert "## Subgroups of run" in text and "| sex = female |" in text and "| age_approx = 45-60 |" in text
 
@@ -268,12 +271,13 @@ def test_predict_and_export_give_the_diagnosis_probabilities(diagnosis_run: Path
         "predict",
         f"ckpt={ckpt}",
         f"input={diagnosis_run.parent / 'data' / 'images'}",
-        f"output={tmp_path / 'p.csv'}",
+        f"hydra.run.dir={tmp_path}",
     )
-    predicted = pd.read_csv(tmp_path / "p.csv")
-    assert "probability_carcinoma" in predicted.columns and predicted["decision"].isin(["benign", "malignant"]).all()
-    run_in_process("export", f"ckpt={ckpt}", "format=onnx", f"output={tmp_path / 'm.onnx'}")
-    metadata = json.loads((tmp_path / "m.onnx.json").read_text())
+    predicted = pd.read_csv(tmp_path / "predictions.csv")
+    assert "probability_carcinoma" in predicted.columns
+    assert predicted["decision_at_recall_0.99"].isin(["benign", "malignant"]).all()
+    run_in_process("export", f"ckpt={ckpt}", "format=onnx", f"hydra.run.dir={tmp_path}")
+    metadata = json.loads((tmp_path / "model.onnx.json").read_text())
     assert metadata["output"]["names"] == ["probability", "diagnosis_probabilities"]
     assert metadata["output"]["diagnoses"][:2] == ["melanoma", "carcinoma"]
     assert metadata["parity_check"]["max_abs_difference"] <= 1e-4 and len(test) > 0

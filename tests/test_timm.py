@@ -99,4 +99,4 @@ def test_a_small_timm_model_trains_end_to_end_and_learns(learnable_root: Path, t
     # chance is 0.50 ± 0.05 on these 160 images; 0.693-0.709 across instruction sets, one thread and seeds 0-2
     assert metrics["test/auroc"] > 0.62
     classifier, _ = load_classifier(run_dir / metrics["run"]["checkpoint"])
-    assert classifier.hparams.library == "timm" and classifier.hparams.crop_size == 32
+    assert classifier.settings.model.library == "timm" and classifier.settings.preprocessing.crop_size == 32

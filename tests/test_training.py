@@ -67,7 +67,7 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
         "validation_malignant": 0,
     }
     chosen = LesionClassifier.load_from_checkpoint(tmp_path / metrics["run"]["checkpoint"])
-    assert chosen.hparams.crop_size == 40 and chosen.hparams.arch == "resnet18"
+    assert chosen.settings.preprocessing.crop_size == 40 and chosen.settings.model.arch == "resnet18"
 
 
 def test_experiments_set_the_reference_recipe() -> None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from hydra.core.hydra_config import HydraConfig
-
 from skinclf.bench.measure import print_table, run_bench
-from skinclf.cli import command
+from skinclf.cli import command, output_folder
 from skinclf.schema import BenchConfig
 
 
 @command("bench")
 def main(settings: BenchConfig) -> None:
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    output_dir = output_folder()
     print_table(run_bench(settings, output_dir))
     print(f"\nwrote {output_dir / 'bench.json'}")
 

@@ -97,7 +97,7 @@ class LesionDataModule(pl.LightningDataModule):
             )
 
     def metadata_encoding(self) -> Encoding | None:
-        """How model.metadata's columns are encoded, fitted on the run's training split; None without metadata."""
+        """How model.metadata_columns are encoded, fitted on the run's training split; None without metadata."""
         if not self.metadata_columns:
             return None
         if self._metadata_encoding is None:

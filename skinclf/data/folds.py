@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from skinclf.atomic import write_text
+from skinclf.data.splits import group_classes
 from skinclf.errors import SkinclfError
 from skinclf.locks import exclusive_lock
 from skinclf.schema import CrossValidationSettings
@@ -37,13 +38,10 @@ def assign_folds(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) 
     A group takes the class of its most malignant image. Groups are dealt out largest first (ties
     in a random order from ``seed``), each to the fold holding the fewest images of its class so far.
     """
-    group_ids, group_of_row = np.unique(groups, return_inverse=True)
-    group_label = np.zeros(len(group_ids), dtype=int)
-    np.maximum.at(group_label, group_of_row, labels)
-    group_size = np.bincount(group_of_row, minlength=len(group_ids))
-    shuffled = np.random.default_rng(seed).permutation(len(group_ids))
+    group_of_row, group_label, group_size = group_classes(labels, groups)
+    shuffled = np.random.default_rng(seed).permutation(len(group_label))
     order = shuffled[np.argsort(-group_size[shuffled], kind="stable")]
-    fold_of_group = np.zeros(len(group_ids), dtype=int)
+    fold_of_group = np.zeros(len(group_label), dtype=int)
     filled = np.zeros((2, folds), dtype=int)  # images of each class in each fold
     for group in order:
         label = group_label[group]

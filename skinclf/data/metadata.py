@@ -1,4 +1,4 @@
-"""Patient metadata beside the image (``model.metadata``): table columns encoded as numbers.
+"""Patient metadata beside the image (``model.metadata_columns``): table columns encoded as numbers.
 
 A column whose values are all numbers (age) is standardised with the training split's mean and
 standard deviation; any other (sex, body site) is one-hot over the values seen in training (a value
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from skinclf.data.table import require_columns
 from skinclf.errors import SkinclfError, examples
 
 #: How each column is encoded: {"column", "kind": "numeric", "mean", "std"} or
@@ -19,14 +20,9 @@ from skinclf.errors import SkinclfError, examples
 Encoding = list[dict]
 
 
-def require_columns(table: pd.DataFrame, columns: list[str], what: str) -> None:
-    """Refuse a table without the metadata columns, naming them and what the table has."""
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise SkinclfError(
-            f"{what} lacks the metadata column(s) {missing} that model.metadata names (it has "
-            f"{examples(list(table.columns), 12)}): the model reads {columns} beside each image"
-        )
+def require_metadata(table: pd.DataFrame, columns: list[str], what: str) -> None:
+    """Refuse a table without the metadata columns the model reads beside each image."""
+    require_columns(table, columns, what, f"The model reads {columns} beside each image (model.metadata_columns)")
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -36,7 +32,7 @@ def _is_numeric(values: pd.Series) -> bool:
 
 def fit_encoding(train: pd.DataFrame, columns: list[str]) -> Encoding:
     """The encoding of the columns, with its statistics taken from the training table."""
-    require_columns(train, columns, "the training split")
+    require_metadata(train, columns, "the training split")
     encoding = []
     for column in columns:
         values = train[column]
@@ -62,7 +58,7 @@ def feature_names(encoding: Encoding) -> list[str]:
 
 def encode(table: pd.DataFrame, encoding: Encoding, what: str) -> np.ndarray:
     """The table's metadata as a (rows, features) float32 array."""
-    require_columns(table, [e["column"] for e in encoding], what)
+    require_metadata(table, [e["column"] for e in encoding], what)
     parts = []
     for entry in encoding:
         values = table[entry["column"]]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from skinclf.data.folder import scan_image_folder
 from skinclf.data.images import content_sha1, load_rgb
 from skinclf.data.near_duplicates import merged_groups, perceptual_hash
-from skinclf.data.table import read_table_sources, table_root, table_sources
+from skinclf.data.table import read_table_sources, require_columns, table_root, table_sources
 from skinclf.errors import SkinclfError, examples
 from skinclf.schema import SplitSettings
 
@@ -99,12 +99,9 @@ def groups_from_csv(records: pd.DataFrame, settings: SplitSettings) -> pd.Series
         raise SkinclfError(f"data.groups_csv={groups_path} does not exist: name a CSV file")
     groups = pd.read_csv(groups_path, dtype=str)
     needed = [settings.group_image_column, settings.group_column]
-    missing = [c for c in needed if c not in groups.columns]
-    if missing:
-        raise SkinclfError(
-            f"{groups_path} has no column {examples(missing)}: it needs columns {needed}; "
-            "set data.group_image_column and data.group_column to its column names"
-        )
+    require_columns(
+        groups, needed, groups_path, "Set data.group_image_column and data.group_column to its column names"
+    )
     group_of = dict(zip(groups[settings.group_image_column], groups[settings.group_column], strict=True))
     keys = [next((k for k in (p, Path(p).name, Path(p).stem) if k in group_of), None) for p in records["path"]]
     found = pd.Series(["group:" + group_of[k] if k is not None else "" for k in keys], index=records.index)

@@ -39,7 +39,20 @@ LEGACY_SETTINGS = {"val_min_malignant": 0, "near_duplicates": "off", "missing_gr
 #: Settings that only tables use: they play no part in the splits of an image folder.
 TABLE_SETTINGS = frozenset({*SOURCE_KEYS, "sources", "skip_unlabelled", "missing_groups"}) - {"group_column"}
 #: Names of settings in split.json files of earlier versions.
-LEGACY_NAMES = {"seed": "split_seed"}
+LEGACY_NAMES = {
+    "seed": "split_seed",
+    "metadata": "metadata_table",
+    "metadata_image_column": "metadata_table_image_column",
+}
+
+
+def group_classes(labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(group of each row, class of each group, size of each group): a group takes the class of its most malignant
+    image, so that stratifying groups keeps every malignant image's group on the malignant side."""
+    group_ids, group_of_row = np.unique(groups, return_inverse=True)
+    group_label = np.zeros(len(group_ids), dtype=int)
+    np.maximum.at(group_label, group_of_row, labels)
+    return group_of_row, group_label, np.bincount(group_of_row, minlength=len(group_ids))
 
 
 def stratified_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int | list[int]) -> np.ndarray:
@@ -49,11 +62,8 @@ def stratified_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, 
     at least one group on each side. Returns a boolean mask of the rows held out.
     """
     rng = np.random.default_rng(seed)
-    group_ids, group_of_row = np.unique(groups, return_inverse=True)
-    group_label = np.zeros(len(group_ids), dtype=int)
-    np.maximum.at(group_label, group_of_row, labels)
-    group_size = np.bincount(group_of_row, minlength=len(group_ids))
-    held = np.zeros(len(group_ids), dtype=bool)
+    group_of_row, group_label, group_size = group_classes(labels, groups)
+    held = np.zeros(len(group_label), dtype=bool)
     for label in (0, 1):
         candidates = rng.permutation(np.flatnonzero(group_label == label))
         target = fraction * group_size[candidates].sum()

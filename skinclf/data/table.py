@@ -62,8 +62,8 @@ SOURCE_KEYS = (
     "diagnosis_columns",
     "malignant",
     "benign",
-    "metadata",
-    "metadata_image_column",
+    "metadata_table",
+    "metadata_table_image_column",
     "group_column",
     "split_column",
 )
@@ -129,13 +129,18 @@ def read_csv(path: Path, what: str) -> pd.DataFrame:
         raise SkinclfError(f"cannot read the {what} {path} as a CSV file: {error}") from error
 
 
-def require_columns(table: pd.DataFrame, columns: list[str], path: Path, keys: str) -> None:
+def require_columns(table: pd.DataFrame, columns: list[str], what: object, remedy: str) -> None:
+    """Refuse a table that lacks any of the columns, naming them, the columns it has and what to do."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise SkinclfError(
-            f"{path} has no column {examples(missing)}; its columns are {examples(list(table.columns), 30)}. "
-            f"Set {keys} to its column names (or choose the preset of this dataset, e.g. data=ham10000)"
+            f"{what} has no column {examples(missing)}; its columns are {examples(list(table.columns), 30)}. {remedy}"
         )
+
+
+def set_columns(keys: str) -> str:
+    """What to do about a table's missing column: name it in the settings."""
+    return f"Set {keys} to its column names (or choose the preset of this dataset, e.g. data=ham10000)"
 
 
 def canonical(value: object) -> str:
@@ -154,12 +159,12 @@ def line_numbers(rows: pd.Index) -> str:
 
 
 def join_metadata(table: pd.DataFrame, source: Source) -> pd.DataFrame:
-    """The table with the columns of data.metadata joined on the image id (ISIC 2019 ships them apart)."""
+    """The table with the columns of data.metadata_table joined on the image id (ISIC 2019 ships them apart)."""
     settings = source.settings
-    path = Path(settings.metadata).expanduser()
+    path = Path(settings.metadata_table).expanduser()
     metadata = read_csv(path, "metadata table")
-    key = settings.metadata_image_column or settings.image_column
-    require_columns(metadata, [key], path, "data.metadata_image_column")
+    key = settings.metadata_table_image_column or settings.image_column
+    require_columns(metadata, [key], path, set_columns("data.metadata_table_image_column"))
     repeated = metadata[key][metadata[key].duplicated()]
     if not repeated.empty:
         raise SkinclfError(f"{path} lists the image {repeated.iloc[0]} more than once: keep one row per image")
@@ -167,7 +172,7 @@ def join_metadata(table: pd.DataFrame, source: Source) -> pd.DataFrame:
     if not found.any():
         raise SkinclfError(
             f"no image of {source.table} is in the metadata table {path}: its column '{key}' must hold the ids of "
-            f"the column '{settings.image_column}' (set data.metadata_image_column)"
+            f"the column '{settings.image_column}' (set data.metadata_table_image_column)"
         )
     if not found.all():
         log.warning("%d image(s) of %s have no row in %s", int((~found).sum()), source.table, path)
@@ -212,7 +217,7 @@ def image_paths(ids: pd.Series, folders: list[Path]) -> list[Path | None]:
 def diagnoses_from_onehot(table: pd.DataFrame, source: Source) -> tuple[pd.Series, pd.Series]:
     """(diagnosis, why unusable) from one-hot diagnosis columns, as ISIC 2018 and 2019 ship them."""
     columns = list(source.settings.diagnosis_columns)
-    require_columns(table, columns, source.table, "data.diagnosis_columns")
+    require_columns(table, columns, source.table, set_columns("data.diagnosis_columns"))
     values = table[columns].apply(pd.to_numeric, errors="coerce")
     bad = values.isna().any(axis=1)
     if bad.any():
@@ -238,7 +243,7 @@ def labels_of(table: pd.DataFrame, source: Source) -> tuple[pd.Series, pd.Series
     if settings.diagnosis_columns:
         diagnosis, reason = diagnoses_from_onehot(table, source)
     else:
-        require_columns(table, [settings.label_column], source.table, "data.label_column")
+        require_columns(table, [settings.label_column], source.table, set_columns("data.label_column"))
         diagnosis = table[settings.label_column].map(canonical)
         known = {canonical(v) for v in [*settings.malignant, *settings.benign]}
         reason = pd.Series("", index=table.index)
@@ -253,7 +258,7 @@ def groups_of(table: pd.DataFrame, source: Source) -> pd.Series:
     settings = source.settings
     if not settings.group_column:
         return pd.Series("", index=table.index)
-    require_columns(table, [settings.group_column], source.table, "data.group_column")
+    require_columns(table, [settings.group_column], source.table, set_columns("data.group_column"))
     groups = table[settings.group_column].str.strip()
     empty = groups == ""
     if empty.any() and settings.missing_groups != "own":
@@ -269,7 +274,7 @@ def splits_of(table: pd.DataFrame, source: Source) -> pd.Series:
     column = source.settings.split_column
     if not column:
         return pd.Series("", index=table.index)
-    require_columns(table, [column], source.table, "data.split_column")
+    require_columns(table, [column], source.table, set_columns("data.split_column"))
     named = table[column].str.lower().str.extract(r"^\s*([a-z]+)", expand=False).map(SPLIT_NAMES)  # Test_v2: test
     unknown = named.isna()
     if unknown.any():
@@ -285,8 +290,8 @@ def read_source(source: Source, root: Path) -> pd.DataFrame:
     """The records of one table, with a column 'unusable' saying why a row cannot be used ("" if it can)."""
     settings = source.settings
     table = read_csv(source.table, "table")
-    require_columns(table, [settings.image_column], source.table, "data.image_column")
-    if settings.metadata:
+    require_columns(table, [settings.image_column], source.table, set_columns("data.image_column"))
+    if settings.metadata_table:
         table = join_metadata(table, source)
     label, diagnosis, unusable = labels_of(table, source)
     paths = image_paths(table[settings.image_column].str.strip(), source.images)

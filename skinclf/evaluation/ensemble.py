@@ -12,36 +12,22 @@ different scales count alike, and a threshold chosen on validation percentiles a
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from skinclf.errors import SkinclfError, examples
 
-COMBINE_RULES = ("mean", "rank")
 
-
-@dataclass(frozen=True)
-class Member:
-    """A finished run: its folder, its metrics.json, and its validation and test predictions."""
+class Member(Protocol):
+    """A finished run as an ensemble combines it (skinclf.artifact.Run): its folder, metrics and predictions."""
 
     directory: Path
     metrics: dict
     val: pd.DataFrame
     test: pd.DataFrame
-
-    @property
-    def checkpoint(self) -> Path:
-        """The checkpoint the run evaluated."""
-        return self.directory / self.metrics["run"]["checkpoint"]
-
-    @property
-    def tta(self) -> str:
-        """The test-time views its predictions were made with (evaluation.tta)."""
-        return self.metrics["run"].get("tta", "none")
 
 
 def percentiles(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -56,57 +42,6 @@ def member_scores(member: Member, probabilities: np.ndarray, rule: str) -> np.nd
     """A member's probabilities as the ensemble averages them: as they are, or (rank) their percentiles
     among its own validation probabilities."""
     return percentiles(member.val["probability"].to_numpy(), probabilities) if rule == "rank" else probabilities
-
-
-#: metrics.json of an ensemble says so in run.kind.
-KIND = "ensemble"
-
-
-def read_member(directory: Path) -> Member:
-    """A finished training run, with the predictions an ensemble needs."""
-    files = {name: directory / f"predictions_{name}.csv" for name in ("val", "test")}
-    missing = [p.name for p in files.values() if not p.is_file()]
-    if missing:
-        raise SkinclfError(f"{directory} is not a finished run: {examples(missing)} missing")
-    tables = {name: pd.read_csv(path, dtype={"path": str}) for name, path in files.items()}
-    metrics = json.loads((directory / "metrics.json").read_text())
-    return Member(directory, metrics, tables["val"], tables["test"])
-
-
-@dataclass(frozen=True)
-class Ensemble:
-    """An ensemble as skinclf.ensemble wrote it: its members, how it combines them, and its validation
-    predictions (on which its thresholds are chosen)."""
-
-    directory: Path
-    members: list[Member]
-    rule: str
-    validation: pd.DataFrame
-    chosen_on: str
-
-
-def is_ensemble(path: Path) -> bool:
-    """True for a folder written by skinclf.ensemble."""
-    metrics = path / "metrics.json"
-    return path.is_dir() and metrics.is_file() and json.loads(metrics.read_text()).get("run", {}).get("kind") == KIND
-
-
-def read_ensemble(directory: Path) -> Ensemble:
-    """The ensemble in a folder written by skinclf.ensemble; its members' runs must still be where they were."""
-    if not is_ensemble(directory):
-        raise SkinclfError(f"{directory} is not a folder written by skinclf.ensemble (its metrics.json says so)")
-    run = json.loads((directory / "metrics.json").read_text())["run"]
-    folders = [Path(m["directory"]) for m in run["members"]]
-    gone = [str(f) for f in folders if not (f / "metrics.json").is_file()]
-    if gone:
-        raise SkinclfError(
-            f"the ensemble {directory} combines runs that are no longer there: {examples(gone)}; "
-            "run skinclf.ensemble again on the runs where they are now"
-        )
-    validation = pd.read_csv(directory / "predictions_val.csv", dtype={"path": str})
-    return Ensemble(
-        directory, [read_member(f) for f in folders], run["combine"], validation, run["thresholds_chosen_on"]
-    )
 
 
 def combine(members: list[Member], probabilities: list[np.ndarray], rule: str) -> np.ndarray:

@@ -78,7 +78,8 @@ def _classifier_name(model: nn.Module) -> str:
 
 
 def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision") -> nn.Module:
-    """The architecture with its classifier replaced by ``outputs`` logits (Xavier-normal weight, zero bias)."""
+    """The architecture with its classifier replaced by ``outputs`` logits (Xavier-normal weight, zero bias).
+    ``head_slot`` names where the head sits."""
     if library == "timm":
         model = timm_models.create(arch)
     else:
@@ -91,6 +92,7 @@ def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision") ->
     nn.init.xavier_normal_(head.weight)
     nn.init.zeros_(head.bias)
     setattr(parent, attribute, head)
+    model.head_slot = head_name
     return model
 
 
@@ -145,7 +147,7 @@ def pretrained_state_dict(arch: str, weights: str, library: str = "torchvision")
 
 def load_pretrained(backbone: nn.Module, arch: str, weights: str, library: str = "torchvision") -> None:
     """Copy pretrained weights into every layer of backbone but its new one-logit head."""
-    head_prefix = _classifier_name(backbone) + "."
+    head_prefix = backbone.head_slot + "."
     pretrained = pretrained_state_dict(arch, weights, library)
     state = {k: v for k, v in pretrained.items() if not k.startswith(head_prefix)}
     try:

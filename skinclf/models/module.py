@@ -20,6 +20,7 @@ from skinclf.data.metadata import feature_names
 from skinclf.errors import SkinclfError
 from skinclf.models.backbones import build_backbone, load_pretrained
 from skinclf.models.schedule import WarmupCosine
+from skinclf.models.settings import ClassifierSettings, as_hyperparameters, classifier_settings
 
 #: Checkpoint entry that marks a checkpoint as written by this class, with the package version.
 VERSION_KEY = "skinclf_version"
@@ -81,72 +82,43 @@ class ValidationScores:
 class LesionClassifier(pl.LightningModule):
     """Benign (0) vs malignant (1) from images of pixel values 0-255, uint8 or float, (B, 3, H, W).
 
-    task=binary: one logit, BCE. task=diagnosis (``diagnoses`` given): one logit per diagnosis,
-    cross-entropy, and the probability of malignancy is the sum of the probabilities of
-    ``malignant_diagnoses``; every binary figure is computed on it alike.
+    task=binary: one logit, BCE. task=diagnosis (``settings.head.diagnoses``): one logit per
+    diagnosis, cross-entropy, and the probability of malignancy is the sum of the probabilities of
+    the malignant diagnoses; every binary figure is computed on it alike.
 
-    The preprocessing a checkpoint needs at inference is part of its hyperparameters: resize and
-    crop sizes for the image pipeline, mean and std applied here as the first step of forward.
+    The preprocessing a checkpoint needs at inference is part of its settings: resize and crop sizes
+    for the image pipeline, mean and std applied here as the first step of forward.
 
-    With ``metadata_encoding`` (model.metadata; see :mod:`skinclf.data.metadata`) a small branch
-    reads the encoded metadata beside the image: a hidden layer with dropout, whose logits add to
-    the image's, which is a linear head on the image features and metadata features concatenated.
+    With a ``metadata_encoding`` (model.metadata_columns; see :mod:`skinclf.data.metadata`) a small
+    branch reads the encoded metadata beside the image: a hidden layer with dropout, whose logits add
+    to the image's, which is a linear head on the image features and metadata features concatenated.
     """
 
-    def __init__(
-        self,
-        arch: str,
-        weights: str | None,
-        mean: Sequence[float],
-        std: Sequence[float],
-        resize_size: int,
-        crop_size: int,
-        optimizer: str,
-        lr: float,
-        optimizer_kwargs: dict[str, Any],
-        warmup_epochs: float,
-        pos_weight: float | None,
-        channels_last: bool | None,
-        diagnoses: list[str] | None = None,
-        malignant_diagnoses: list[str] | None = None,
-        class_weights: list[float] | None = None,
-        metadata_encoding: list[dict] | None = None,
-        metadata_dropout: float = 0.0,
-        load_pretrained_weights: bool = False,
-        library: str = "torchvision",
-    ) -> None:
-        """``arch``: a model of ``library`` (torchvision or timm); ``weights``: the weights name or file the
-        backbone starts from (None: random).
-
-        They are loaded only with ``load_pretrained_weights`` (when a run starts), never when a
-        checkpoint is restored (``load_from_checkpoint``), which holds every weight itself.
-
-        ``channels_last``: NHWC weights and batches, faster convolutions on GPUs with AMP and
-        slower on CPUs; None chooses it on CUDA devices.
-
-        ``diagnoses`` (task=diagnosis; None for task=binary, and in checkpoints of earlier versions):
-        the classes of the head, ``class_weights`` their weights in the cross-entropy.
-
-        ``metadata_encoding`` (None without metadata): how the table's columns are encoded, with
-        the training split's statistics; ``metadata_dropout`` the dropout of the metadata branch.
+    def __init__(self, settings: ClassifierSettings | dict[str, Any], load_pretrained_weights: bool = False) -> None:
+        """``settings``: typed, or as a checkpoint stores them. The backbone's starting weights
+        (``settings.model.weights``) are loaded only with ``load_pretrained_weights`` (when a run starts),
+        never when a checkpoint is restored (``load_from_checkpoint``), which holds every weight itself.
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["load_pretrained_weights"])
-        outputs = len(diagnoses) if diagnoses else 1
-        self.backbone = build_backbone(arch, outputs, library)
-        if weights and load_pretrained_weights:
-            load_pretrained(self.backbone, arch, weights, library)
+        self.settings = classifier_settings(settings)
+        self.save_hyperparameters({"settings": as_hyperparameters(self.settings)})
+        model, head = self.settings.model, self.settings.head
+        outputs = len(head.diagnoses) if head.diagnoses else 1
+        self.backbone = build_backbone(model.arch, outputs, model.library)
+        if model.weights and load_pretrained_weights:
+            load_pretrained(self.backbone, model.arch, model.weights, model.library)
+        encoding = self.settings.metadata_encoding
         self.metadata_branch = (
-            metadata_branch(len(feature_names(metadata_encoding)), outputs, metadata_dropout)
-            if metadata_encoding
-            else None
+            metadata_branch(len(feature_names(encoding)), outputs, model.metadata_dropout) if encoding else None
         )
-        self.normalize = PixelNormalize(mean, std)
-        if diagnoses:
-            self.loss = nn.CrossEntropyLoss(weight=torch.tensor(class_weights) if class_weights else None)
-            malignant = [d in (malignant_diagnoses or []) for d in diagnoses]
+        self.normalize = PixelNormalize(self.settings.preprocessing.mean, self.settings.preprocessing.std)
+        if head.diagnoses:
+            weights = torch.tensor(head.class_weights) if head.class_weights else None
+            self.loss = nn.CrossEntropyLoss(weight=weights)
+            malignant = [d in (head.malignant_diagnoses or []) for d in head.diagnoses]
             self.register_buffer("malignant_mask", torch.tensor(malignant), persistent=False)
         else:
+            pos_weight = self.settings.loss.pos_weight
             self.loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight) if pos_weight is not None else None)
             self.malignant_mask = None
         # outputs of a validation or test epoch for AUROC, AUPRC and the PR curve; every process
@@ -211,9 +183,9 @@ class LesionClassifier(pl.LightningModule):
 
     def optimizer_and_schedule(self, total_steps: int, max_epochs: int) -> dict[str, Any]:
         """The optimizer and its per-step schedule for a run of total_steps over max_epochs."""
-        optimizer_class = get_class(self.hparams.optimizer)
-        optimizer = optimizer_class(self.parameters(), lr=self.hparams.lr, **(self.hparams.optimizer_kwargs or {}))
-        warmup_steps = round(total_steps * self.hparams.warmup_epochs / max_epochs)
+        optim = self.settings.optim
+        optimizer = get_class(optim.optimizer)(self.parameters(), lr=optim.lr, **(optim.kwargs or {}))
+        warmup_steps = round(total_steps * optim.warmup_epochs / max_epochs)
         schedule = WarmupCosine(min(warmup_steps, total_steps - 1), total_steps)
         return {
             "optimizer": optimizer,
@@ -228,7 +200,7 @@ class LesionClassifier(pl.LightningModule):
         return Probabilities(self).eval()
 
     def uses_channels_last(self) -> bool:
-        chosen = self.hparams.channels_last
+        chosen = self.settings.speed.channels_last
         return self.device.type == "cuda" if chosen is None else chosen
 
     def _set_memory_format(self) -> None:

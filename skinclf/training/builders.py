@@ -28,7 +28,7 @@ from skinclf.data.metadata import Encoding
 from skinclf.data.records import reads_tables
 from skinclf.errors import SkinclfError, examples
 from skinclf.models import LesionClassifier
-from skinclf.models.backbones import preprocessing_preset
+from skinclf.models.settings import ClassifierSettings, Head, stored_model
 from skinclf.schema import TrainConfig
 from skinclf.training.callbacks import AtomicCheckpointIO, FiniteLossGuard, RunRecordInCheckpoints
 from skinclf.training.checkpoints import read_checkpoint
@@ -55,7 +55,7 @@ def diagnoses(settings: TrainConfig) -> list[str] | None:
 def build_datamodule(settings: TrainConfig) -> LesionDataModule:
     steps = instantiate(settings.aug.train) if settings.aug.train else None
     return LesionDataModule(
-        settings.data, steps, settings.seed, diagnoses(settings), settings.cv, settings.model.metadata
+        settings.data, steps, settings.seed, diagnoses(settings), settings.cv, settings.model.metadata_columns
     )
 
 
@@ -80,29 +80,18 @@ def build_model(
     metadata_encoding: Encoding | None = None,
 ) -> LesionClassifier:
     """The LightningModule; without load_pretrained_weights (a resumed run, the bench) no ImageNet weights are read."""
-    model, data, optim = settings.model, settings.data, settings.optim
-    preset = preprocessing_preset(model.arch, model.weights, model.library)
-    return LesionClassifier(
-        library=model.library,
-        arch=model.arch,
-        weights=model.weights,
-        mean=data.mean or preset["mean"],
-        std=data.std or preset["std"],
-        resize_size=data.resize_size,
-        crop_size=data.crop_size,
-        optimizer=optim.optimizer,
-        lr=optim.lr,
-        optimizer_kwargs=optim.kwargs,
-        warmup_epochs=optim.warmup_epochs,
-        pos_weight=settings.loss.pos_weight,
-        channels_last=settings.speed.channels_last,
-        diagnoses=diagnoses(settings),
-        malignant_diagnoses=list(data.malignant) if settings.task.name == "diagnosis" else None,
-        class_weights=weights_of_classes,
+    classes = diagnoses(settings)
+    head = Head(classes, list(settings.data.malignant) if classes else None, weights_of_classes)
+    classifier = ClassifierSettings(
+        model=settings.model,
+        optim=settings.optim,
+        loss=settings.loss,
+        speed=settings.speed,
+        preprocessing=settings.data.preprocessing(),
+        head=head,
         metadata_encoding=metadata_encoding,
-        metadata_dropout=model.metadata_dropout,
-        load_pretrained_weights=load_pretrained_weights,
     )
+    return LesionClassifier(classifier, load_pretrained_weights=load_pretrained_weights)
 
 
 def run_info(settings: TrainConfig) -> dict[str, Any]:
@@ -117,6 +106,7 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
         "seed": settings.seed,
         **({"ema_decay": settings.ema.decay} if settings.ema.decay else {}),
         **({"cv": {"folds": settings.cv.folds, "fold": settings.cv.fold}} if settings.cv.folds else {}),
+        "evaluation": dataclasses.asdict(settings.evaluation),
     }
 
 
@@ -192,26 +182,26 @@ def chosen_checkpoint(checkpoints: dict[str, ModelCheckpoint], select: str) -> t
 def resume_checkpoint(settings: TrainConfig, run_dir: Path) -> Path | None:
     """The checkpoint to continue from, if any.
 
-    ``ckpt_path=last`` or ``resume=true``: the run folder's last.ckpt (resume=true starts afresh
-    when there is none yet); ``ckpt_path=<file>``: that checkpoint. Either must be of the
+    ``ckpt=last`` or ``resume=true``: the run folder's last.ckpt (resume=true starts afresh
+    when there is none yet); ``ckpt=<file>``: that checkpoint. Either must be of the
     configured architecture.
     """
     last = run_dir / "checkpoints" / "last.ckpt"
-    if settings.ckpt_path == "last" or (settings.ckpt_path is None and settings.resume):
+    if settings.ckpt == "last" or (settings.ckpt is None and settings.resume):
         if not last.is_file():
-            if settings.ckpt_path == "last":
+            if settings.ckpt == "last":
                 raise SkinclfError(
-                    f"ckpt_path=last, but {last} does not exist: pass hydra.run.dir=<folder of the run to continue>"
+                    f"ckpt=last, but {last} does not exist: pass hydra.run.dir=<folder of the run to continue>"
                 )
             log.info("resume=true: %s does not exist yet, starting afresh", last)
             return None
         path = last
-    elif settings.ckpt_path:
-        path = Path(settings.ckpt_path).expanduser()
+    elif settings.ckpt:
+        path = Path(settings.ckpt).expanduser()
     else:
         return None
-    hparams = read_checkpoint(path)["hyper_parameters"]
-    arch, library = hparams.get("arch"), hparams.get("library", "torchvision")
+    model = stored_model(read_checkpoint(path)["hyper_parameters"])
+    arch, library = model["arch"], model["library"]
     if (arch, library) != (settings.model.arch, settings.model.library):
         raise SkinclfError(
             f"{path} holds a {library} {arch} model but the config asks for model.library={settings.model.library} "

@@ -5,12 +5,12 @@ the hyperparameters of :class:`LesionClassifier` (architecture, preprocessing):
 
 - ``skinclf_version``: marks it as a skinclf checkpoint;
 - ``LesionDataModule``: the data root and split folder of the run (and its fold, under cross-validation);
-- ``skinclf_run``: the run's name, architecture, augmentation and seed;
+- ``skinclf_run``: the run's name, architecture, augmentation, seed and evaluation settings;
 - ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability
   of every validation image, from which a threshold for any target recall can be chosen later;
   ``skinclf_validation_<tta>`` the same predicted with test-time views (evaluation.tta), in the
   checkpoint a run with them evaluated.
-  A checkpoint without them gets them from the run's validation split (:func:`validation_of`).
+  A checkpoint without them gets them from the run's validation split (skinclf.artifact).
 """
 
 from __future__ import annotations
@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytorch_lightning as pl
 
 from skinclf.atomic import load_torch, save_torch
 from skinclf.data.folds import fold_tables, read_folds
 from skinclf.data.splits import load_splits
 from skinclf.errors import SkinclfError
-from skinclf.inference import predict_images
 from skinclf.models import LesionClassifier
 from skinclf.models.module import VERSION_KEY
+from skinclf.models.settings import grouped
 
 VALIDATION_KEY = "skinclf_validation"
 RUN_KEY = "skinclf_run"
@@ -49,7 +48,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_classifier(path: str | Path) -> tuple[LesionClassifier, dict[str, Any]]:
     """The trained classifier of a skinclf checkpoint, in eval mode, and the checkpoint's contents."""
     checkpoint = read_checkpoint(path)
-    model = LesionClassifier(**checkpoint["hyper_parameters"])
+    model = LesionClassifier(**grouped(checkpoint["hyper_parameters"]))
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
@@ -108,29 +107,3 @@ def run_split(checkpoint: dict[str, Any], split: str, root: str | None = None) -
     if data.get("cv_folds"):  # a cross-validation run: its train and val are those of its fold
         tables = fold_tables(tables, read_folds(split_dir, tables, data["cv_folds"]), data["cv_fold"])
     return (Path(root).expanduser() if root else recorded_root), tables[split]
-
-
-def validation_of(
-    checkpoint: dict[str, Any],
-    classifier: LesionClassifier,
-    trainer: pl.Trainer,
-    root: str | None,
-    batch_size: int,
-    num_workers: int,
-    tta: str = "none",
-) -> pd.DataFrame:
-    """The validation predictions a checkpoint stores made with the views ``tta``, or else predicted on its
-    run's validation split with them, so that thresholds are chosen on scores of the kind they are applied to.
-    """
-    stored = stored_validation(checkpoint, tta)
-    if stored is not None:
-        return stored
-    try:
-        val_root, table = run_split(checkpoint, "val", root)
-    except SkinclfError as error:
-        why = "holds no validation predictions" + (f" with tta={tta}" if tta != "none" else "")
-        raise SkinclfError(
-            f"the checkpoint {why} to choose thresholds on, and its validation split cannot be read ({error}): "
-            "pass root=<data root> if the data moved, or threshold=<value> to predict"
-        ) from error
-    return predict_images(trainer, classifier, val_root, table, batch_size, num_workers, views=tta)

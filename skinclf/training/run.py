@@ -9,8 +9,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from skinclf.data.datamodule import LesionDataModule
+from skinclf.evaluation_step import evaluation_step
 from skinclf.inference import inference_trainer, predict_loader
-from skinclf.results import error_images, write_results
 from skinclf.schema import TrainConfig
 from skinclf.training.builders import (
     CHECKPOINT_RULES,
@@ -23,7 +23,7 @@ from skinclf.training.builders import (
     run_info,
 )
 from skinclf.training.checkpoints import load_classifier, store_validation, stored_validation
-from skinclf.training.tracking import config_params, log_results
+from skinclf.training.tracking import config_params
 
 
 def train(settings: TrainConfig, run_dir: Path) -> dict:
@@ -89,7 +89,7 @@ def evaluate_chosen_checkpoint(
         "evaluated_on": "test split",
         **({"tta": tta} if tta != "none" else {}),
     }
-    errors = error_images(datamodule.root, datamodule.eval_transform, predictions["test"])
-    metrics = write_results(run_dir, predictions, settings.evaluation, info, errors)
-    log_results(trainer.loggers, metrics, predictions, errors, trainer.global_step, run_dir)
-    return metrics
+    images = (datamodule.root, datamodule.eval_transform)
+    return evaluation_step(
+        run_dir, predictions, settings.evaluation, info, images, trainer.loggers, trainer.global_step
+    )

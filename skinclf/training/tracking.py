@@ -40,21 +40,6 @@ def build_loggers(loggers: dict[str, Any], save_dir: Path) -> list[Logger]:
     return built
 
 
-def log_evaluation(
-    loggers: dict[str, Any],
-    params: dict[str, Any],
-    metrics: dict,
-    predictions: dict[str, pd.DataFrame],
-    errors: Errors,
-    folder: Path,
-) -> None:
-    """An evaluation (evaluate, ensemble) written into folder, as a run of its own in each selected logger."""
-    for logger in build_loggers(loggers, folder):
-        logger.log_hyperparams(params)
-        log_results([logger], metrics, predictions, errors, 0, folder)
-        logger.finalize("success")
-
-
 def config_params(settings: Any) -> dict[str, Any]:
     """The composed config (the typed settings of a command), for the loggers' params (each flattens it its own way)."""
     return dataclasses.asdict(settings)
@@ -97,7 +82,7 @@ def log_results(
     folder: Path,
 ) -> None:
     """The test metrics to every logger; the final PR curves and the error grid to TensorBoard; the
-    run's files to the loggers that keep artifacts. The W&B run is finished: nothing is logged after this."""
+    run's files to the loggers that keep artifacts. Each logger is finalised: nothing is logged after this."""
     for logger in loggers:
         logger.log_metrics(flat_metrics(metrics), step=step)
         if isinstance(logger, TensorBoardLogger):
@@ -108,8 +93,10 @@ def log_results(
         elif isinstance(logger, MLFlowLogger):
             for path in run_files(folder):
                 logger.experiment.log_artifact(logger.run_id, str(path))
-        elif isinstance(logger, WandbLogger):
+        logger.save()
+        if isinstance(logger, WandbLogger):
             for path in run_files(folder):
                 logger.experiment.save(str(path), base_path=str(folder), policy="now")
             logger.experiment.finish()  # Lightning leaves the W&B run open for more; nothing more comes
-        logger.save()
+        else:
+            logger.finalize("success")

@@ -1,0 +1,341 @@
+"""A trained model as the commands use it: a checkpoint, or a folder written by skinclf.ensemble, as one object.
+
+evaluate, predict, export and ensemble work through this module and nothing below it. :func:`load_model`
+tells a checkpoint from an ensemble folder and returns a :class:`TrainedModel` that predicts images
+(with their metadata, with test-time views), knows its preprocessing, gives the validation
+predictions its thresholds are chosen on, the evaluation settings it was made with and the splits of
+the run that made it. :func:`find_runs` and :class:`Run` read the folders runs leave (report and
+ensemble compare and combine them).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from skinclf.cli import recorded_unless_given
+from skinclf.errors import SkinclfError, examples
+from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
+from skinclf.evaluation.ensemble import combine
+from skinclf.inference import Inference, predict_images
+from skinclf.models.ensemble import EnsembleProbabilities
+from skinclf.schema import EvaluationSettings, Preprocessing
+from skinclf.training.checkpoints import (
+    data_location,
+    load_classifier,
+    run_split,
+    stored_run_info,
+    stored_validation,
+)
+
+#: metrics.json of an ensemble says so in run.kind.
+ENSEMBLE = "ensemble"
+
+
+@dataclass(frozen=True)
+class Images:
+    """Images to run a model on: ``table.path`` relative to ``root``, with labels and the table's other columns
+    where known; ``described`` says what they are (the test split, a folder...)."""
+
+    root: Path
+    table: pd.DataFrame
+    described: str
+
+
+# -- the folders runs leave ---------------------------------------------------------------------------
+
+
+def evaluation_in_config(run_folder: Path) -> dict[str, Any] | None:
+    """The evaluation group of a run folder's .hydra/config.yaml, where runs of earlier versions recorded it."""
+    config = run_folder / ".hydra" / "config.yaml"
+    return OmegaConf.to_container(OmegaConf.load(config)).get("evaluation") if config.is_file() else None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run's folder (a training run, an evaluation or an ensemble): its metrics.json and predictions."""
+
+    directory: Path
+    metrics: dict
+
+    @cached_property
+    def val(self) -> pd.DataFrame:
+        return self._predictions("val")
+
+    @cached_property
+    def test(self) -> pd.DataFrame:
+        return self._predictions("test")
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The checkpoint the run evaluated; None for evaluations and ensembles, which trained nothing."""
+        recorded = self.metrics.get("run", {}).get("checkpoint")
+        if recorded is None or not (self.directory / "checkpoints").is_dir():
+            return None
+        return self.directory / recorded
+
+    @property
+    def tta(self) -> str:
+        """The test-time views its predictions were made with (evaluation.tta)."""
+        return self.metrics.get("run", {}).get("tta", "none")
+
+    @property
+    def recorded_evaluation(self) -> dict[str, Any] | None:
+        """The evaluation settings it was evaluated with, if recorded."""
+        return self.metrics.get("run", {}).get("evaluation") or evaluation_in_config(self.directory)
+
+    def _predictions(self, split: str) -> pd.DataFrame:
+        path = self.directory / f"predictions_{split}.csv"
+        if not path.is_file():
+            raise SkinclfError(f"{self.directory} is not a finished run: {path.name} is missing")
+        return pd.read_csv(path, dtype={"path": str})
+
+
+def read_run(directory: Path) -> Run:
+    metrics = directory / "metrics.json"
+    if not metrics.is_file():
+        raise SkinclfError(f"{directory} is not the folder of a finished run: it has no metrics.json")
+    return Run(directory, json.loads(metrics.read_text()))
+
+
+def find_runs(folders: Sequence[str | Path]) -> list[Run]:
+    """Every run (a folder holding metrics.json) at or below the folders, in order."""
+    runs = []
+    for folder in map(Path, folders):
+        folder = folder.expanduser()
+        if not folder.is_dir():
+            raise SkinclfError(f"{folder} is not a folder: name run or multirun folders in runs=[...]")
+        found = sorted(p.parent for p in folder.rglob("metrics.json"))
+        if not found:
+            raise SkinclfError(f"{folder} holds no run (no metrics.json below it)")
+        runs += [read_run(directory) for directory in found]
+    return runs
+
+
+# -- trained models ---------------------------------------------------------------------------------
+
+
+class TrainedModel(ABC):
+    """What every command needs of a trained model, whether one checkpoint or an ensemble of runs."""
+
+    path: Path
+
+    @property
+    @abstractmethod
+    def run_info(self) -> dict[str, Any]:
+        """Who the model is, as metrics.json records it (name, architecture, seed...; an ensemble's members)."""
+
+    @property
+    @abstractmethod
+    def recorded_evaluation(self) -> dict[str, Any] | None:
+        """The evaluation settings the model was evaluated with when it was made, if recorded."""
+
+    def evaluation_settings(self, composed: EvaluationSettings) -> EvaluationSettings:
+        """The evaluation settings the model was made with, but for the keys the command line gives."""
+        return recorded_unless_given(self.recorded_evaluation, composed, "evaluation")
+
+    @property
+    @abstractmethod
+    def preprocessing(self) -> Preprocessing:
+        """How it sees an image (an ensemble: its first member; they may differ, see probability_model)."""
+
+    @abstractmethod
+    def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
+        """The images' predictions (path, label where known, probability, the table's other columns); ``tolerant``:
+        an unreadable image gets its reason in the column error instead of stopping the run."""
+
+    @abstractmethod
+    def stored_validation(self, views: str) -> pd.DataFrame | None:
+        """The validation predictions made with the views ``views`` that the model keeps, if it keeps them."""
+
+    def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
+        """The validation predictions, made with the views ``views``, on which its thresholds are chosen."""
+        stored = self.stored_validation(views)
+        if stored is None:
+            raise SkinclfError(f"{self.path} holds no validation predictions to choose thresholds on")
+        return stored
+
+    @abstractmethod
+    def split(self, name: str, data_root: str | None = None) -> Images:
+        """A split (train, val or test) of the run that made it; data_root= where the data moved."""
+
+    @abstractmethod
+    def probability_model(self) -> nn.Module:
+        """One module from uint8 images (and encoded metadata) to probabilities: what export writes."""
+
+
+class CheckpointModel(TrainedModel):
+    """A checkpoint written by skinclf.train."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.classifier, self.checkpoint = load_classifier(path)
+
+    @property
+    def settings(self) -> Any:
+        return self.classifier.settings
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        model = self.settings.model
+        return {"arch": model.arch, "weights": model.weights, **stored_run_info(self.checkpoint)}
+
+    @property
+    def recorded_evaluation(self) -> dict[str, Any] | None:
+        """As the checkpoint records it, or (earlier versions) as its run's .hydra/config.yaml does."""
+        recorded = stored_run_info(self.checkpoint).get("evaluation")
+        return recorded if recorded is not None else evaluation_in_config(self.path.parent.parent)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.settings.preprocessing
+
+    def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
+        return predict_images(inference, self.classifier, images.root, images.table, tolerant, views)
+
+    def stored_validation(self, views: str) -> pd.DataFrame | None:
+        return stored_validation(self.checkpoint, views)
+
+    def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
+        """Stored in the checkpoint, or else predicted on its run's validation split with the same views, so that
+        thresholds are chosen on scores of the kind they are applied to."""
+        stored = self.stored_validation(views)
+        if stored is not None:
+            return stored
+        try:
+            images = self.split("val", data_root)
+        except SkinclfError as error:
+            why = "holds no validation predictions" + (f" with evaluation.tta={views}" if views != "none" else "")
+            raise SkinclfError(
+                f"the checkpoint {self.path} {why} to choose thresholds on, and its validation split cannot be read "
+                f"({error}): pass data.root=<data root> if the data moved, or threshold=<value> to predict"
+            ) from error
+        return self.predict(images, inference, views)
+
+    def split(self, name: str, data_root: str | None = None) -> Images:
+        root, table = run_split(self.checkpoint, name, data_root)
+        return Images(root, table, f"{name} split")
+
+    def probability_model(self) -> nn.Module:
+        return self.classifier.probability_model()
+
+    @property
+    def data_root(self) -> Path | None:
+        location = data_location(self.checkpoint)
+        return location[0] if location else None
+
+
+class EnsembleModel(TrainedModel):
+    """A folder written by skinclf.ensemble: its members' checkpoints combined by its rule, its thresholds chosen
+    on its own validation predictions. The members' run folders must still be where they were."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run = read_run(path)
+        recorded = self.run.metrics["run"]
+        self.rule: str = recorded["combine"]
+        folders = [Path(m["directory"]) for m in recorded["members"]]
+        gone = [str(f) for f in folders if not (f / "metrics.json").is_file()]
+        if gone:
+            raise SkinclfError(
+                f"the ensemble {path} combines runs that are no longer there: {examples(gone)}; "
+                "run skinclf.ensemble again on the runs where they are now"
+            )
+        self.member_runs = [read_run(folder) for folder in folders]
+        self.members = [CheckpointModel(member.checkpoint) for member in self.member_runs]
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        return dict(self.run.metrics["run"])
+
+    @property
+    def recorded_evaluation(self) -> dict[str, Any] | None:
+        return self.run.recorded_evaluation
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.members[0].preprocessing
+
+    @property
+    def views(self) -> str:
+        """The test-time views its members were evaluated with, on which its thresholds were chosen."""
+        return self.member_runs[0].tta
+
+    def _check_views(self, views: str) -> None:
+        if views != self.views:
+            raise SkinclfError(
+                f"the ensemble {self.path} was evaluated with evaluation.tta={self.views}, and its thresholds were "
+                f"chosen on those scores: pass evaluation.tta={self.views}"
+            )
+
+    def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
+        """Every member's predictions (each with its own preprocessing and metadata), combined by its rule."""
+        self._check_views(views)
+        per_member = [m.predict(images, inference, views, tolerant) for m in self.members]
+        predictions = per_member[0].drop(columns=[c for c in per_member[0] if c.startswith(PROBABILITY_PREFIX)])
+        probabilities = [p["probability"].to_numpy() for p in per_member]
+        predictions["probability"] = combine(self.member_runs, probabilities, self.rule)
+        return predictions
+
+    def stored_validation(self, views: str) -> pd.DataFrame | None:
+        """Its own: the members' pooled out-of-fold (or averaged) validation predictions, combined."""
+        self._check_views(views)
+        return self.run.val
+
+    def split(self, name: str, data_root: str | None = None) -> Images:
+        if name != "test":  # each member validated (and trained) on images of its own
+            raise SkinclfError(f"an ensemble's members share only their test split: input={name} names none")
+        return self.members[0].split(name, data_root)
+
+    def probability_model(self) -> nn.Module:
+        """The members as one module, combined as evaluated; only for members that one exported input can feed."""
+        if self.views != "none":
+            raise SkinclfError(
+                f"the members of {self.path} were evaluated with evaluation.tta={self.views}, so its thresholds (and "
+                "ranks) hold for scores averaged over views, which one exported model does not make: predict with "
+                "python -m skinclf.predict ckpt=<the ensemble folder>, or make an ensemble of runs evaluated without"
+            )
+        sizes = {(m.preprocessing.resize_size, m.preprocessing.crop_size) for m in self.members}
+        if len(sizes) > 1:
+            raise SkinclfError(
+                f"the members of {self.path} take images of different sizes (resize, crop: {examples(sorted(sizes))}):"
+                " one exported model takes one size; use python -m skinclf.predict ckpt=<the ensemble folder> instead"
+            )
+        if any(m.settings.metadata_encoding for m in self.members):
+            raise SkinclfError(
+                f"the members of {self.path} read metadata, each encoded with its own training split's statistics, "
+                "which one exported input cannot carry: use python -m skinclf.predict ckpt=<the ensemble folder>, "
+                "or export each member's checkpoint"
+            )
+        references = [torch.tensor(m.val["probability"].to_numpy()) for m in self.member_runs]
+        members = [m.probability_model() for m in self.members]
+        return EnsembleProbabilities(members, references if self.rule == "rank" else None).eval()
+
+
+def is_ensemble(path: Path) -> bool:
+    """True for a folder written by skinclf.ensemble."""
+    metrics = path / "metrics.json"
+    return (
+        path.is_dir() and metrics.is_file() and json.loads(metrics.read_text()).get("run", {}).get("kind") == ENSEMBLE
+    )
+
+
+def load_model(path: str | Path) -> TrainedModel:
+    """The trained model at path: a checkpoint written by skinclf.train, or a folder written by skinclf.ensemble."""
+    path = Path(path).expanduser()
+    if path.is_dir() and not is_ensemble(path):
+        raise SkinclfError(
+            f"{path} is a folder but not one written by skinclf.ensemble: name a .ckpt file (a run's "
+            "checkpoints/last.ckpt) or an ensemble's folder"
+        )
+    return EnsembleModel(path) if path.is_dir() else CheckpointModel(path)

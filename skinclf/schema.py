@@ -180,11 +180,13 @@ class ModelSettings:
     library: str
     arch: str
     weights: Optional[str]
+    head_dropout: float
     metadata_columns: list[str]
     metadata_dropout: float
 
     def __post_init__(self) -> None:
         require(self.library in ("torchvision", "timm"), "model.library", self.library, "torchvision or timm")
+        require(0 <= self.head_dropout < 1, "model.head_dropout", self.head_dropout, "in [0, 1)")
         require(0 <= self.metadata_dropout < 1, "model.metadata_dropout", self.metadata_dropout, "in [0, 1)")
 
 

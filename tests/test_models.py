@@ -118,6 +118,19 @@ def test_a_corrupt_cached_weights_file_is_named(torch_home: Path) -> None:
         classifier("model.weights=IMAGENET1K_V1")
 
 
+def test_head_dropout_sits_before_the_new_head_and_the_weights_still_load(torch_home: Path) -> None:
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    imagenet = fake_imagenet_state_dict()
+    torch.save(imagenet, torch_home / "hub" / "checkpoints" / RESNET18_FILE)
+    model = classifier("model.weights=IMAGENET1K_V1", "model.head_dropout=0.5")
+    dropout, head = model.backbone.fc
+    assert isinstance(dropout, torch.nn.Dropout) and dropout.p == 0.5 and head.out_features == 1
+    torch.testing.assert_close(model.backbone.state_dict()["conv1.weight"], imagenet["conv1.weight"])
+    features = torch.ones(4, 512)
+    assert not torch.equal(model.backbone.fc.train()(features), model.backbone.fc.train()(features))  # drops out
+    assert torch.equal(model.backbone.fc.eval()(features), model.backbone.fc.eval()(features))
+
+
 def test_load_from_checkpoint_never_fetches_imagenet_weights(tmp_path: Path, torch_home: Path) -> None:
     (torch_home / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(fake_imagenet_state_dict(), torch_home / "hub" / "checkpoints" / RESNET18_FILE)

@@ -77,9 +77,9 @@ def _classifier_name(model: nn.Module) -> str:
     return names[-1]
 
 
-def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision") -> nn.Module:
-    """The architecture with its classifier replaced by ``outputs`` logits (Xavier-normal weight, zero bias).
-    ``head_slot`` names where the head sits."""
+def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision", head_dropout: float = 0.0) -> nn.Module:
+    """The architecture with its classifier replaced by ``outputs`` logits (Xavier-normal weight, zero bias), after
+    dropout on its features when ``head_dropout`` is above 0. ``head_slot`` names where the head sits."""
     if library == "timm":
         model = timm_models.create(arch)
     else:
@@ -91,7 +91,7 @@ def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision") ->
     head = nn.Linear(getattr(parent, attribute).in_features, outputs)
     nn.init.xavier_normal_(head.weight)
     nn.init.zeros_(head.bias)
-    setattr(parent, attribute, head)
+    setattr(parent, attribute, nn.Sequential(nn.Dropout(head_dropout), head) if head_dropout else head)
     model.head_slot = head_name
     return model
 

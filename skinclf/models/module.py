@@ -104,7 +104,7 @@ class LesionClassifier(pl.LightningModule):
         self.save_hyperparameters({"settings": as_hyperparameters(self.settings)})
         model, head = self.settings.model, self.settings.head
         outputs = len(head.diagnoses) if head.diagnoses else 1
-        self.backbone = build_backbone(model.arch, outputs, model.library)
+        self.backbone = build_backbone(model.arch, outputs, model.library, model.head_dropout)
         if model.weights and load_pretrained_weights:
             load_pretrained(self.backbone, model.arch, model.weights, model.library)
         encoding = self.settings.metadata_encoding

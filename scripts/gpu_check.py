@@ -138,7 +138,7 @@ def pytest_figures(tail: str) -> dict:
 
 def steps(sizes: dict, output: Path) -> list[tuple[Step, Callable[[Step], dict]]]:
     """Each step, and how its figures are read once it has run."""
-    tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"]
+    tests = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/test_gpu.py"]
     planned: list[tuple[Step, Callable[[Step], dict]]] = [
         (Step("tests marked gpu", tests, 120), lambda step: pytest_figures(step.tail))
     ]

@@ -24,12 +24,15 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from skinclf.cli import recorded_unless_given
+from skinclf.data.inputs import read_inputs
+from skinclf.data.records import check_and_hash, data_root, read_records
+from skinclf.data.table import SPLIT_NAMES
 from skinclf.errors import SkinclfError, examples
-from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
-from skinclf.evaluation.ensemble import combine
+from skinclf.evaluation.ensemble import combine, without_diagnoses
+from skinclf.evaluation_step import Seen
 from skinclf.inference import Inference, predict_images
 from skinclf.models.ensemble import EnsembleProbabilities
-from skinclf.schema import EvaluationSettings, Preprocessing
+from skinclf.schema import DataSettings, EvaluationSettings, Preprocessing
 from skinclf.training.checkpoints import (
     data_location,
     load_classifier,
@@ -50,6 +53,24 @@ class Images:
     root: Path
     table: pd.DataFrame
     described: str
+
+
+def table_images(data: DataSettings, split: str | None) -> Images:
+    """Every usable row of the data group's table(s), checked as training checks them, or one split of them."""
+    root = data_root(data.root, data)
+    records, _, _ = check_and_hash(read_records(root, data), root, data.check_images, data.skip_corrupt, False)
+    described = ", ".join(str(t) for t in ([data.table] if data.table else [s["table"] for s in data.sources]))
+    if split is not None:
+        if not data.split_column:
+            raise SkinclfError(
+                f"input={split} names a split, but the table has none: set data.split_column to its split "
+                "column, or leave input out to evaluate every usable row"
+            )
+        records = records[records["split"] == SPLIT_NAMES.get(split, split)]
+        if records.empty:
+            raise SkinclfError(f"no usable row of {described} is in the split {split}")
+        described += f" ({split} split)"
+    return Images(root, records.drop(columns=["split"]).reset_index(drop=True), described)
 
 
 # -- the folders runs leave ---------------------------------------------------------------------------
@@ -165,9 +186,45 @@ class TrainedModel(ABC):
             raise SkinclfError(f"{self.path} holds no validation predictions to choose thresholds on")
         return stored
 
+    def operating_predictions(
+        self, evaluation: EvaluationSettings, inference: Inference, data_root: str | None = None
+    ) -> tuple[pd.DataFrame, str]:
+        """The labelled predictions its operating points are chosen (and its temperature fitted) on, and what they
+        are: the images of evaluation.threshold_source (a site's own sample), or its validation predictions."""
+        source = evaluation.threshold_source
+        if source is None:
+            described = "validation" if isinstance(self, CheckpointModel) else self.run_info["thresholds_chosen_on"]
+            return self.validation(inference, evaluation.tta, data_root), described
+        root, table = read_inputs(source)
+        if "label" not in table.columns:
+            raise SkinclfError(
+                f"evaluation.threshold_source={source} has no labels: it needs benign/ and malignant/ subfolders or "
+                "a CSV with path,label columns, to choose thresholds on"
+            )
+        predictions = self.predict(Images(root, table, source), inference, evaluation.tta)
+        malignant = int(predictions["label"].sum())
+        return predictions, f"{source} (evaluation.threshold_source: {len(predictions)} images, {malignant} malignant)"
+
     @abstractmethod
     def split(self, name: str, data_root: str | None = None) -> Images:
         """A split (train, val or test) of the run that made it; data_root= where the data moved."""
+
+    @property
+    @abstractmethod
+    def malignant_diagnoses(self) -> list[str] | None:
+        """For a diagnosis head, the diagnoses that are malignant; None for one logit (and for an ensemble)."""
+
+    def seen(self, root: Path) -> Seen:
+        """How the model sees images below root, for an evaluation."""
+        return Seen(root, self.preprocessing, self.malignant_diagnoses)
+
+    @abstractmethod
+    def training_images(self) -> Images:
+        """The images the model trained on (an ensemble: its members')."""
+
+    @abstractmethod
+    def internal_run(self) -> Run | None:
+        """The folder of the evaluation made with the model itself (its run's test split), if it is there."""
 
     @abstractmethod
     def probability_model(self) -> nn.Module:
@@ -200,6 +257,10 @@ class CheckpointModel(TrainedModel):
     def preprocessing(self) -> Preprocessing:
         return self.settings.preprocessing
 
+    @property
+    def malignant_diagnoses(self) -> list[str] | None:
+        return self.settings.head.malignant_diagnoses
+
     def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
         return predict_images(inference, self.classifier, images.root, images.table, tolerant, views)
 
@@ -225,6 +286,17 @@ class CheckpointModel(TrainedModel):
     def split(self, name: str, data_root: str | None = None) -> Images:
         root, table = run_split(self.checkpoint, name, data_root)
         return Images(root, table, f"{name} split")
+
+    def training_images(self) -> Images:
+        return self.split("train")
+
+    def internal_run(self) -> Run | None:
+        """The run folder that holds this checkpoint, if its metrics.json evaluated this very checkpoint."""
+        folder = self.path.parent.parent
+        if not (folder / "metrics.json").is_file():
+            return None
+        run = read_run(folder)
+        return run if run.checkpoint is not None and run.checkpoint.resolve() == self.path.resolve() else None
 
     def probability_model(self) -> nn.Module:
         return self.classifier.probability_model()
@@ -267,6 +339,10 @@ class EnsembleModel(TrainedModel):
         return self.members[0].preprocessing
 
     @property
+    def malignant_diagnoses(self) -> list[str] | None:
+        return None  # its score is a combination of its members' probabilities of malignancy
+
+    @property
     def views(self) -> str:
         """The test-time views its members were evaluated with, on which its thresholds were chosen."""
         return self.member_runs[0].tta
@@ -282,7 +358,7 @@ class EnsembleModel(TrainedModel):
         """Every member's predictions (each with its own preprocessing and metadata), combined by its rule."""
         self._check_views(views)
         per_member = [m.predict(images, inference, views, tolerant) for m in self.members]
-        predictions = per_member[0].drop(columns=[c for c in per_member[0] if c.startswith(PROBABILITY_PREFIX)])
+        predictions = without_diagnoses(per_member[0])
         probabilities = [p["probability"].to_numpy() for p in per_member]
         predictions["probability"] = combine(self.member_runs, probabilities, self.rule)
         return predictions
@@ -296,6 +372,15 @@ class EnsembleModel(TrainedModel):
         if name != "test":  # each member validated (and trained) on images of its own
             raise SkinclfError(f"an ensemble's members share only their test split: input={name} names none")
         return self.members[0].split(name, data_root)
+
+    def training_images(self) -> Images:
+        splits = [member.split("train") for member in self.members]
+        absolute = [images.table.assign(path=[str(images.root / p) for p in images.table["path"]]) for images in splits]
+        table = pd.concat(absolute).drop_duplicates("path").reset_index(drop=True)
+        return Images(Path("/"), table, "the members' train splits")
+
+    def internal_run(self) -> Run | None:
+        return self.run
 
     def probability_model(self) -> nn.Module:
         """The members as one module, combined as evaluated; only for members that one exported input can feed."""

@@ -23,7 +23,6 @@ from skinclf.errors import SkinclfError, examples
 from skinclf.evaluation.ensemble import combined_test, combined_validation, member_figures
 from skinclf.evaluation.metrics import summary_line
 from skinclf.evaluation_step import evaluation_loggers, evaluation_step
-from skinclf.inference import eval_transform
 from skinclf.report import write_report
 from skinclf.schema import EnsembleConfig, EvaluationSettings
 
@@ -86,8 +85,8 @@ def main(settings: EnsembleConfig) -> None:
     }
     params = {"members": [str(m.directory) for m in members], "combine": settings.combine}
     loggers = evaluation_loggers(settings.logger, folder, params)
-    images = (first.split("test").root, eval_transform(first.preprocessing))
-    metrics = evaluation_step(folder, {"val": validation, "test": test}, evaluation, info, images, loggers)
+    seen = first.seen(first.split("test").root)
+    metrics = evaluation_step(folder, {"val": validation, "test": test}, evaluation, info, seen, loggers)
     write_report([*(m.directory for m in members), folder], folder)
     spread = metrics["run"]["members_test_auroc"]
     print(f"members: test AUROC {spread['mean']:.3f} ± {spread['sd']:.3f} (mean ± sd of {len(members)})")

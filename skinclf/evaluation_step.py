@@ -8,6 +8,8 @@ from the data they were predicted on, as the model saw them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +17,35 @@ import pandas as pd
 from pytorch_lightning.loggers import Logger
 
 from skinclf.atomic import write_json
+from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, skin_tones
 from skinclf.data.dataset import LesionDataset
-from skinclf.evaluation.diagnosis import diagnosis_columns, diagnosis_figures, plot_confusion_matrix
+from skinclf.evaluation.calibration import calibrate, expected_calibration_error
+from skinclf.evaluation.diagnosis import diagnosis_columns, diagnosis_figures
 from skinclf.evaluation.metrics import evaluate
 from skinclf.evaluation.outputs import Errors, confident_errors, save_error_figure, write_curves, write_predictions
+from skinclf.evaluation.plots import plot_confusion_matrix
 from skinclf.evaluation.subgroups import audit
-from skinclf.schema import EvaluationSettings
+from skinclf.inference import eval_transform
+from skinclf.schema import EvaluationSettings, Preprocessing
 from skinclf.training.tracking import build_loggers, log_results
 
 
-def error_images(root: Path, transform: Any, test: pd.DataFrame) -> Errors:
+@dataclass(frozen=True)
+class Seen:
+    """How the evaluated model saw the test images: the folder their paths are relative to, its preprocessing, and
+    for a diagnosis head the malignant diagnoses (whose probabilities make the probability of malignancy)."""
+
+    root: Path
+    preprocessing: Preprocessing
+    malignant_diagnoses: list[str] | None = None
+
+
+def error_images(seen: Seen, test: pd.DataFrame) -> Errors:
     """The most confident errors on test with their images, as the model saw them."""
-    errors = {}
+    transform, errors = eval_transform(seen.preprocessing), {}
     for kind, rows in confident_errors(test).items():
-        dataset = LesionDataset(root, rows, transform, tolerate_unreadable=True)
+        color = seen.preprocessing.color_constancy
+        dataset = LesionDataset(seen.root, rows, transform, tolerate_unreadable=True, color_constancy=color)
         errors[kind] = (rows, [dataset[i]["image"].permute(1, 2, 0).numpy() for i in range(len(rows))])
     return errors
 
@@ -43,13 +60,41 @@ def figures(validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSe
         settings.target_recalls,
         settings.bootstrap,
     )
+    for split, table in (("val", validation), ("test", test)):
+        if table["label"].nunique() == 2:
+            metrics[f"{split}/ece"] = expected_calibration_error(table["probability"], table["label"])
     if settings.subgroups:
         metrics["subgroups"] = audit(
             validation, test, settings.subgroups, settings.target_recalls, settings.bootstrap, settings.age_edges
         )
-    if diagnosis_columns(test):  # task=diagnosis
+    if diagnosis_columns(test) and "diagnosis" in test.columns:  # task=diagnosis, on images whose diagnosis is known
         metrics["diagnosis"] = diagnosis_figures(test)
     return metrics
+
+
+def calibrated(
+    predictions: dict[str, pd.DataFrame], settings: EvaluationSettings, seen: Seen
+) -> tuple[dict[str, pd.DataFrame], dict | None]:
+    """The predictions at the temperature fitted on validation (evaluation.calibration=temperature), and what
+    metrics.json records of it; as they are otherwise."""
+    if settings.calibration == "none":
+        return predictions, None
+    validation, test = predictions["val"], predictions["test"]
+    fitted_on = f"the validation predictions ({len(validation)} images)"
+    calibration, new_validation, others = calibrate(validation, {"test": test}, seen.malignant_diagnoses, fitted_on)
+    record = {"method": "temperature", "temperature": calibration.temperature, "fitted_on": fitted_on}
+    for split, before, after in (("val", validation, new_validation), ("test", test, others["test"])):
+        if before["label"].nunique() == 2:
+            record[f"{split}/ece_before"] = expected_calibration_error(before["probability"], before["label"])
+            record[f"{split}/ece_after"] = expected_calibration_error(after["probability"], after["label"])
+    return {"val": new_validation, "test": others["test"]}, record
+
+
+def with_skin_tone(test: pd.DataFrame, settings: EvaluationSettings, seen: Seen) -> pd.DataFrame:
+    """The test predictions with the estimated skin tone of each image, where the audit asks for it."""
+    if SKIN_TONE_COLUMN not in settings.subgroups or SKIN_TONE_COLUMN in test.columns:
+        return test
+    return test.assign(**{SKIN_TONE_COLUMN: skin_tones(seen.root, test["path"].tolist())})
 
 
 def evaluation_step(
@@ -57,21 +102,31 @@ def evaluation_step(
     predictions: dict[str, pd.DataFrame],
     settings: EvaluationSettings,
     run_info: dict[str, Any],
-    images: tuple[Path, Any],
+    seen: Seen,
     loggers: list[Logger],
     step: int = 0,
+    extend: Callable[[dict], dict] | None = None,
 ) -> dict:
     """Evaluate the ``val`` and ``test`` predictions; write metrics.json, the predictions, the plots and the error
-    gallery into folder; send them to the loggers. ``images``: the root the test paths are relative to, and the
-    transform the model saw them through. Returns metrics.json's contents."""
+    gallery into folder; send them to the loggers. ``extend``: what the caller adds to metrics.json, given its
+    figures (an external evaluation's transfer). Returns metrics.json's contents."""
+    uncalibrated = predictions["test"]
+    predictions, calibration = calibrated(predictions, settings, seen)
+    predictions = {**predictions, "test": with_skin_tone(predictions["test"], settings, seen)}
     val, test = predictions["val"], predictions["test"]
     metrics = {"run": run_info, **figures(val, test, settings)}
+    if calibration is not None:
+        metrics["calibration"] = calibration
+    if SKIN_TONE_COLUMN in settings.subgroups:
+        metrics["skin_tone"] = {"column": SKIN_TONE_COLUMN, "how": SKIN_TONE_METHOD}
+    if extend is not None:
+        metrics.update(extend(metrics))
     name = run_info.get("name", "")
     if "diagnosis" in metrics:
         plot_confusion_matrix(metrics["diagnosis"], folder / "confusion_matrix.png", name)
-    errors = error_images(*images, test)
+    errors = error_images(seen, test)
     write_predictions(folder, predictions)
-    write_curves(folder, predictions, metrics, name)
+    write_curves(folder, predictions, metrics, name, uncalibrated if calibration is not None else None)
     save_error_figure(errors, folder / "errors.png")
     write_json(folder / "metrics.json", metrics)
     log_results(loggers, metrics, predictions, errors, step, folder)

@@ -12,9 +12,11 @@ as one model that combines its members as evaluated.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +26,13 @@ from torch import nn
 from skinclf.artifact import CheckpointModel, EnsembleModel, TrainedModel, load_model
 from skinclf.atomic import atomic_path, write_json
 from skinclf.cli import command, output_folder
+from skinclf.data.color import SHADES_OF_GRAY_HOW
 from skinclf.data.metadata import feature_names
 from skinclf.errors import SkinclfError
+from skinclf.evaluation.calibration import TemperatureScaled, calibrate
 from skinclf.evaluation.thresholds import thresholds_for_recalls
-from skinclf.schema import ExportConfig, Preprocessing
+from skinclf.inference import Inference, inference_trainer
+from skinclf.schema import EvaluationSettings, ExportConfig, Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +129,10 @@ def largest_difference(model: nn.Module, path: Path, run_export: object, inputs:
     return max(float(np.abs(e - x).max()) for e, x in zip(exported, expected, strict=True))
 
 
-def export_checked(model: TrainedModel, settings: ExportConfig, output: Path) -> float:
-    """Write the export of the model to output only if it matches PyTorch within the tolerance; returns the largest
-    difference."""
+def export_checked(model: TrainedModel, module: nn.Module, settings: ExportConfig, output: Path) -> float:
+    """Write the export of the model's module to output only if it matches PyTorch within the tolerance; returns the
+    largest difference."""
     export, run_export = EXPORTERS[settings.format]
-    module = model.probability_model()
     tolerance = settings.tolerance
     if isinstance(model, EnsembleModel) and model.rule == "rank":
         # a percentile is a step function: a probability within float precision of a member's validation
@@ -178,6 +182,8 @@ def input_description(preprocessing: Preprocessing) -> dict:
         "mean": list(preprocessing.mean),
         "std": list(preprocessing.std),
         "normalisation": "inside the model: (pixels / 255 - mean) / std",
+        "color_constancy": preprocessing.color_constancy,
+        **({"color_constancy_how": SHADES_OF_GRAY_HOW} if preprocessing.color_constancy == "shades_of_gray" else {}),
     }
 
 
@@ -197,21 +203,61 @@ def output_description(model: TrainedModel) -> dict:
     }
 
 
-def description(model: TrainedModel, settings: ExportConfig, output: Path, difference: float) -> dict:
+@dataclass(frozen=True)
+class Operating:
+    """What the exported model decides with: its thresholds, what chose them, and its temperature, if calibrated."""
+
+    thresholds: dict[str, float]
+    chosen_on: str
+    temperature: float | None
+
+
+def operating(model: TrainedModel, evaluation: EvaluationSettings) -> Operating:
+    """The thresholds for each target recall, chosen on the predictions the model's operating points are chosen on
+    (its stored validation, or evaluation.threshold_source), at its temperature if calibrated; none where the model
+    keeps no validation predictions and no threshold_source is given."""
+    inference = Inference(inference_trainer("cpu"), batch_size=64, num_workers=0)
+    if evaluation.threshold_source is None and model.stored_validation("none") is None:
+        return Operating({}, "nothing: the model keeps no validation predictions", None)
+    # the exported model sees each image once: no test-time views
+    validation, chosen_on = model.operating_predictions(dataclasses.replace(evaluation, tta="none"), inference)
+    temperature = None
+    if evaluation.calibration == "temperature":
+        calibration, validation, _ = calibrate(validation, {}, model.malignant_diagnoses, chosen_on)
+        temperature = calibration.temperature
+    return Operating(thresholds_for_recalls(validation, evaluation.target_recalls), chosen_on, temperature)
+
+
+def at_temperature(module: nn.Module, model: TrainedModel, temperature: float | None) -> nn.Module:
+    """The module export writes: the model's probabilities, at its temperature when calibrated."""
+    if temperature is None:
+        return module
+    diagnoses = isinstance(model, CheckpointModel) and model.settings.head.diagnoses
+    mask = torch.tensor([d in model.malignant_diagnoses for d in diagnoses]) if diagnoses else None
+    return TemperatureScaled(module, temperature, mask).eval()
+
+
+def description(
+    model: TrainedModel, settings: ExportConfig, output: Path, difference: float, chosen: Operating
+) -> dict:
     """What a user of the exported file needs: its input, preprocessing, output and thresholds."""
-    evaluation = model.evaluation_settings(settings.evaluation)
-    validation = model.stored_validation("none")  # the exported model sees each image once
-    thresholds = thresholds_for_recalls(validation, evaluation.target_recalls) if validation is not None else {}
-    chosen_on = model.run_info.get("thresholds_chosen_on", "validation")
+    meaning = f"malignant when probability >= threshold; chosen on {chosen.chosen_on} per target recall"
     return {
         "model": output.name,
         "format": settings.format,
         "input": input_description(model.preprocessing),
         "output": output_description(model),
-        "thresholds": thresholds,
-        "thresholds_meaning": f"malignant when probability >= threshold; chosen on {chosen_on} per target recall",
+        "calibration": {"method": "temperature", "temperature": chosen.temperature, "inside the model": True}
+        if chosen.temperature is not None
+        else None,
+        "thresholds": chosen.thresholds,
+        "thresholds_meaning": meaning,
         "metadata": metadata_input(metadata_encoding(model)),
-        "parity_check": {"max_abs_difference": difference, "tolerance": settings.tolerance, "images": PARITY_IMAGES},
+        "parity_check": {
+            "max_abs_difference": difference,
+            "tolerance": settings.tolerance,
+            "images": PARITY_IMAGES,
+        },
         "source": str(model.path.resolve()),
         "run": model.run_info,
     }
@@ -221,10 +267,12 @@ def description(model: TrainedModel, settings: ExportConfig, output: Path, diffe
 def main(settings: ExportConfig) -> None:
     folder = output_folder()
     model = load_model(settings.ckpt)
+    module = model.probability_model()  # first: it says why a model cannot be exported as one module
+    chosen = operating(model, model.evaluation_settings(settings.evaluation))
     output = folder / f"model{SUFFIXES[settings.format]}"
-    difference = export_checked(model, settings, output)
+    difference = export_checked(model, at_temperature(module, model, chosen.temperature), settings, output)
     metadata_path = output.with_name(output.name + ".json")
-    write_json(metadata_path, description(model, settings, output, difference))
+    write_json(metadata_path, description(model, settings, output, difference, chosen))
     print(f"wrote {output} and {metadata_path}")
     print(f"largest difference from PyTorch: {difference:.2e} (tolerance {settings.tolerance:g})")
 

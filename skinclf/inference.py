@@ -130,8 +130,14 @@ def predict_images(
     columns encoded as in training, for a model with metadata)."""
     encoding = classifier.settings.metadata_encoding
     metadata = encode(table, encoding, "the table of images to predict") if encoding else None
+    preprocessing = classifier.settings.preprocessing
     dataset = LesionDataset(
-        root, table, eval_transform(classifier.settings.preprocessing), tolerate_unreadable, metadata=metadata
+        root,
+        table,
+        eval_transform(preprocessing),
+        tolerate_unreadable,
+        metadata=metadata,
+        color_constancy=preprocessing.color_constancy,
     )
     loader = DataLoader(dataset, batch_size=inference.batch_size, num_workers=inference.num_workers)
     return predict_loader(inference.trainer, classifier, loader, views)

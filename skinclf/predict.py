@@ -12,10 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from skinclf.artifact import Images, load_model
+from skinclf.artifact import Images, load_model, table_images
 from skinclf.atomic import atomic_path
 from skinclf.cli import command, output_folder
 from skinclf.data.inputs import read_inputs
+from skinclf.data.records import reads_tables
+from skinclf.errors import SkinclfError
+from skinclf.evaluation.calibration import calibrate
 from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 from skinclf.evaluation.thresholds import thresholds_for_recalls
 from skinclf.inference import Inference
@@ -42,25 +45,39 @@ def decisions(predictions: pd.DataFrame, thresholds: dict[str, float]) -> pd.Dat
     return predictions[columns]
 
 
+def images_to_predict(settings: PredictConfig) -> Images:
+    """An image, a folder or a CSV of paths (input=), or a dataset's table through the data group."""
+    if reads_tables(settings.data):
+        return table_images(settings.data, settings.input)
+    if settings.input is None:
+        raise SkinclfError("name the images: input=<image | folder | CSV>, or a table with data=table data.table=...")
+    root, table = read_inputs(settings.input, settings.data.root)
+    return Images(root, table, settings.input)
+
+
 @command("predict")
 def main(settings: PredictConfig) -> None:
     folder = output_folder()
     model = load_model(settings.ckpt)
     evaluation = model.evaluation_settings(settings.evaluation)
     inference = Inference.of(settings.data, settings.trainer)
-    root, table = read_inputs(settings.input, settings.data.root)
-    predictions = model.predict(Images(root, table, settings.input), inference, evaluation.tta, True)
+    predictions = model.predict(images_to_predict(settings), inference, evaluation.tta, True)
     if settings.threshold is not None:
         thresholds = {f"at_{settings.threshold:g}": settings.threshold}
         source = "given on the command line"
     else:
-        validation = model.validation(inference, evaluation.tta)
+        validation, chosen_on = model.operating_predictions(evaluation, inference)
+        if evaluation.calibration == "temperature":
+            fitted_on = f"the predictions thresholds are chosen on ({chosen_on})"
+            _, validation, others = calibrate(validation, {"new": predictions}, model.malignant_diagnoses, fitted_on)
+            predictions = others["new"]
         thresholds = {
             f"at_recall_{recall}": threshold
             for recall, threshold in thresholds_for_recalls(validation, evaluation.target_recalls).items()
         }
         tta = f", evaluation.tta={evaluation.tta}" if evaluation.tta != "none" else ""
-        source = f"chosen on the {'ensemble' if 'members' in model.run_info else 'model'}'s validation{tta}"
+        calibration = ", calibrated by temperature" if evaluation.calibration == "temperature" else ""
+        source = f"chosen on {chosen_on}{tta}{calibration}"
     predictions = decisions(predictions, thresholds)
     output = folder / "predictions.csv"
     with atomic_path(output) as partial:

@@ -20,6 +20,7 @@ from skinclf.atomic import write_text
 from skinclf.cli import command, output_folder
 from skinclf.evaluation.metrics import recall_key
 from skinclf.evaluation.plots import plot_pr_curves
+from skinclf.evaluation.subgroups import MIN_IMAGES_TO_JUDGE
 from skinclf.schema import ReportConfig
 
 
@@ -61,8 +62,9 @@ def subgroup_rows(metrics: dict) -> list[dict[str, str]]:
     rows = []
     for column, entries in metrics.get("subgroups", {}).items():
         for entry in entries:
+            few = " (too few to judge)" if entry.get("too_few_to_judge") else ""
             row = {
-                "subgroup": f"{column} = {entry['value']}",
+                "subgroup": f"{column} = {entry['value']}{few}",
                 "images": str(entry["images"]),
                 "malignant": str(entry["malignant"]),
                 "AUROC": _with_interval(entry, "auroc"),
@@ -74,6 +76,71 @@ def subgroup_rows(metrics: dict) -> list[dict[str, str]]:
                 row[f"R≥{r}: specificity"] = _with_interval(point, "specificity")
             rows.append(row)
     return rows
+
+
+def _range(figures: dict, key: str) -> str:
+    return _with_interval(figures, key) if figures.get(key) is not None else "–"
+
+
+def transfer_section(label: str, metrics: dict) -> list[str]:
+    """How an externally evaluated model transferred: its figures here beside its own run's, each operating point's
+    recall and specificity at the threshold chosen on its own validation, the images it trained on met again."""
+    transfer = metrics.get("transfer")
+    if transfer is None:
+        return []
+    internal = transfer.get("internal") or {}
+    text = [
+        "",
+        f"## How {label} transferred",
+        "",
+        f"External: {metrics['run'].get('evaluated_on', '')}. Internal: "
+        f"{internal.get('evaluated_on', 'not recorded beside the checkpoint')}. Thresholds chosen on "
+        f"{metrics['run'].get('thresholds_chosen_on', 'validation')}.",
+        "",
+        "| figure | internal | external |",
+        "|---|---|---|",
+    ]
+    for key, name in (("test/auroc", "AUROC"), ("test/auprc", "AUPRC"), ("test/ece", "ECE")):
+        text.append(f"| {name} | {_range(internal, key)} | {_range(metrics, key)} |")
+    text += ["", "| target recall | threshold | recall: internal | recall: external | specificity: external |"]
+    text.append("|---|---|---|---|---|")
+    for point in transfer["operating_points"]:
+        flag = " ⚠ below target" if point["recall_below_target"] else ""
+        home, here = point.get("internal") or {}, point["external"]
+        text.append(
+            f"| {point['target_recall']:g} | {_value(point['threshold'])} | {_range(home, 'recall')} | "
+            f"{_range(here, 'recall')}{flag} | {_range(here, 'specificity')} |"
+        )
+    overlap = metrics.get("overlap_with_training")
+    if overlap:
+        text += [
+            "",
+            f"Images the model trained on, met again here: {overlap['identical']} identical, "
+            f"{overlap['near_identical']} near-identical"
+            + (
+                f"; {overlap['excluded']} left out (evaluation.exclude_training_duplicates)."
+                if overlap["excluded"]
+                else "."
+            ),
+        ]
+    return text
+
+
+def notes(metrics: dict) -> list[str]:
+    """What a reader must know of a run's figures: its calibration, how skin tone was estimated."""
+    lines = []
+    calibration = metrics.get("calibration")
+    if calibration:
+        ece = ", ".join(
+            f"{split} ECE {calibration[f'{split}/ece_before']:.3f} → {calibration[f'{split}/ece_after']:.3f}"
+            for split in ("val", "test")
+            if f"{split}/ece_before" in calibration
+        )
+        temperature, fitted_on = calibration["temperature"], calibration["fitted_on"]
+        lines.append(f"- Calibrated by temperature {temperature:.3f}, fitted on {fitted_on}: {ece}.")
+    if "skin_tone" in metrics:
+        lines.append(f"- Skin tone ({metrics['skin_tone']['column']}) is {metrics['skin_tone']['how']}.")
+    return lines
 
 
 def numeric_figures(metrics: dict) -> dict[str, float]:
@@ -148,6 +215,7 @@ def write_report(run_dirs: list[Path], output: Path) -> tuple[Path, Path]:
     if not summary.empty:
         text += ["", "## Over seeds (mean ± sd)", "", markdown_table(summary)]
     for label, metrics in zip(labels, runs, strict=True):
+        text += transfer_section(label, metrics)
         rows = subgroup_rows(metrics)
         if rows:
             text += [
@@ -155,10 +223,13 @@ def write_report(run_dirs: list[Path], output: Path) -> tuple[Path, Path]:
                 f"## Subgroups of {label}",
                 "",
                 "At the thresholds chosen on the whole validation set; ⚠: recall below the target even at the top "
-                "of its interval.",
+                f"of its interval; too few to judge: under {MIN_IMAGES_TO_JUDGE} malignant or benign images, whose "
+                "intervals are too wide to mean anything.",
                 "",
                 markdown_table(pd.DataFrame(rows)),
             ]
+        if notes(metrics):
+            text += ["", f"## Notes on {label}", "", *notes(metrics)]
     text += ["", f"![precision-recall]({figure.name})", ""]
     report = output / "report.md"
     write_text(report, "\n".join(text))

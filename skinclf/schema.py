@@ -120,6 +120,7 @@ class DataSettings(SplitSettings):
     crop_size: Optional[int]
     mean: Optional[list[float]]
     std: Optional[list[float]]
+    color_constancy: Optional[str]
     cache: bool
     cache_dir: Optional[str]
     batch_size: int
@@ -146,6 +147,12 @@ class DataSettings(SplitSettings):
             require(values is None or len(values) == 3, f"data.{key}", values, "three numbers (R, G, B)")
         require(self.std is None or min(self.std) > 0, "data.std", self.std, "positive")
         require(self.sampler in ("random", "balanced"), "data.sampler", self.sampler, "random or balanced")
+        require(
+            self.color_constancy in (None, *COLOR_CONSTANCY),
+            "data.color_constancy",
+            self.color_constancy,
+            " or ".join(COLOR_CONSTANCY),
+        )
 
     def split_settings(self) -> SplitSettings:
         """The settings that decide the splits."""
@@ -153,21 +160,29 @@ class DataSettings(SplitSettings):
 
     def preprocessing(self) -> Preprocessing:
         """How a model trained on this data sees an image: its sizes and normalisation."""
-        sizes = {"resize_size": self.resize_size, "crop_size": self.crop_size, "mean": self.mean, "std": self.std}
-        for key, value in sizes.items():
+        chosen = {key: getattr(self, key) for key in PREPROCESSING_KEYS}
+        for key, value in chosen.items():
             require(value is not None, f"data.{key}", value, "set to train (null is for evaluate and predict)")
-        return Preprocessing(**sizes)
+        return Preprocessing(**chosen)
+
+
+#: The keys of the data group a trained model keeps as its preprocessing.
+PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "color_constancy")
+
+#: data.color_constancy's values (see skinclf.data.color).
+COLOR_CONSTANCY = ("none", "shades_of_gray")
 
 
 @dataclass
 class Preprocessing:
-    """How a model sees an image, a part of every checkpoint: the shorter side resized to resize_size, the
-    centre crop_size square, then (inside the model) (pixels / 255 - mean) / std."""
+    """How a model sees an image, a part of every checkpoint: colour constancy as it is decoded, the shorter side
+    resized to resize_size, the centre crop_size square, then (inside the model) (pixels / 255 - mean) / std."""
 
     resize_size: int
     crop_size: int
     mean: list[float]
     std: list[float]
+    color_constancy: str
 
 
 # -- model and training ---------------------------------------------------------------------------
@@ -316,6 +331,8 @@ TrainerSettings = dataclasses.make_dataclass(
 
 #: The test-time augmentations (see skinclf.inference.VIEWS).
 TTA_CHOICES = ("none", "flips", "flips_rot")
+#: evaluation.calibration's values (see skinclf.evaluation.calibration).
+CALIBRATIONS = ("none", "temperature")
 
 
 @dataclass
@@ -341,10 +358,14 @@ class EvaluationSettings:
     bootstrap: BootstrapSettings
     subgroups: list[str]
     age_edges: list[float]
+    calibration: str
+    threshold_source: Optional[str]
+    exclude_training_duplicates: bool
 
     def __post_init__(self) -> None:
         _check_recalls("evaluation.target_recalls", self.target_recalls)
         require(self.tta in TTA_CHOICES, "evaluation.tta", self.tta, " or ".join(TTA_CHOICES))
+        require(self.calibration in CALIBRATIONS, "evaluation.calibration", self.calibration, " or ".join(CALIBRATIONS))
         ascending = bool(self.age_edges) and all(a < b for a, b in itertools.pairwise(self.age_edges))
         require(ascending, "evaluation.age_edges", self.age_edges, "one or more numbers in ascending order")
 
@@ -379,6 +400,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         require(self.objective.startswith("val/"), "objective", self.objective, "a validation figure, e.g. val/auprc")
         self.data.preprocessing()  # every size set
+        _check_no_threshold_source(self.evaluation, "a run chooses its thresholds on its own validation split")
 
 
 @dataclass
@@ -401,9 +423,14 @@ class BenchConfig(TrainConfig):
     bench: BenchSettings
 
 
+def _check_no_threshold_source(evaluation: EvaluationSettings, why: str) -> None:
+    rule = f"null here ({why}): it is for evaluate, predict and export"
+    require(evaluation.threshold_source is None, "evaluation.threshold_source", evaluation.threshold_source, rule)
+
+
 def _check_model_preprocessing(data: DataSettings, command: str) -> None:
-    """evaluate and predict see images as the model was trained to: its sizes, not the data group's."""
-    for key in ("resize_size", "crop_size", "mean", "std"):
+    """evaluate and predict see images as the model was trained to: its preprocessing, not the data group's."""
+    for key in PREPROCESSING_KEYS:
         value = getattr(data, key)
         require(value is None, f"data.{key}", value, f"null: {command} preprocesses as the model was trained to")
 
@@ -413,7 +440,7 @@ class EvaluateConfig:
     """python -m skinclf.evaluate: a trained model (ckpt) on labelled images (input), as training evaluates."""
 
     ckpt: str
-    input: str
+    input: Optional[str]
     data: DataSettings
     trainer: TrainerSettings
     evaluation: EvaluationSettings
@@ -428,7 +455,7 @@ class PredictConfig:
     """python -m skinclf.predict: a trained model's decisions for images, labelled or not."""
 
     ckpt: str
-    input: str
+    input: Optional[str]
     threshold: Optional[float]
     data: DataSettings
     trainer: TrainerSettings
@@ -465,6 +492,7 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         require(bool(self.runs), "runs", self.runs, "a list of run or multirun folders")
         require(self.combine in COMBINE_RULES, "combine", self.combine, " or ".join(COMBINE_RULES))
+        _check_no_threshold_source(self.evaluation, "an ensemble chooses them on its members' validation")
 
 
 @dataclass

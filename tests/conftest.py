@@ -15,6 +15,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
@@ -22,9 +23,21 @@ from PIL import Image
 from skinclf.config import register_configs
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from skinclf.schema import SplitSettings, TrainConfig, validate
+from skinclf.training.run import train
+
+#: Under pytest-xdist (make test) each test process computes on one thread, so that the processes share the
+#: machine's CPUs instead of fighting over them; the commands the tests start do the same, so that a run made in a
+#: test and one made by a command repeat each other exactly.
+ONE_THREAD_EACH = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if ONE_THREAD_EACH:
+    torch.set_num_threads(1)
 
 #: The environment of the commands the tests run: no data root from the caller's shell, quiet libraries.
-COMMAND_ENV = {**{k: v for k, v in os.environ.items() if k != "SKINCLF_DATA"}, "PYTHONWARNINGS": "ignore"}
+COMMAND_ENV = {
+    **{k: v for k, v in os.environ.items() if k != "SKINCLF_DATA"},
+    "PYTHONWARNINGS": "ignore",
+    **({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if ONE_THREAD_EACH else {}),
+}
 
 
 def command_line(command: str, *args: str) -> list[str]:
@@ -183,3 +196,19 @@ def split_settings(**changes: object) -> SplitSettings:
     """
     shipped = train_settings(["model.weights=null"]).data.split_settings()
     return dataclasses.replace(shipped, **{"near_duplicates": "off", **changes})
+
+
+@pytest.fixture(scope="session")
+def diagnosis_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """task=diagnosis on a small synthetic table, audited by sex, site and age."""
+    folder = tmp_path_factory.mktemp("diagnosis")
+    overrides = small_table(
+        folder / "data",
+        400,
+        100,
+        48,
+        *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=10", "optim.lr=2e-3"),
+        *("evaluation.bootstrap.resamples=200", "evaluation.subgroups=[sex,anatom_site_general,age_approx]"),
+    )
+    train(train_settings(overrides), folder / "run")
+    return folder / "run"

@@ -13,7 +13,6 @@ import pytest
 from conftest import (
     TRAINED_RUN_EPOCHS,
     run_in_process,
-    small_table,
     split_settings,
     tiny,
     train_settings,
@@ -220,22 +219,6 @@ def test_a_table_trains_exactly_as_the_equivalent_folder(
     ]
     train(train_settings(overrides), tmp_path / "run")
     assert trained_metrics(tmp_path / "run") == trained_metrics(trained_run)
-
-
-@pytest.fixture(scope="session")
-def diagnosis_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """task=diagnosis on a small synthetic table, audited by sex, site and age."""
-    folder = tmp_path_factory.mktemp("diagnosis")
-    overrides = small_table(
-        folder / "data",
-        400,
-        100,
-        48,
-        *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=10", "optim.lr=2e-3"),
-        *("evaluation.bootstrap.resamples=200", "evaluation.subgroups=[sex,anatom_site_general,age_approx]"),
-    )
-    train(train_settings(overrides), folder / "run")
-    return folder / "run"
 
 
 def test_task_diagnosis_learns_the_diagnoses_and_scores_malignancy_from_them(diagnosis_run: Path) -> None:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from skinclf.atomic import atomic_path, check_free_space
-from skinclf.data.images import load_rgb
+from skinclf.data.color import decode
 from skinclf.data.transforms import resize_step
 from skinclf.errors import SkinclfError, megabytes
 from skinclf.locks import exclusive_lock, hold_shared, remove_if_unused
@@ -31,13 +31,15 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 
 
-def cache_key(table: pd.DataFrame, resize_size: int) -> str:
-    """A digest of what the cache holds: the images (paths, and contents where sha1 is known) and size."""
+def cache_key(table: pd.DataFrame, resize_size: int, color_constancy: str = "none") -> str:
+    """A digest of what the cache holds: the images (paths, and contents where sha1 is known), their size and
+    colour constancy."""
     identity = {
         "format": CACHE_FORMAT,
         "resize_size": resize_size,
         "paths": table["path"].tolist(),
         "sha1": table["sha1"].tolist() if "sha1" in table.columns else None,
+        **({"color_constancy": color_constancy} if color_constancy != "none" else {}),
     }
     return hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
 
@@ -85,8 +87,9 @@ class ImageCache:
 class _ResizedImages(Dataset):
     """Decoded and resized images, in order: what the cache is built from, in DataLoader workers."""
 
-    def __init__(self, root: Path, paths: list[str], resize_size: int) -> None:
-        self.root, self.paths, self.resize = root, paths, resize_step(resize_size)
+    def __init__(self, root: Path, paths: list[str], resize_size: int, color_constancy: str) -> None:
+        self.root, self.paths, self.resize_size = root, paths, resize_size
+        self.resize, self.color_constancy = resize_step(resize_size), color_constancy
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -94,7 +97,7 @@ class _ResizedImages(Dataset):
     def __getitem__(self, index: int) -> np.ndarray:
         path = self.root / self.paths[index]
         try:
-            return np.ascontiguousarray(self.resize(image=load_rgb(path))["image"])
+            return np.ascontiguousarray(self.resize(image=decode(path, self.color_constancy))["image"])
         except Exception as error:
             raise SkinclfError(f"cannot read {path} while caching ({type(error).__name__}: {error})") from error
 
@@ -128,36 +131,42 @@ def _remove_out_of_date(cache_dir: Path, name: str) -> None:
 
 
 def build_cache(
-    root: Path, table: pd.DataFrame, resize_size: int, cache_dir: Path, name: str, num_workers: int = 0
+    root: Path,
+    table: pd.DataFrame,
+    resize_size: int,
+    cache_dir: Path,
+    name: str,
+    num_workers: int = 0,
+    color_constancy: str = "none",
 ) -> ImageCache:
     """The cache of a split's images at resize_size: reused if built for the same images and size.
 
     Images are decoded in ``num_workers`` DataLoader workers, in order, and appended to the file.
     Jobs started together build it once: the others wait for the first (see :mod:`skinclf.locks`).
     """
-    key = cache_key(table, resize_size)
+    key = cache_key(table, resize_size, color_constancy)
     data_path, index_path = _paths(cache_dir, name, key)
     with exclusive_lock(cache_dir / f".{name}.lock", f"the {name} image cache in {cache_dir}"):
         if not (index_path.is_file() and data_path.is_file()):
             _remove_out_of_date(cache_dir, name)
-            _write_cache(root, table, resize_size, name, (data_path, index_path), num_workers)
+            images = _ResizedImages(root, table["path"].tolist(), resize_size, color_constancy)
+            _write_cache(images, table, name, (data_path, index_path), num_workers)
         return ImageCache.open(data_path, index_path)
 
 
 def _write_cache(
-    root: Path, table: pd.DataFrame, resize_size: int, name: str, files: tuple[Path, Path], num_workers: int
+    resized: _ResizedImages, table: pd.DataFrame, name: str, files: tuple[Path, Path], num_workers: int
 ) -> None:
     data_path, index_path = files
-    needed = estimated_bytes(root, table["path"].tolist(), resize_size)
+    resize_size = resized.resize_size
+    needed = estimated_bytes(resized.root, resized.paths, resize_size)
     check_free_space(
         data_path.parent,
         needed,
         f"the image cache of the {name} split",
         "point data.cache_dir at a disk with room, or pass data.cache=false to decode the images every epoch",
     )
-    images = DataLoader(
-        _ResizedImages(root, table["path"].tolist(), resize_size), batch_size=None, num_workers=num_workers
-    )
+    images = DataLoader(resized, batch_size=None, num_workers=num_workers)
     offsets, shapes = np.zeros(len(table), dtype=np.int64), np.zeros((len(table), 2), dtype=np.int64)
     position = 0
     with atomic_path(data_path, needed) as partial, open(partial, "wb") as out:

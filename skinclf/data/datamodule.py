@@ -93,7 +93,13 @@ class LesionDataModule(pl.LightningDataModule):
             transform = self.train_transform if name == "train" else self.eval_transform
             metadata = encode(table, encoding, f"the {name} split") if encoding else None
             self.datasets[name] = LesionDataset(
-                self.root, table, transform, cache=caches[name], diagnoses=self.diagnoses, metadata=metadata
+                self.root,
+                table,
+                transform,
+                cache=caches[name],
+                diagnoses=self.diagnoses,
+                metadata=metadata,
+                color_constancy=self.data.color_constancy,
             )
 
     def metadata_encoding(self) -> Encoding | None:
@@ -128,7 +134,10 @@ class LesionDataModule(pl.LightningDataModule):
         """The split's image cache, built by the first job that needs it; None without data.cache."""
         if self.cache_dir is None:
             return None
-        return build_cache(self.root, table, self.data.resize_size, self.cache_dir, name, self.data.num_workers)
+        data = self.data
+        return build_cache(
+            self.root, table, data.resize_size, self.cache_dir, name, data.num_workers, data.color_constancy
+        )
 
     def diagnosis_counts(self) -> pd.Series:
         """How many training images each diagnosis has (the splits are made first if need be)."""

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from skinclf.data.cache import ImageCache
-from skinclf.data.images import load_rgb
+from skinclf.data.color import decode
 from skinclf.errors import SkinclfError
 
 BLANK = np.zeros((8, 8, 3), dtype=np.uint8)
@@ -27,6 +27,8 @@ class LesionDataset(Dataset):
     ``error`` ("" for the others) instead of stopping the run. With a ``cache`` the decoded,
     resized pixels come from it rather than from the files. With ``metadata`` (the encoded
     metadata of each row, see :mod:`skinclf.data.metadata`) items carry their row as ``metadata``.
+    ``color_constancy`` (data.color_constancy) is applied as each file is decoded (a cache holds
+    the pixels with it applied).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class LesionDataset(Dataset):
         cache: ImageCache | None = None,
         diagnoses: list[str] | None = None,
         metadata: np.ndarray | None = None,
+        color_constancy: str = "none",
     ) -> None:
         self.root = root
         self.table = table
@@ -52,6 +55,7 @@ class LesionDataset(Dataset):
         self.transform = transform
         self.tolerate_unreadable = tolerate_unreadable
         self.cache = cache
+        self.color_constancy = color_constancy
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -68,7 +72,7 @@ class LesionDataset(Dataset):
         if self.metadata is not None:
             item["metadata"] = self.metadata[index]
         try:
-            pixels = self.cache.image(index) if self.cache is not None else load_rgb(path)
+            pixels = self.cache.image(index) if self.cache is not None else decode(path, self.color_constancy)
             item["image"] = self.transform(image=pixels)["image"]
         except Exception as error:
             reason = f"{type(error).__name__}: {error}"

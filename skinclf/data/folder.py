@@ -29,8 +29,9 @@ def checked_labels(table: pd.DataFrame, source: Path) -> pd.DataFrame:
     return table.assign(label=labels.astype(int))
 
 
-def _class_folders(split_dir: Path) -> dict[str, Path]:
-    """Find the benign/ and malignant/ folders in split_dir, whatever their letter case."""
+def _class_folders(split_dir: Path, both: bool = True) -> dict[str, Path]:
+    """Find the benign/ and malignant/ folders in split_dir, whatever their letter case; unless ``both``, one of
+    them may be missing."""
     found: dict[str, list[Path]] = {name: [] for name in CLASS_LABELS}
     others = []
     for child in sorted(split_dir.iterdir()):
@@ -44,6 +45,8 @@ def _class_folders(split_dir: Path) -> dict[str, Path]:
         log.warning("ignoring folders in %s that are not a class: %s", split_dir, examples(others))
     folders = {}
     for name, matches in found.items():
+        if not matches and not both:
+            continue
         if not matches:
             raise SkinclfError(
                 f"class folder '{name}' is missing in {split_dir}: expected subfolders "
@@ -80,12 +83,13 @@ def has_class_folders(folder: Path) -> bool:
     return any(child.is_dir() and child.name.lower() in CLASS_LABELS for child in folder.iterdir())
 
 
-def scan_class_folders(folder: Path, relative_to: Path) -> pd.DataFrame:
-    """List the images of folder/<class>/ as a table: path (relative to relative_to) and label."""
+def scan_class_folders(folder: Path, relative_to: Path, allow_empty: bool = False) -> pd.DataFrame:
+    """List the images of folder/<class>/ as a table: path (relative to relative_to) and label. An empty or missing
+    class folder is refused unless allow_empty (a set evaluated for what one class defines, images to predict)."""
     rows = []
-    for name, class_folder in _class_folders(folder).items():
+    for name, class_folder in _class_folders(folder, both=not allow_empty).items():
         paths = list_images(class_folder)
-        if not paths:
+        if not paths and not allow_empty:
             raise SkinclfError(
                 f"class folder {class_folder} holds no images: add images with one of the extensions "
                 f"{', '.join(sorted(IMAGE_EXTENSIONS))}, or remove the folder"

@@ -38,7 +38,10 @@ def read_inputs(source: str | Path, root: str | Path | None = None) -> tuple[Pat
         raise SkinclfError(f"input {source} does not exist: name an image, a folder of images or a CSV")
     if source.is_dir():
         if has_class_folders(source):
-            return source, scan_class_folders(source, relative_to=source)
+            table = scan_class_folders(source, relative_to=source, allow_empty=True)
+            if table.empty:
+                raise SkinclfError(f"the class folders of {source} hold no images")
+            return source, table
         images = list_images(source)
         if not images:
             raise SkinclfError(f"{source} holds no images (.jpg .jpeg .png .bmp .tif .tiff, any case, nested too)")

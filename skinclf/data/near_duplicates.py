@@ -46,13 +46,16 @@ def perceptual_hash(pixels: np.ndarray) -> np.ndarray:
 
 def near_duplicate_pairs(hashes: np.ndarray) -> list[tuple[int, int]]:
     """Index pairs (i < j) of images whose hashes (rows of packed words) differ in at most MAX_DISTANCE bits."""
+    return [(i, j) for i, j in pairs_between(hashes, hashes) if i < j]
+
+
+def pairs_between(first: np.ndarray, second: np.ndarray) -> list[tuple[int, int]]:
+    """Index pairs (i in first, j in second) of images whose hashes differ in at most MAX_DISTANCE bits."""
     pairs = []
-    for start in range(0, len(hashes), CHUNK_ROWS):
-        rows = hashes[start : start + CHUNK_ROWS]
-        distance = np.bitwise_count(rows[:, None, :] ^ hashes[None, :, :]).sum(axis=-1)
-        for i, j in zip(*np.nonzero(distance <= MAX_DISTANCE), strict=True):
-            if start + i < j:
-                pairs.append((int(start + i), int(j)))
+    for start in range(0, len(first), CHUNK_ROWS):
+        rows = first[start : start + CHUNK_ROWS]
+        distance = np.bitwise_count(rows[:, None, :] ^ second[None, :, :]).sum(axis=-1)
+        pairs += [(int(start + i), int(j)) for i, j in zip(*np.nonzero(distance <= MAX_DISTANCE), strict=True)]
     return pairs
 
 

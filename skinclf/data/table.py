@@ -16,6 +16,7 @@ that names the line and what to do.
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 from pathlib import Path
@@ -116,15 +117,43 @@ def table_sources(settings: SplitSettings) -> list[Source]:
 def table_root(settings: SplitSettings) -> Path:
     """The folder the records' paths are relative to: the common parent of every image folder."""
     folders = [folder.absolute() for source in table_sources(settings) for folder in source.images]
+    for folder in folders:
+        if not folder.is_dir():
+            raise SkinclfError(f"image folder {folder} does not exist: set data.images to the folder of the images")
     return Path(os.path.commonpath(folders)) if len(folders) > 1 else folders[0]
 
 
+#: The encoding a table that is not UTF-8 is read in: what Excel writes in Western European locales.
+FALLBACK_ENCODING = "cp1252"
+
+
+def csv_separator(header: str) -> str:
+    """The separator of a CSV from its header line: ',' unless the line holds more ';' (Excel in locales whose
+    decimal mark is a comma) or tabs."""
+    counts = {separator: header.count(separator) for separator in (",", ";", "\t")}
+    return max(counts, key=lambda separator: (counts[separator], separator == ","))
+
+
 def read_csv(path: Path, what: str) -> pd.DataFrame:
-    """A CSV as text, every cell a string ("" when empty); a BOM and CRLF line ends are fine."""
+    """A CSV as text, every cell a string ("" when empty): a BOM, CRLF line ends, ';' or tab separators, and
+    cp1252 text (with a warning) are read as they are."""
     if not path.is_file():
         raise SkinclfError(f"{what} {path} does not exist: name the CSV file")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        content = path.read_bytes()
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            text = content.decode(FALLBACK_ENCODING)
+            log.warning(
+                "%s is not UTF-8 (%s): read it as %s (Windows' Western European text); save it as UTF-8 if "
+                "names come out wrong",
+                path,
+                error.reason,
+                FALLBACK_ENCODING,
+            )
+        separator = csv_separator(text.split("\n", 1)[0])
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=separator)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise SkinclfError(f"cannot read the {what} {path} as a CSV file: {error}") from error
 
@@ -199,9 +228,15 @@ def image_paths(ids: pd.Series, folders: list[Path]) -> list[Path | None]:
     """
     index = image_index(folders)
     paths: list[Path | None] = []
-    for image_id in ids:
-        if "/" in image_id:  # a path relative to an image folder
-            paths.append(next((f / image_id for f in folders if (f / image_id).is_file()), None))
+    for line, image_id in zip(ids.index + 2, ids, strict=True):
+        if "/" in image_id or "\\" in image_id:  # a path relative to an image folder, which must stay inside it
+            inside = [(f / image_id).resolve() for f in folders if (f / image_id).resolve().is_relative_to(f.resolve())]
+            if not inside:
+                raise SkinclfError(
+                    f"line {line}: the image {image_id} lies outside the image folders ({examples(folders)}): a "
+                    "table names images within data.images; correct or remove the row"
+                )
+            paths.append(next((path for path in inside if path.is_file()), None))
             continue
         stem = Path(image_id).stem if Path(image_id).suffix.lower() in IMAGE_EXTENSIONS else image_id
         found = index.get(stem, [])
@@ -291,6 +326,8 @@ def read_source(source: Source, root: Path) -> pd.DataFrame:
     settings = source.settings
     table = read_csv(source.table, "table")
     require_columns(table, [settings.image_column], source.table, set_columns("data.image_column"))
+    if table.empty:
+        raise SkinclfError(f"the table {source.table} has a header but no rows: name a table that lists images")
     if settings.metadata_table:
         table = join_metadata(table, source)
     label, diagnosis, unusable = labels_of(table, source)
@@ -326,7 +363,10 @@ def leave_out_unusable(records: pd.DataFrame, skip: bool) -> pd.DataFrame:
             "data.skip_unlabelled=true to leave them out"
         )
     log.warning("left out %d row(s) that cannot be used: %s", len(unusable), summary)
-    return records[records["unusable"] == ""]
+    usable = records[records["unusable"] == ""]
+    if usable.empty:
+        raise SkinclfError(f"no row of the table(s) can be used: {summary}")
+    return usable
 
 
 def refuse_conflicting_duplicates(records: pd.DataFrame) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from skinclf.errors import SkinclfError, examples
+from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 
 
 class Member(Protocol):
@@ -62,9 +63,14 @@ def combined_test(members: list[Member], rule: str) -> pd.DataFrame:
                 f"(e.g. {examples(differ, 3)}): an ensemble needs members tested on the same split"
             )
     probabilities = [m.test.set_index("path")["probability"].reindex(first.index).to_numpy() for m in members]
-    table = first.reset_index()
+    table = without_diagnoses(first.reset_index())
     table["probability"] = combine(members, probabilities, rule)
     return table
+
+
+def without_diagnoses(predictions: pd.DataFrame) -> pd.DataFrame:
+    """A member's predictions without the probability of each diagnosis: an ensemble's score is of malignancy."""
+    return predictions.drop(columns=[c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)])
 
 
 def combined_validation(members: list[Member], rule: str) -> tuple[pd.DataFrame, str]:
@@ -79,7 +85,7 @@ def combined_validation(members: list[Member], rule: str) -> tuple[pd.DataFrame,
     predicted_by = stacked.groupby("path", sort=False)["member"].nunique()
     first = stacked.drop_duplicates("path").set_index("path")
     first["probability"] = stacked.groupby("path", sort=False)["probability"].mean()
-    table = first.drop(columns="member").reset_index()
+    table = without_diagnoses(first.drop(columns="member").reset_index())
     folds = {m.metrics.get("run", {}).get("cv", {}).get("folds") for m in members}
     if predicted_by.max() == 1 and len(members) > 1:
         what = f"pooled out-of-fold predictions of {len(members)} runs ({len(table)} images, each by one run)"

@@ -19,6 +19,7 @@ from skinclf.evaluation.curves import (
     rates_at_threshold,
     reference_precision_at_recall,
 )
+from skinclf.evaluation.transfer import transfer_warnings
 from skinclf.schema import BootstrapSettings
 
 #: What each operating point reports on test, at the threshold chosen on validation.
@@ -225,5 +226,5 @@ def summary_line(metrics: dict) -> str:
         if point["test/recall"] is None and point["test/specificity"] is not None:  # a benign-only test set
             rates = f"specificity {fmt(point['test/specificity'])}"
         parts.append(f"@val-recall {r}: {rates}")
-    warnings = [w for w in [threshold_warning(metrics), *subgroup_warnings(metrics)] if w]
+    warnings = [w for w in [threshold_warning(metrics), *subgroup_warnings(metrics), *transfer_warnings(metrics)] if w]
     return "\n".join([" | ".join(parts), *warnings])

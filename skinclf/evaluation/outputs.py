@@ -25,8 +25,15 @@ def write_predictions(run_dir: Path, predictions: dict[str, pd.DataFrame]) -> No
             table.to_csv(partial, index=False)
 
 
-def write_curves(run_dir: Path, predictions: dict[str, pd.DataFrame], metrics: dict, title: str) -> None:
-    """pr_curve.png and roc_curve.png of every split, and reliability.png of the test split."""
+def write_curves(
+    run_dir: Path,
+    predictions: dict[str, pd.DataFrame],
+    metrics: dict,
+    title: str,
+    uncalibrated_test: pd.DataFrame | None = None,
+) -> None:
+    """pr_curve.png and roc_curve.png of every split, and reliability.png of the test split (before and after
+    calibration, when it was calibrated)."""
     curves = {
         f"{split} ({int(t['label'].sum())} malignant of {len(t)})": (t["probability"].to_numpy(), t["label"].to_numpy())
         for split, t in predictions.items()
@@ -34,9 +41,11 @@ def write_curves(run_dir: Path, predictions: dict[str, pd.DataFrame], metrics: d
     plot_pr_curves(curves, run_dir / "pr_curve.png", f"{title}: precision-recall", metrics["operating_points"])
     plot_roc_curves(curves, run_dir / "roc_curve.png", f"{title}: ROC")
     test = predictions["test"]
+    reliability = {"model": test}
+    if uncalibrated_test is not None:
+        reliability = {"before calibration": uncalibrated_test, "after calibration": test}
     plot_reliability(
-        test["probability"].to_numpy(),
-        test["label"].to_numpy(),
+        {name: (t["probability"].to_numpy(), t["label"].to_numpy()) for name, t in reliability.items()},
         run_dir / "reliability.png",
         f"{title}: test calibration",
     )

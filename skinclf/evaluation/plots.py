@@ -1,15 +1,14 @@
-"""Figures of runs, written as PNG files: precision-recall, ROC, reliability."""
+"""Figures of runs, written as PNG files: precision-recall, ROC, reliability, a diagnosis head's confusions."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
-from torchmetrics.functional.classification import binary_calibration_error
 
 from skinclf.atomic import atomic_path
+from skinclf.evaluation.calibration import CALIBRATION_BINS, expected_calibration_error
 from skinclf.evaluation.curves import auroc, rank
 
 #: Lower end of recall in the zoomed precision-recall panel (the reference's figure).
@@ -90,20 +89,22 @@ def plot_roc_curves(curves: Curves, path: Path, title: str) -> Path:
     return save_figure(figure, path)
 
 
-def plot_reliability(scores: np.ndarray, labels: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
-    """Reliability diagram: observed malignant fraction per bin of predicted probability, with ECE."""
+def plot_reliability(curves: Curves, path: Path, title: str, bins: int = CALIBRATION_BINS) -> Path:
+    """Reliability diagram of each curve (e.g. before and after calibration): observed malignant fraction per bin of
+    predicted probability, with its ECE; the images per bin below, of the last curve."""
     edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore"):
-        observed = np.bincount(which, weights=labels, minlength=bins) / counts
-        predicted = np.bincount(which, weights=scores, minlength=bins) / counts
-    ece = binary_calibration_error(torch.tensor(scores), torch.tensor(labels), n_bins=bins).item()
     figure = Figure(figsize=(5.5, 6.5), layout="constrained")
     axis, hist = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    filled = counts > 0
-    axis.plot(predicted[filled], observed[filled], "o-", label=f"model (ECE {ece:.3f}, {bins} bins)")
+    for name, (scores, labels) in curves.items():
+        which = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+        counts = np.bincount(which, minlength=bins)
+        with np.errstate(invalid="ignore"):
+            observed = np.bincount(which, weights=labels, minlength=bins) / counts
+            predicted = np.bincount(which, weights=scores, minlength=bins) / counts
+        filled = counts > 0
+        ece = expected_calibration_error(scores, labels)
+        axis.plot(predicted[filled], observed[filled], "o-", label=f"{name} (ECE {ece:.3f}, {bins} bins)")
     axis.set_ylabel("observed fraction malignant")
     axis.set_title(title)
     axis.grid(alpha=0.3)
@@ -112,4 +113,24 @@ def plot_reliability(scores: np.ndarray, labels: np.ndarray, path: Path, title: 
     hist.set_yscale("log")
     hist.set_xlabel("predicted probability of malignancy")
     hist.set_ylabel("images")
+    return save_figure(figure, path)
+
+
+def plot_confusion_matrix(figures: dict, path: Path, title: str) -> Path:
+    """The confusion matrix of the test diagnoses, each row as shares of its true diagnosis."""
+    classes, counts = figures["classes"], np.array(figures["confusion_matrix"])
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure = Figure(figsize=(1.1 * len(classes) + 2.5, 1.0 * len(classes) + 1.8), layout="constrained")
+    axis = figure.subplots()
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(counts):
+        colour = "white" if shares[row, column] > 0.5 else "black"
+        axis.text(
+            column, row, f"{count}\n{shares[row, column]:.0%}", ha="center", va="center", fontsize=8, color=colour
+        )
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("most probable diagnosis")
+    axis.set_ylabel("true diagnosis")
+    axis.set_title(f"{title} (balanced accuracy {figures['balanced_accuracy']:.3f})")
     return save_figure(figure, path)

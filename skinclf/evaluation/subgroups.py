@@ -21,6 +21,9 @@ from skinclf.schema import BootstrapSettings
 
 #: The label of the subgroup of empty cells.
 MISSING = "(missing)"
+#: A subgroup with fewer malignant (or benign) images than this gets a recall (or specificity) interval too wide
+#: to judge it by: the audit says so.
+MIN_IMAGES_TO_JUDGE = 10
 
 
 def bands(values: pd.Series, edges: Sequence[float]) -> pd.Categorical:
@@ -94,10 +97,12 @@ def subgroup_entry(value: str, metrics: dict) -> dict:
                 "below_target": below,
             }
         )
+    malignant, images = metrics["test/malignant"], metrics["test/images"]
     return {
         "value": value,
-        "images": metrics["test/images"],
-        "malignant": metrics["test/malignant"],
+        "images": images,
+        "malignant": malignant,
+        "too_few_to_judge": min(malignant, images - malignant) < MIN_IMAGES_TO_JUDGE,
         "auroc": metrics["test/auroc"],
         "auroc_ci": metrics.get("test/auroc_ci"),
         "operating_points": points,

@@ -24,6 +24,7 @@ from skinclf.atomic import load_torch, save_torch
 from skinclf.data.folds import fold_tables, read_folds
 from skinclf.data.splits import load_splits
 from skinclf.errors import SkinclfError
+from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
 from skinclf.models.module import VERSION_KEY
 from skinclf.models.settings import grouped
@@ -57,12 +58,18 @@ def load_classifier(path: str | Path) -> tuple[LesionClassifier, dict[str, Any]]
 
 
 def validation_record(predictions: pd.DataFrame) -> dict[str, list]:
-    """Validation predictions (path, label, probability) as a checkpoint stores them."""
-    return {
+    """Validation predictions as a checkpoint stores them: path, label, probability, and for a diagnosis head the
+    true diagnosis and each diagnosis' probability (what temperature scaling is fitted on)."""
+    record = {
         "path": predictions["path"].astype(str).tolist(),
         "label": predictions["label"].astype(int).tolist(),
         "probability": predictions["probability"].astype(float).tolist(),
     }
+    per_diagnosis = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
+    if per_diagnosis and "diagnosis" in predictions.columns:
+        record["diagnosis"] = predictions["diagnosis"].astype(str).tolist()
+        record |= {column: predictions[column].astype(float).tolist() for column in per_diagnosis}
+    return record
 
 
 def validation_key(tta: str) -> str:
@@ -80,9 +87,13 @@ def store_validation(
 
 
 def stored_validation(checkpoint: dict[str, Any], tta: str = "none") -> pd.DataFrame | None:
-    """The validation predictions (made with the views ``tta``) stored in a checkpoint, or None."""
+    """The validation predictions (made with the views ``tta``) stored in a checkpoint, or None; for a diagnosis
+    head, None unless they hold each diagnosis' probability."""
     stored = checkpoint.get(validation_key(tta))
-    return pd.DataFrame(stored) if stored else None
+    diagnoses = grouped(checkpoint["hyper_parameters"])["settings"].get("head", {}).get("diagnoses")
+    if not stored or (diagnoses and "diagnosis" not in stored):
+        return None
+    return pd.DataFrame(stored)
 
 
 def stored_run_info(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from skinclf.data.datamodule import LesionDataModule
-from skinclf.evaluation_step import evaluation_step
+from skinclf.evaluation_step import Seen, evaluation_step
 from skinclf.inference import inference_trainer, predict_loader
 from skinclf.schema import TrainConfig
 from skinclf.training.builders import (
@@ -89,7 +89,6 @@ def evaluate_chosen_checkpoint(
         "evaluated_on": "test split",
         **({"tta": tta} if tta != "none" else {}),
     }
-    images = (datamodule.root, datamodule.eval_transform)
-    return evaluation_step(
-        run_dir, predictions, settings.evaluation, info, images, trainer.loggers, trainer.global_step
-    )
+    seen = Seen(datamodule.root, classifier.settings.preprocessing, classifier.settings.head.malignant_diagnoses)
+    step = trainer.global_step
+    return evaluation_step(run_dir, predictions, settings.evaluation, info, seen, trainer.loggers, step)

@@ -1,0 +1,135 @@
+"""External validation on real data: HAM10000 -> ISIC 2017 and ISIC 2017 -> HAM10000, with and without colour
+constancy, each evaluated with temperature scaling (its ECE before and after), over seeds.
+
+Both sets are read as melanoma against benign lesions (ISIC 2017: melanoma against nevus and seborrheic
+keratosis; HAM10000: mel against nv, bkl, df and vasc, its basal cell carcinomas and actinic keratoses
+left out), so that a model is asked the same question on the other set. Each model trains on its set
+(ResNet18 from random initialisation: no ImageNet weights can be downloaded here), is evaluated on its
+own test split (internal) and on the whole other set through the data group (external), audited by
+estimated skin tone and sex.
+
+    python studies/external_validation.py --ham <HAM10000 folder> --isic2017 <ISIC 2017 folder> --seeds 0 1 2
+
+The folders are as their READMEs in this project's data describe: HAM10000_metadata.csv and
+HAM10000_images/; labels.csv and the train/ and test/ images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENIGN_HAM = "[nv,bkl,df,vasc]"
+
+
+def datasets(ham: Path, isic: Path) -> dict[str, list[str]]:
+    """The data group of each set, read as melanoma against benign lesions."""
+    return {
+        "HAM10000": [
+            "data=ham10000",
+            f"data.table={ham / 'HAM10000_metadata.csv'}",
+            f"data.images={ham / 'HAM10000_images'}",
+            "data.malignant=[mel]",
+            f"data.benign={BENIGN_HAM}",
+            "data.skip_unlabelled=true",
+        ],
+        "ISIC 2017": [
+            "data=isic2017",
+            f"data.table={isic / 'labels.csv'}",
+            f"data.images={isic}",
+            "data.split_column=isic2017_part",
+        ],
+    }
+
+
+#: CPU scale: 72 -> 64 px, batch 64, random init; epochs by the size of the training set.
+TRAINING = [
+    *("model=resnet18", "model.weights=null", "trainer=cpu", "aug=albu", "optim.lr=1e-3", "optim.warmup_epochs=1"),
+    *("data.resize_size=72", "data.crop_size=64", "data.batch_size=64", "data.num_workers=2"),
+    *("trainer.enable_progress_bar=false", "evaluation.bootstrap.resamples=500", "logger=[]"),
+]
+EPOCHS = {"HAM10000": 4, "ISIC 2017": 8}
+EVALUATION = [
+    "evaluation.calibration=temperature",
+    "evaluation.subgroups=[skin_tone_ita,sex]",
+    "evaluation.bootstrap.resamples=500",
+    "data.num_workers=2",
+]
+
+
+def command(name: str, *arguments: str) -> None:
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-m", f"skinclf.{name}", *arguments], env=environment, capture_output=True)
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stderr.decode()[-3000:]}")
+
+
+def figures(internal: dict, external: dict) -> dict[str, float]:
+    point = next(p for p in external["operating_points"] if p["target_recall"] == 0.95)
+    return {
+        "internal AUROC": internal["test/auroc"],
+        "external AUROC": external["test/auroc"],
+        "internal recall @0.95": next(p for p in internal["operating_points"] if p["target_recall"] == 0.95)[
+            "test/recall"
+        ],
+        "external recall @0.95": point["test/recall"],
+        "external specificity @0.95": point["test/specificity"],
+        "external ECE": external["calibration"]["test/ece_before"],
+        "external ECE, temperature": external["calibration"]["test/ece_after"],
+        "temperature": external["calibration"]["temperature"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ham", type=Path, required=True)
+    parser.add_argument("--isic2017", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("external_validation"))
+    arguments = parser.parse_args()
+    data = datasets(arguments.ham.resolve(), arguments.isic2017.resolve())
+    results = {}
+    for source, target in (("HAM10000", "ISIC 2017"), ("ISIC 2017", "HAM10000")):
+        for color in ("none", "shades_of_gray"):
+            for seed in arguments.seeds:
+                run = arguments.out / f"{source}-{color}-{seed}".replace(" ", "")
+                split_dir = arguments.out / "splits" / source.replace(" ", "")
+                if not (run / "metrics.json").is_file():
+                    command(
+                        "train",
+                        *data[source],
+                        *TRAINING,
+                        f"data.split_dir={split_dir}",
+                        f"trainer.max_epochs={EPOCHS[source]}",
+                        f"data.color_constancy={color}",
+                        f"seed={seed}",
+                        f"hydra.run.dir={run}",
+                    )
+                external = run / "external"
+                if not (external / "metrics.json").is_file():
+                    command(
+                        "evaluate",
+                        f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
+                        *data[target],
+                        *EVALUATION,
+                        f"hydra.run.dir={external}",
+                    )
+                measured = figures(*(json.loads((f / "metrics.json").read_text()) for f in (run, external)))
+                results.setdefault(f"{source} -> {target}, colour constancy {color}", []).append(measured)
+                print(f"{source} -> {target} | {color} | seed {seed} | {json.dumps(measured)}", flush=True)
+                (arguments.out / "results.json").write_text(json.dumps(results, indent=2))
+    for name, runs in results.items():
+        print(f"\n{name} ({len(runs)} seeds)")
+        for figure in runs[0]:
+            values = np.array([r[figure] for r in runs], dtype=float)
+            print(f"  {figure}: {values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
+
+
+if __name__ == "__main__":
+    main()

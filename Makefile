@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint browser clean
 
 install: $(INSTALLED)
 
@@ -21,12 +21,20 @@ $(INSTALLED): pyproject.toml constraints.txt
 demo: $(INSTALLED)
 	$(BIN)/python -m skinclf.train experiment=demo
 
-test: $(INSTALLED) lint
+test: $(INSTALLED) lint browser
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# tests/test_report_page.py opens report.html in Chromium: Debian's, installed where apt-get may run (as root);
+# elsewhere the test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "no Chromium: tests/test_report_page.py will be skipped (apt-get install chromium)"
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -30,9 +30,11 @@ from skinclf.data.table import SPLIT_NAMES
 from skinclf.errors import SkinclfError, examples
 from skinclf.evaluation.ensemble import combine, without_diagnoses
 from skinclf.evaluation_step import Seen
+from skinclf.explain import evaluation_explainer
 from skinclf.inference import Inference, predict_images
+from skinclf.models import LesionClassifier
 from skinclf.models.ensemble import EnsembleProbabilities
-from skinclf.schema import DataSettings, EvaluationSettings, Preprocessing
+from skinclf.schema import DataSettings, EvaluationSettings, ExplainSettings, Preprocessing
 from skinclf.training.checkpoints import (
     data_location,
     load_classifier,
@@ -193,7 +195,11 @@ class TrainedModel(ABC):
         are: the images of evaluation.threshold_source (a site's own sample), or its validation predictions."""
         source = evaluation.threshold_source
         if source is None:
-            described = "validation" if isinstance(self, CheckpointModel) else self.run_info["thresholds_chosen_on"]
+            described = (
+                "the model's validation"
+                if isinstance(self, CheckpointModel)
+                else f"the ensemble's validation ({self.run_info['thresholds_chosen_on']})"
+            )
             return self.validation(inference, evaluation.tta, data_root), described
         root, table = read_inputs(source)
         if "label" not in table.columns:
@@ -214,9 +220,18 @@ class TrainedModel(ABC):
     def malignant_diagnoses(self) -> list[str] | None:
         """For a diagnosis head, the diagnoses that are malignant; None for one logit (and for an ensemble)."""
 
-    def seen(self, root: Path) -> Seen:
-        """How the model sees images below root, for an evaluation."""
-        return Seen(root, self.preprocessing, self.malignant_diagnoses)
+    @property
+    @abstractmethod
+    def classifiers(self) -> list[LesionClassifier]:
+        """Its classifiers that take its images (an ensemble: the members with its first member's preprocessing)."""
+
+    def seen(
+        self, root: Path, explain: ExplainSettings, views: str = "none", explained: list[LesionClassifier] | None = None
+    ) -> Seen:
+        """How the model sees images below root, for an evaluation; its maps (of the explained classifiers, averaged:
+        by default its own) for the error gallery, and for every test image with explain.enabled."""
+        explainer = evaluation_explainer(explained or self.classifiers, explain, views)
+        return Seen(root, self.preprocessing, self.malignant_diagnoses, explainer, explain.enabled)
 
     @abstractmethod
     def training_images(self) -> Images:
@@ -260,6 +275,10 @@ class CheckpointModel(TrainedModel):
     @property
     def malignant_diagnoses(self) -> list[str] | None:
         return self.settings.head.malignant_diagnoses
+
+    @property
+    def classifiers(self) -> list[LesionClassifier]:
+        return [self.classifier]
 
     def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
         return predict_images(inference, self.classifier, images.root, images.table, tolerant, views)
@@ -343,6 +362,10 @@ class EnsembleModel(TrainedModel):
         return None  # its score is a combination of its members' probabilities of malignancy
 
     @property
+    def classifiers(self) -> list[LesionClassifier]:
+        return [m.classifier for m in self.members if m.preprocessing == self.preprocessing]
+
+    @property
     def views(self) -> str:
         """The test-time views its members were evaluated with, on which its thresholds were chosen."""
         return self.member_runs[0].tta
@@ -374,10 +397,7 @@ class EnsembleModel(TrainedModel):
         return self.members[0].split(name, data_root)
 
     def training_images(self) -> Images:
-        splits = [member.split("train") for member in self.members]
-        absolute = [images.table.assign(path=[str(images.root / p) for p in images.table["path"]]) for images in splits]
-        table = pd.concat(absolute).drop_duplicates("path").reset_index(drop=True)
-        return Images(Path("/"), table, "the members' train splits")
+        return union([member.training_images() for member in self.members])
 
     def internal_run(self) -> Run | None:
         return self.run
@@ -405,6 +425,14 @@ class EnsembleModel(TrainedModel):
         references = [torch.tensor(m.val["probability"].to_numpy()) for m in self.member_runs]
         members = [m.probability_model() for m in self.members]
         return EnsembleProbabilities(members, references if self.rule == "rank" else None).eval()
+
+
+def union(sets: list[Images]) -> Images:
+    """The images of several sets, each once, by their absolute paths (the folds of a cross-validation trained on
+    the same pool)."""
+    absolute = [images.table.assign(path=[str(images.root / p) for p in images.table["path"]]) for images in sets]
+    table = pd.concat(absolute).drop_duplicates("path").reset_index(drop=True)
+    return Images(Path("/"), table, " and ".join(dict.fromkeys(images.described for images in sets)))
 
 
 def is_ensemble(path: Path) -> bool:

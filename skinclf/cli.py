@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from skinclf.config import CONFIG_PATH, register_configs
 from skinclf.errors import SkinclfError, exit_on_user_error
 from skinclf.quiet import quiet_third_parties
-from skinclf.schema import RENAMED_KEYS, SCHEMAS, validate
+from skinclf.schema import RENAMED_KEYS, SCHEMAS, SHORTHANDS, validate
 
 T = TypeVar("T")
 
@@ -43,6 +43,16 @@ HYDRA_FLAGS_WITH_A_VALUE = frozenset(
     {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
     | {"--info", "-i", "--experimental-rerun"}
 )
+
+
+def expand_shorthands(arguments: Sequence[str]) -> list[str]:
+    """The command line with its shorthands written out (explain=true is explain.enabled=true)."""
+    expanded = []
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        shorthand = equals and key in SHORTHANDS and value.lower() in ("true", "false")
+        expanded.append(f"{SHORTHANDS[key]}={value}" if shorthand else argument)
+    return expanded
 
 
 def refuse_renamed_keys(arguments: Sequence[str]) -> None:
@@ -188,6 +198,7 @@ def command(config_name: str) -> Callable[[Callable[[Any], T]], Callable[[], T |
         @exit_on_user_error
         def main() -> T | None:
             quiet_third_parties()
+            sys.argv[1:] = expand_shorthands(sys.argv[1:])
             refuse_renamed_keys(sys.argv[1:])
             check_sweeper_plugin(sys.argv[1:])
             sys.argv[1:] = rerun_arguments(config_name, sys.argv[1:])

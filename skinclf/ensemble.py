@@ -17,13 +17,13 @@ import logging
 
 import numpy as np
 
-from skinclf.artifact import ENSEMBLE, Run, find_runs, load_model
+from skinclf.artifact import ENSEMBLE, Run, find_runs, load_model, union
 from skinclf.cli import command, output_folder, recorded_unless_given
 from skinclf.errors import SkinclfError, examples
 from skinclf.evaluation.ensemble import combined_test, combined_validation, member_figures
 from skinclf.evaluation.metrics import summary_line
 from skinclf.evaluation_step import evaluation_loggers, evaluation_step
-from skinclf.report import write_report
+from skinclf.reporting import write_reports
 from skinclf.schema import EnsembleConfig, EvaluationSettings
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ def main(settings: EnsembleConfig) -> None:
     evaluation = members_evaluation(members, settings.evaluation)
     validation, chosen_on = combined_validation(members, settings.combine)
     test = combined_test(members, settings.combine)
-    first = load_model(members[0].checkpoint)  # its test images and preprocessing show the errors
+    models = [load_model(member.checkpoint) for member in members]
+    first = models[0]  # its test images and preprocessing show the errors, with the maps of the members that share it
     tested = [m.metrics["test/auroc"] for m in members]
     info = {
         "kind": ENSEMBLE,
@@ -85,14 +86,17 @@ def main(settings: EnsembleConfig) -> None:
     }
     params = {"members": [str(m.directory) for m in members], "combine": settings.combine}
     loggers = evaluation_loggers(settings.logger, folder, params)
-    seen = first.seen(first.split("test").root)
-    metrics = evaluation_step(folder, {"val": validation, "test": test}, evaluation, info, seen, loggers)
-    write_report([*(m.directory for m in members), folder], folder)
+    alike = [c for model in models if model.preprocessing == first.preprocessing for c in model.classifiers]
+    seen = first.seen(first.split("test").root, settings.explain, evaluation.tta, alike)
+    predictions = {"val": validation, "test": test}
+    trained_on = union([model.training_images() for model in models])
+    metrics = evaluation_step(folder, predictions, evaluation, info, seen, loggers, training=trained_on.table)
+    write_reports([*(m.directory for m in members), folder], folder)  # the members beside the ensemble
     spread = metrics["run"]["members_test_auroc"]
     print(f"members: test AUROC {spread['mean']:.3f} ± {spread['sd']:.3f} (mean ± sd of {len(members)})")
     print(f"ensemble ({settings.combine}): {summary_line(metrics)}")
     print(f"thresholds chosen on the {chosen_on}")
-    print(f"output directory: {folder}  (metrics.json, report.md, pr_curve.png)")
+    print(f"output directory: {folder}  (report.html, metrics.json, report.md, pr_curve.png)")
 
 
 if __name__ == "__main__":

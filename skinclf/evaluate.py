@@ -25,7 +25,6 @@ from skinclf.evaluation.metrics import summary_line
 from skinclf.evaluation.transfer import transfer
 from skinclf.evaluation_step import evaluation_loggers, evaluation_step
 from skinclf.inference import Inference
-from skinclf.report import write_report
 from skinclf.schema import EvaluateConfig
 from skinclf.training.tracking import config_params
 
@@ -98,13 +97,12 @@ def main(settings: EvaluateConfig) -> None:
         overlap_record = copies.record(evaluation.exclude_training_duplicates)
         return {"overlap_with_training": overlap_record, "transfer": transfer(metrics, model.internal_run())}
 
-    seen = model.seen(images.root)
-    metrics = evaluation_step(
-        folder, predictions, evaluation, info, seen, loggers, extend=external if copies is not None else None
-    )
-    write_report([folder], folder)
+    seen = model.seen(images.root, settings.explain, evaluation.tta)
+    extend = external if copies is not None else None
+    training = model.training_images().table
+    metrics = evaluation_step(folder, predictions, evaluation, info, seen, loggers, extend=extend, training=training)
     print(f"{images.described}: {summary_line(metrics)}")
-    print(f"output directory: {folder}  (metrics.json, report.md, pr_curve.png)")
+    print(f"output directory: {folder}  (report.html, metrics.json, report.md, pr_curve.png)")
 
 
 if __name__ == "__main__":

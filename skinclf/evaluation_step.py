@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import torch
 from pytorch_lightning.loggers import Logger
 
 from skinclf.atomic import write_json
@@ -24,29 +26,41 @@ from skinclf.evaluation.diagnosis import diagnosis_columns, diagnosis_figures
 from skinclf.evaluation.metrics import evaluate
 from skinclf.evaluation.outputs import Errors, confident_errors, save_error_figure, write_curves, write_predictions
 from skinclf.evaluation.plots import plot_confusion_matrix
-from skinclf.evaluation.subgroups import audit
+from skinclf.evaluation.subgroups import audit, subgroup_values
+from skinclf.explain import Explainer, explain_images, overlay
 from skinclf.inference import eval_transform
+from skinclf.reporting import write_reports
 from skinclf.schema import EvaluationSettings, Preprocessing
 from skinclf.training.tracking import build_loggers, log_results
 
 
 @dataclass(frozen=True)
 class Seen:
-    """How the evaluated model saw the test images: the folder their paths are relative to, its preprocessing, and
-    for a diagnosis head the malignant diagnoses (whose probabilities make the probability of malignancy)."""
+    """How the evaluated model saw the test images: the folder their paths are relative to, its preprocessing, for
+    a diagnosis head the malignant diagnoses (whose probabilities make the probability of malignancy), and what
+    maps where it looked (None where none can be made), for the error gallery and, with explain_every_image, for
+    every test image (explanations/, and the column explanation of predictions_test.csv)."""
 
     root: Path
     preprocessing: Preprocessing
     malignant_diagnoses: list[str] | None = None
+    explainer: Explainer | None = None
+    explain_every_image: bool = False
 
 
 def error_images(seen: Seen, test: pd.DataFrame) -> Errors:
-    """The most confident errors on test with their images, as the model saw them."""
+    """The most confident errors on test with their images as the model saw them, each beside its map's overlay."""
     transform, errors = eval_transform(seen.preprocessing), {}
     for kind, rows in confident_errors(test).items():
         color = seen.preprocessing.color_constancy
         dataset = LesionDataset(seen.root, rows, transform, tolerate_unreadable=True, color_constancy=color)
-        errors[kind] = (rows, [dataset[i]["image"].permute(1, 2, 0).numpy() for i in range(len(rows))])
+        crops = [dataset[i]["image"] for i in range(len(rows))]
+        images = [crop.permute(1, 2, 0).numpy() for crop in crops]
+        if seen.explainer is not None and crops:
+            maps = seen.explainer.maps(torch.stack(crops), rows)
+            gap = np.full((images[0].shape[0], 2, 3), 255, np.uint8)
+            images = [np.hstack([image, gap, overlay(image, heat)]) for image, heat in zip(images, maps, strict=True)]
+        errors[kind] = (rows, images)
     return errors
 
 
@@ -97,6 +111,13 @@ def with_skin_tone(test: pd.DataFrame, settings: EvaluationSettings, seen: Seen)
     return test.assign(**{SKIN_TONE_COLUMN: skin_tones(seen.root, test["path"].tolist())})
 
 
+def with_explanations(test: pd.DataFrame, seen: Seen, folder: Path) -> pd.DataFrame:
+    """The test predictions with the path of each image's heatmap, written into folder, where asked for."""
+    if not seen.explain_every_image or seen.explainer is None:
+        return test
+    return test.assign(explanation=explain_images(seen.explainer, seen.root, test, seen.preprocessing, folder))
+
+
 def evaluation_step(
     folder: Path,
     predictions: dict[str, pd.DataFrame],
@@ -106,13 +127,18 @@ def evaluation_step(
     loggers: list[Logger],
     step: int = 0,
     extend: Callable[[dict], dict] | None = None,
+    training: pd.DataFrame | None = None,
 ) -> dict:
-    """Evaluate the ``val`` and ``test`` predictions; write metrics.json, the predictions, the plots and the error
-    gallery into folder; send them to the loggers. ``extend``: what the caller adds to metrics.json, given its
-    figures (an external evaluation's transfer). Returns metrics.json's contents."""
+    """Evaluate the ``val`` and ``test`` predictions; write metrics.json, the predictions, the plots, the error
+    gallery and the reports (report.html, report.md) into folder; send them to the loggers. ``extend``: what the
+    caller adds to metrics.json, given its figures (an external evaluation's transfer); ``training``: the images
+    the model trained on, for the model card. Returns metrics.json's contents."""
     uncalibrated = predictions["test"]
     predictions, calibration = calibrated(predictions, settings, seen)
-    predictions = {**predictions, "test": with_skin_tone(predictions["test"], settings, seen)}
+    predictions = {
+        **predictions,
+        "test": with_explanations(with_skin_tone(predictions["test"], settings, seen), seen, folder),
+    }
     val, test = predictions["val"], predictions["test"]
     metrics = {"run": run_info, **figures(val, test, settings)}
     if calibration is not None:
@@ -121,6 +147,8 @@ def evaluation_step(
         metrics["skin_tone"] = {"column": SKIN_TONE_COLUMN, "how": SKIN_TONE_METHOD}
     if extend is not None:
         metrics.update(extend(metrics))
+    if training is not None:
+        metrics["training_data"] = training_summary(training, settings)
     name = run_info.get("name", "")
     if "diagnosis" in metrics:
         plot_confusion_matrix(metrics["diagnosis"], folder / "confusion_matrix.png", name)
@@ -129,8 +157,24 @@ def evaluation_step(
     write_curves(folder, predictions, metrics, name, uncalibrated if calibration is not None else None)
     save_error_figure(errors, folder / "errors.png")
     write_json(folder / "metrics.json", metrics)
+    write_reports([folder], folder)
     log_results(loggers, metrics, predictions, errors, step, folder)
     return metrics
+
+
+def training_summary(training: pd.DataFrame, settings: EvaluationSettings) -> dict:
+    """What a model card says of the training images: how many, how many malignant, and by each audited column
+    the table has."""
+    by_subgroup = {}
+    for column in settings.subgroups:
+        if column in training.columns:
+            groups = training.assign(group=subgroup_values(training[column], column, settings.age_edges))
+            counts = groups.groupby("group", observed=True)["label"].agg(["size", "sum"])
+            by_subgroup[column] = {
+                str(value): {"images": int(row["size"]), "malignant": int(row["sum"])}
+                for value, row in counts.iterrows()
+            }
+    return {"images": len(training), "malignant": int(training["label"].sum()), "by_subgroup": by_subgroup}
 
 
 def evaluation_loggers(configs: dict[str, Any], folder: Path, params: dict[str, Any]) -> list[Logger]:

@@ -21,6 +21,7 @@ from skinclf.errors import SkinclfError
 from skinclf.evaluation.calibration import calibrate
 from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
 from skinclf.evaluation.thresholds import thresholds_for_recalls
+from skinclf.explain import Explainer, explain_images
 from skinclf.inference import Inference
 from skinclf.schema import PredictConfig
 
@@ -61,7 +62,8 @@ def main(settings: PredictConfig) -> None:
     model = load_model(settings.ckpt)
     evaluation = model.evaluation_settings(settings.evaluation)
     inference = Inference.of(settings.data, settings.trainer)
-    predictions = model.predict(images_to_predict(settings), inference, evaluation.tta, True)
+    images = images_to_predict(settings)
+    predictions = model.predict(images, inference, evaluation.tta, True)
     if settings.threshold is not None:
         thresholds = {f"at_{settings.threshold:g}": settings.threshold}
         source = "given on the command line"
@@ -79,6 +81,9 @@ def main(settings: PredictConfig) -> None:
         calibration = ", calibrated by temperature" if evaluation.calibration == "temperature" else ""
         source = f"chosen on {chosen_on}{tta}{calibration}"
     predictions = decisions(predictions, thresholds)
+    if settings.explain.enabled:
+        explainer = Explainer(model.classifiers, settings.explain, evaluation.tta)
+        predictions["explanation"] = explain_images(explainer, images.root, images.table, model.preprocessing, folder)
     output = folder / "predictions.csv"
     with atomic_path(output) as partial:
         predictions.to_csv(partial, index=False)
@@ -87,6 +92,8 @@ def main(settings: PredictConfig) -> None:
     for name, threshold in thresholds.items():
         malignant = int((predictions[f"decision_{name}"] == "malignant").sum())
         print(f"  {name.replace('_', ' ')}: threshold {threshold:.4f}, {malignant} malignant")
+    if settings.explain.enabled:
+        print(f"maps of where it looked ({settings.explain.method}): {folder / 'explanations'}")
     print(f"-> {output}")
 
 

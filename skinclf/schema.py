@@ -370,6 +370,24 @@ class EvaluationSettings:
         require(ascending, "evaluation.age_edges", self.age_edges, "one or more numbers in ascending order")
 
 
+#: explain.method's values (see skinclf.explain).
+EXPLAIN_METHODS = ("gradcam", "gradcam++")
+
+
+@dataclass
+class ExplainSettings:
+    """The explain group: how maps of where a model looks are made (the error gallery always shows them)."""
+
+    enabled: bool
+    method: str
+    layer: Optional[str]
+    target: Optional[str]
+
+    def __post_init__(self) -> None:
+        rule = " or ".join(EXPLAIN_METHODS)
+        require(self.method in EXPLAIN_METHODS, "explain.method", self.method, rule)
+
+
 # -- commands -------------------------------------------------------------------------------------
 
 
@@ -395,6 +413,7 @@ class TrainConfig:
     ema: EmaSettings
     early_stopping: EarlyStoppingSettings
     cv: CrossValidationSettings
+    explain: ExplainSettings
     logger: dict[str, Any]
 
     def __post_init__(self) -> None:
@@ -444,6 +463,7 @@ class EvaluateConfig:
     data: DataSettings
     trainer: TrainerSettings
     evaluation: EvaluationSettings
+    explain: ExplainSettings
     logger: dict[str, Any]
 
     def __post_init__(self) -> None:
@@ -460,6 +480,7 @@ class PredictConfig:
     data: DataSettings
     trainer: TrainerSettings
     evaluation: EvaluationSettings
+    explain: ExplainSettings
 
     def __post_init__(self) -> None:
         _check_model_preprocessing(self.data, "predict")
@@ -487,6 +508,7 @@ class EnsembleConfig:
     runs: list[str]
     combine: str
     evaluation: EvaluationSettings
+    explain: ExplainSettings
     logger: dict[str, Any]
 
     def __post_init__(self) -> None:
@@ -514,6 +536,9 @@ SCHEMAS = {
     "ensemble_schema": EnsembleConfig,
     "report_schema": ReportConfig,
 }
+
+#: Command-line shorthands: explain=true is explain.enabled=true.
+SHORTHANDS = {"explain": "explain.enabled"}
 
 #: Keys (and the flags of earlier argparse commands) of earlier versions, refused with what replaced them.
 #: A dotted key also stands for the keys below it (root.x is data.root.x).

@@ -51,7 +51,7 @@ def main(settings: TrainConfig) -> float | None:
         return None
     print(f"{settings.name}: {summary_line(metrics)}")
     folders = [name for name in ("checkpoints/", "tensorboard/", "csv/") if (run_dir / name).is_dir()]
-    print(f"run directory: {run_dir}  ({', '.join(['metrics.json', 'pr_curve.png', *folders])})")
+    print(f"run directory: {run_dir}  ({', '.join(['report.html', 'metrics.json', 'pr_curve.png', *folders])})")
     return objective(metrics, settings.objective)
 
 

@@ -9,7 +9,7 @@ import pytest
 from skinclf.errors import SkinclfError
 from skinclf.evaluation.metrics import summary_line
 from skinclf.evaluation.subgroups import audit
-from skinclf.report import subgroup_rows
+from skinclf.reporting.tables import subgroup_rows
 from skinclf.schema import BootstrapSettings
 
 BOOTSTRAP = BootstrapSettings(resamples=300, confidence=0.95, seed=0)

@@ -116,6 +116,12 @@ def _smooth_noise(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, wave
 
 def render_lesion(rng: np.random.Generator, look: Look, size: int) -> np.ndarray:
     """Draw one (size, size, 3) uint8 image of a lesion that looks so."""
+    return render_lesion_and_mask(rng, look, size)[0]
+
+
+def render_lesion_and_mask(rng: np.random.Generator, look: Look, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one (size, size, 3) uint8 image of a lesion that looks so, and the (size, size) mask of the lesion
+    (where it covers more than half of the skin): what a map of where a model looks should point into."""
     p = look.sign_probability
     asymmetric, irregular, multicolour, large = rng.random(4) < p
     yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
@@ -170,7 +176,7 @@ def render_lesion(rng: np.random.Generator, look: Look, size: int) -> np.ndarray
         end = start + rng.normal(0, size * 0.5, size=2)
         points = [tuple(start), tuple((start + end) / 2 + bend), tuple(end)]
         draw.line(points, fill=(35, 25, 20), width=max(1, size // 96))
-    return np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=size / 256)))
+    return np.asarray(picture.filter(ImageFilter.GaussianBlur(radius=size / 256))), alpha > 0.5
 
 
 def _draw_vessels(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from skinclf.atomic import atomic_path
@@ -133,4 +134,46 @@ def plot_confusion_matrix(figures: dict, path: Path, title: str) -> Path:
     axis.set_xlabel("most probable diagnosis")
     axis.set_ylabel("true diagnosis")
     axis.set_title(f"{title} (balanced accuracy {figures['balanced_accuracy']:.3f})")
+    return save_figure(figure, path)
+
+
+def plot_forest(entries: list[dict], column: str, path: Path) -> Path:
+    """The audit of one subgroup column as a forest plot: each subgroup's recall at each operating point with its
+    interval, the target drawn; a subgroup too small to judge is greyed."""
+    targets = [point["target_recall"] for point in entries[0]["operating_points"]] if entries else []
+    figure = Figure(figsize=(7.5, 0.9 + 0.45 * len(entries) * max(1, len(targets)) ** 0.5), layout="constrained")
+    axis = figure.subplots()
+    colours = colormaps["tab10"].colors
+    for t, target in enumerate(targets):
+        offset = (t - (len(targets) - 1) / 2) * 0.8 / max(1, len(targets))
+        for row, entry in enumerate(entries):
+            point = entry["operating_points"][t]
+            if point["recall"] is None:
+                continue
+            low, high = (
+                point["recall_ci"] if point.get("recall_ci") and None not in point["recall_ci"] else (None, None)
+            )
+            alpha = 0.35 if entry.get("too_few_to_judge") else 1.0
+            y = row + offset
+            if low is not None:
+                axis.plot([low, high], [y, y], color=colours[t], alpha=alpha, lw=1.6)
+            axis.plot(
+                point["recall"], y, "o", color=colours[t], alpha=alpha, ms=5, label=None if row else f"{target:g}"
+            )
+        axis.axvline(target, color=colours[t], ls="--", lw=1)
+    axis.set_yticks(
+        range(len(entries)),
+        [
+            f"{e['value']} ({e['malignant']} malignant){' - too few' if e.get('too_few_to_judge') else ''}"
+            for e in entries
+        ],
+        fontsize=8,
+    )
+    axis.invert_yaxis()
+    drawn = [x for e in entries for p in e["operating_points"] for x in (p["recall"], *(p.get("recall_ci") or []))]
+    axis.set_xlim(max(0.0, min([*targets, *(x for x in drawn if x is not None), 1.0]) - 0.05), 1.005)
+    axis.set_xlabel("recall at the threshold chosen on validation (95 % interval); dashed: the target")
+    axis.set_title(f"recall by {column}")
+    axis.grid(alpha=0.3, axis="x")
+    axis.legend(title="target recall", fontsize=7, title_fontsize=7, loc="lower left")
     return save_figure(figure, path)

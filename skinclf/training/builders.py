@@ -106,7 +106,23 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
         "seed": settings.seed,
         **({"ema_decay": settings.ema.decay} if settings.ema.decay else {}),
         **({"cv": {"folds": settings.cv.folds, "fold": settings.cv.fold}} if settings.cv.folds else {}),
+        "recipe": recipe(settings),
         "evaluation": dataclasses.asdict(settings.evaluation),
+    }
+
+
+def recipe(settings: TrainConfig) -> dict[str, Any]:
+    """How the model was trained, in words a model card shows."""
+    data, optim = settings.data, settings.optim
+    optimizer = optim.optimizer.rsplit(".", 1)[-1]
+    return {
+        "optimizer": f"{optimizer}, learning rate {optim.lr:g}, warmup {optim.warmup_epochs:g} epoch(s), cosine decay",
+        "epochs": settings.trainer.max_epochs,
+        "batch": data.batch_size,
+        "images": f"shorter side {data.resize_size} px, centre {data.crop_size} px",
+        "colour constancy": data.color_constancy,
+        "augmentation": settings.aug.name,
+        "loss": "cross-entropy over the diagnoses" if settings.task.name == "diagnosis" else "BCE with logits",
     }
 
 

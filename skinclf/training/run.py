@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.evaluation_step import Seen, evaluation_step
+from skinclf.explain import Explainer, evaluation_explainer
 from skinclf.inference import inference_trainer, predict_loader
 from skinclf.schema import TrainConfig
 from skinclf.training.builders import (
@@ -38,6 +39,8 @@ def train(settings: TrainConfig, run_dir: Path) -> dict:
     model = build_model(
         settings, resume_from is None, class_weights(settings, datamodule), datamodule.metadata_encoding()
     )
+    if settings.explain.enabled:  # a layer or target that is not there: said before training, not after
+        Explainer([model], settings.explain)
     trainer, checkpoints = build_trainer(settings, run_dir)
     for logger in trainer.loggers:
         logger.log_hyperparams(config_params(settings))
@@ -89,6 +92,17 @@ def evaluate_chosen_checkpoint(
         "evaluated_on": "test split",
         **({"tta": tta} if tta != "none" else {}),
     }
-    seen = Seen(datamodule.root, classifier.settings.preprocessing, classifier.settings.head.malignant_diagnoses)
+    explainer = evaluation_explainer([classifier], settings.explain, tta)
+    head = classifier.settings.head
+    seen = Seen(
+        datamodule.root,
+        classifier.settings.preprocessing,
+        head.malignant_diagnoses,
+        explainer,
+        settings.explain.enabled,
+    )
     step = trainer.global_step
-    return evaluation_step(run_dir, predictions, settings.evaluation, info, seen, trainer.loggers, step)
+    training = datamodule.datasets["train"].table
+    return evaluation_step(
+        run_dir, predictions, settings.evaluation, info, seen, trainer.loggers, step, training=training
+    )

@@ -1,0 +1,26 @@
+"""The reports of runs: report.html (one self-contained page), report.md (the same tables, to diff) and report.png."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from skinclf.evaluation.plots import plot_pr_curves
+from skinclf.reporting.html import write_html
+from skinclf.reporting.markdown import write_markdown
+from skinclf.reporting.runs import Runs
+
+
+@dataclass(frozen=True)
+class Written:
+    html: Path
+    markdown: Path
+    figure: Path
+
+
+def write_reports(folders: list[Path], output: Path) -> Written:
+    """report.html, report.md and report.png of the run folders, in output."""
+    output.mkdir(parents=True, exist_ok=True)
+    runs = Runs.of(folders)
+    figure = plot_pr_curves(runs.test_curves(), output / "report.png", "test precision-recall of the compared runs")
+    return Written(write_html(runs, output, figure), write_markdown(runs, output, figure), figure)

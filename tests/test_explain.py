@@ -1,0 +1,162 @@
+"""Where a model looks: Grad-CAM maps for every backbone, at the image's own size, with views and members averaged,
+and the sanity checks of Adebayo et al. (NeurIPS 2018) on synthetic lesions whose masks are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import run_in_process, tiny, train_settings, write_image
+from PIL import Image
+
+from skinclf.artifact import load_model
+from skinclf.data.synthetic import DIAGNOSES, render_lesion_and_mask
+from skinclf.errors import SkinclfError
+from skinclf.explain import Explainer, at_image_size, spatial_layers, target_layer
+from skinclf.models import LesionClassifier
+from skinclf.schema import ExplainSettings, Preprocessing
+from skinclf.training.builders import build_model
+
+GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=None)
+
+
+def untrained(*overrides: str) -> LesionClassifier:
+    """A model from random init at 32 px (or the sizes the overrides give)."""
+    sizes = ["data.resize_size=36", "data.crop_size=32"]
+    return build_model(train_settings(["model.weights=null", *sizes, *overrides]), False)
+
+
+@pytest.mark.parametrize(
+    ("model", "layer"),
+    [
+        (["model.arch=resnet18"], "layer4"),
+        (["model.arch=efficientnet_b0"], "features"),
+        (["model.arch=convnext_tiny"], "features"),
+        (["model=timm", "model.arch=test_efficientnet.r160_in1k"], "bn2"),
+        (["model=timm", "model.arch=test_convnext.r160_in1k"], "norm_pre"),
+    ],
+)
+def test_the_target_layer_is_the_last_spatial_stage_of_every_backbone(model: list[str], layer: str) -> None:
+    classifier = untrained(*model, "data.resize_size=208", "data.crop_size=192")  # the last stage: 6 x 6
+    assert spatial_layers(classifier.backbone, 192)[-1] == layer
+    assert target_layer(classifier, None) is classifier.backbone.get_submodule(layer)
+
+
+def test_a_backbone_without_spatial_layers_or_a_wrong_name_is_named() -> None:
+    transformer = untrained("model=timm", "model.arch=test_vit.r160_in1k", "data.resize_size=160", "data.crop_size=160")
+    with pytest.raises(
+        SkinclfError, match=r"no layer of test_vit.r160_in1k keeps a height and a width.*explain.layer="
+    ):
+        target_layer(transformer, None)
+    with pytest.raises(
+        SkinclfError, match=r"explain.layer=layer9 is not a module of resnet18: choose one of \['layer4'"
+    ):
+        target_layer(untrained(), "layer9")
+
+
+def test_maps_turn_back_with_the_views_and_members_average() -> None:
+    classifier = untrained()
+    crops = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    all_views = Explainer([classifier], GRAD_CAM, "flips_rot")
+    # averaged over the 8 symmetries of the square, a map turns as its image turns
+    np.testing.assert_allclose(all_views.maps(crops.flip(-1)), all_views.maps(crops)[..., ::-1], atol=1e-5)
+    single = Explainer([classifier], GRAD_CAM).maps(crops)
+    assert single.shape == (3, 32, 32) and single.min() >= 0 and single.max() <= 1
+    np.testing.assert_allclose(Explainer([classifier, classifier], GRAD_CAM).maps(crops), single, atol=1e-6)
+
+
+def test_a_map_lies_on_the_image_at_its_own_size() -> None:
+    preprocessing = Preprocessing(resize_size=36, crop_size=32, mean=[0.5] * 3, std=[0.5] * 3, color_constancy="none")
+    placed = at_image_size(np.ones((32, 32)), (90, 180), preprocessing)  # resized to 36 x 72, centre 32 x 32
+    assert placed.shape == (90, 180)
+    rows, columns = np.nonzero(placed > 0.5)
+    assert (rows.min(), rows.max() + 1) == (5, 85) and (columns.min(), columns.max() + 1) == (50, 130)
+    assert at_image_size(np.ones((32, 32)), (10, 7), preprocessing).shape == (10, 7)  # smaller than the crop
+
+
+def test_predict_writes_a_heatmap_and_an_overlay_for_every_readable_image(trained_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    write_image(folder / "wide.png", seed=1, size=8, suffix_format="PNG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 70, 3), dtype=np.uint8)).save(folder / "wide.png")
+    write_image(folder / "tiny.png", seed=2, size=12, suffix_format="PNG")  # smaller than the crop
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    run_in_process(
+        "predict", f"ckpt={ckpt}", f"input={folder}", "explain=true", "evaluation.tta=flips", f"hydra.run.dir={out}"
+    )
+    table = pd.read_csv(out / "predictions.csv", keep_default_na=False).set_index("path")
+    assert table.loc["broken.jpg", "explanation"] == "" and table.loc["broken.jpg", "error"]
+    for name, size in (("wide.png", (70, 40)), ("tiny.png", (12, 12))):
+        heatmap = Image.open(out / table.loc[name, "explanation"])
+        assert heatmap.mode == "L" and heatmap.size == size
+        assert Image.open((out / table.loc[name, "explanation"]).with_suffix(".jpg")).size == size
+
+
+def test_evaluate_explains_every_test_image_and_train_refuses_a_missing_layer_before_training(
+    trained_run: Path, learnable_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "evaluated"
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    run_in_process("evaluate", f"ckpt={ckpt}", "explain=true", f"hydra.run.dir={out}")
+    test = pd.read_csv(out / "predictions_test.csv")
+    assert test["explanation"].str.startswith("explanations/").all()
+    for path, explanation in test[["path", "explanation"]].head(3).itertuples(index=False):
+        assert Image.open(out / explanation).size == Image.open(learnable_root / path).size
+
+    run = tmp_path / "run"
+    refused = run_in_process(
+        "train", *tiny(learnable_root), "explain=true", "explain.layer=layer9", f"hydra.run.dir={run}", status=2
+    )
+    assert "explain.layer=layer9 is not a module of resnet18" in refused.stderr
+    assert not (run / "checkpoints").exists()
+
+
+def malignant_lesions(count: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Synthetic melanomas and carcinomas drawn at the model's crop, and their masks: lesions that show what the
+    malignancy score is made of (a benign one may show nothing of it, and Grad-CAM then maps nothing)."""
+    rng = np.random.default_rng(seed)
+    drawn = [render_lesion_and_mask(rng, DIAGNOSES[name].look, size) for name in ["melanoma", "carcinoma"] * count]
+    return torch.from_numpy(np.stack([d[0] for d in drawn])).permute(0, 3, 1, 2), np.stack([d[1] for d in drawn])
+
+
+def pointing_game(maps: np.ndarray, masks: np.ndarray) -> float:
+    """The share of maps whose maximum falls inside the lesion."""
+    flat = maps.reshape(len(maps), -1).argmax(axis=1)
+    return float(np.mean(masks.reshape(len(masks), -1)[np.arange(len(masks)), flat]))
+
+
+def test_maps_point_at_the_lesion_and_depend_on_the_trained_weights(diagnosis_run: Path) -> None:
+    """Adebayo et al.'s checks: the trained model's maps point into the lesion more often than a random point
+    would; the same network with its weights randomised gives other maps."""
+    model = load_model(diagnosis_run / "checkpoints" / "last.ckpt")
+    crops, masks = malignant_lesions(50, model.preprocessing.crop_size, seed=5)
+    chance = float(masks.mean())  # a random point's chance to fall into the lesion: 0.15
+    trained = Explainer(model.classifiers, GRAD_CAM).maps(crops)
+    for method in ("gradcam", "gradcam++"):  # measured: 0.32 and 0.54 (layer2, 6 x 6 at 48 px)
+        maps = Explainer(model.classifiers, ExplainSettings(True, method, None, None)).maps(crops)
+        assert pointing_game(maps, masks) > chance + 0.1, (method, pointing_game(maps, masks), chance)
+
+    randomised = model.classifiers[0]
+    torch.manual_seed(0)
+    for module in randomised.backbone.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    random_maps = Explainer([randomised], GRAD_CAM).maps(crops)
+    varying = [(a, b) for a, b in zip(trained, random_maps, strict=True) if a.std() > 0 and b.std() > 0]
+    correlation = np.mean([np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in varying])
+    assert correlation < 0.5, correlation  # measured: 0.09 (6 of 100 randomised maps are flat, left out)
+    assert pointing_game(random_maps, masks) < pointing_game(trained, masks)  # measured: 0.10 and 0.32
+
+
+def test_a_diagnosis_can_be_explained_by_name(diagnosis_run: Path) -> None:
+    model = load_model(diagnosis_run / "checkpoints" / "last.ckpt")
+    crops, _ = malignant_lesions(5, model.preprocessing.crop_size, seed=6)
+    malignancy = Explainer(model.classifiers, GRAD_CAM).maps(crops)
+    nevus = Explainer(model.classifiers, ExplainSettings(True, "gradcam++", None, "nevus")).maps(crops)
+    assert not np.allclose(malignancy, nevus)
+    with pytest.raises(SkinclfError, match=r"explain.target=lentigo is not a diagnosis of this model's head"):
+        Explainer(model.classifiers, ExplainSettings(True, "gradcam", None, "lentigo"))

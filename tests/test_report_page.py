@@ -1,0 +1,123 @@
+"""report.html opened in a real browser (Chromium through Playwright): every picture shows, nothing is fetched,
+and the page holds what a reader looks for, for one run and for runs compared.
+
+Chromium comes from the system (`make test` installs Debian's where it may) or from `playwright install chromium`;
+without either these tests are skipped, and say why."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_in_process
+
+from skinclf.evaluation.metrics import recall_key
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make install")
+
+
+def chromium_executable() -> str | None:
+    """A system Chromium, or None for Playwright's own (downloaded by `playwright install chromium`)."""
+    named = os.environ.get("SKINCLF_CHROMIUM")
+    return named or next(
+        (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+    )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright.sync_playwright() as driver:
+        try:
+            chromium = driver.chromium.launch(
+                executable_path=chromium_executable(), args=["--no-sandbox", "--disable-gpu"]
+            )
+        except playwright.Error as error:
+            pytest.skip(f"no Chromium to open the page in (apt-get install chromium, or set SKINCLF_CHROMIUM): {error}")
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A report opened in the browser, with what it asked the network for and what it logged as errors."""
+
+    def __init__(self, browser: object, path: Path) -> None:
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        self.fetched: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda request: self.fetched.append(request.url))
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(path.as_uri())
+
+    def images(self) -> list[dict]:
+        """Every picture's alt text, natural width and the width it is drawn at."""
+        return self.page.evaluate(
+            "Array.from(document.images).map(i => ({alt: i.alt, loaded: i.complete && i.naturalWidth > 0,"
+            " width: i.getBoundingClientRect().width}))"
+        )
+
+    def texts(self, selector: str) -> list[str]:
+        return [element.inner_text().strip() for element in self.page.query_selector_all(selector)]
+
+    def assert_self_contained(self) -> None:
+        """Every picture shows within the page's width, nothing but the file itself is fetched, no script error."""
+        images = self.images()
+        assert images and all(image["loaded"] for image in images), [i["alt"] for i in images if not i["loaded"]]
+        assert all(0 < image["width"] <= 1280 for image in images)
+        assert [url for url in self.fetched if not url.startswith(("file:", "data:"))] == []
+        assert self.errors == []
+
+
+def test_a_run_report_shows_its_figures_audit_errors_and_model_card(browser: object, diagnosis_run: Path) -> None:
+    metrics = json.loads((diagnosis_run / "metrics.json").read_text())
+    page = Page(browser, diagnosis_run / "report.html")
+    page.assert_self_contained()
+
+    alts = [image["alt"] for image in page.images()]
+    for picture in ("Precision-recall", "ROC", "Reliability", "Confusion matrix", "the most confident errors"):
+        assert any(picture in alt for alt in alts), (picture, alts)
+    assert sorted(alt for alt in alts if alt.startswith("recall by")) == [
+        "recall by age_approx",
+        "recall by anatom_site_general",
+        "recall by sex",
+    ]
+    headings = page.texts("h3")
+    for heading in ("Operating points", "Audit by subgroup", "The most confident errors", "Model card"):
+        assert heading in headings
+
+    # one row per target recall, each threshold with its interval
+    rows = page.page.query_selector_all("h3:text('Operating points') + table tr")[1:]
+    targets = [recall_key(point["target_recall"]) for point in metrics["operating_points"]]
+    assert [row.query_selector("td").inner_text().split()[0] for row in rows] == targets
+    assert all("[" in row.query_selector_all("td")[1].inner_text() for row in rows)
+
+    card = page.page.inner_text("dl.card")
+    training = metrics["training_data"]
+    assert f"{training['images']} images, {training['malignant']} malignant" in card
+    assert "resnet18" in card and "Intended use" in card and "limitations found" in card
+    assert page.texts(".summary div")[0].startswith(f"test AUROC {metrics['test/auroc']:.3f}")
+
+
+def test_the_report_of_runs_compares_them_side_by_side(
+    browser: object, trained_run: Path, diagnosis_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    run_in_process("report", f"runs=[{trained_run},{diagnosis_run}]", f"hydra.run.dir={out}")
+    page = Page(browser, out / "report.html")
+    page.assert_self_contained()
+
+    assert page.page.title() == "skinclf: 2 runs compared"
+    rows = page.page.query_selector_all("h2:text('The runs compared') + table tr")[1:]
+    labels = [trained_run.name, f"{diagnosis_run.parent.name}/run"]  # each below the runs' common folder
+    assert [row.query_selector("td").inner_text() for row in rows] == labels
+    for row, run in zip(rows, (trained_run, diagnosis_run), strict=True):
+        auroc = json.loads((run / "metrics.json").read_text())["test/auroc"]
+        assert f"{auroc:.3f}" in row.inner_text()
+    assert any(image["alt"] == "the runs' test precision-recall curves" for image in page.images())
+    side_by_side = page.page.query_selector_all("h3:text('The audits by subgroup, side by side') + div figure")
+    assert len(side_by_side) == 3  # the diagnosis run's three audited columns; the other run audits none
+    assert len(page.texts("h2")) == 3  # the comparison, then each run

@@ -6,7 +6,7 @@ keratosis; HAM10000: mel against nv, bkl, df and vasc, its basal cell carcinomas
 left out), so that a model is asked the same question on the other set. Each model trains on its set
 (ResNet18 from random initialisation: no ImageNet weights can be downloaded here), is evaluated on its
 own test split (internal) and on the whole other set through the data group (external), audited by
-estimated skin tone and sex.
+estimated skin tone (and on HAM10000 by sex).
 
     python studies/external_validation.py --ham <HAM10000 folder> --isic2017 <ISIC 2017 folder> --seeds 0 1 2
 
@@ -48,19 +48,19 @@ def datasets(ham: Path, isic: Path) -> dict[str, list[str]]:
     }
 
 
-#: CPU scale: 72 -> 64 px, batch 64, random init; epochs by the size of the training set.
+#: CPU scale: 46 -> 40 px, batch 64, random init; epochs by the size of the training set.
 TRAINING = [
     *("model=resnet18", "model.weights=null", "trainer=cpu", "aug=albu", "optim.lr=1e-3", "optim.warmup_epochs=1"),
-    *("data.resize_size=72", "data.crop_size=64", "data.batch_size=64", "data.num_workers=2"),
+    *("data.resize_size=46", "data.crop_size=40", "data.batch_size=64", "data.num_workers=2"),
     *("trainer.enable_progress_bar=false", "evaluation.bootstrap.resamples=500", "logger=[]"),
 ]
-EPOCHS = {"HAM10000": 4, "ISIC 2017": 8}
-EVALUATION = [
-    "evaluation.calibration=temperature",
-    "evaluation.subgroups=[skin_tone_ita,sex]",
-    "evaluation.bootstrap.resamples=500",
-    "data.num_workers=2",
-]
+EPOCHS = {"HAM10000": 3, "ISIC 2017": 6}
+EVALUATION = ["evaluation.calibration=temperature", "evaluation.bootstrap.resamples=500", "data.num_workers=2"]
+#: What each set's table lets the audit look at (ISIC 2017's labels hold no patient data).
+SUBGROUPS = {
+    "HAM10000": "evaluation.subgroups=[skin_tone_ita,sex]",
+    "ISIC 2017": "evaluation.subgroups=[skin_tone_ita]",
+}
 
 
 def command(name: str, *arguments: str) -> None:
@@ -95,9 +95,9 @@ def main() -> None:
     arguments = parser.parse_args()
     data = datasets(arguments.ham.resolve(), arguments.isic2017.resolve())
     results = {}
-    for source, target in (("HAM10000", "ISIC 2017"), ("ISIC 2017", "HAM10000")):
-        for color in ("none", "shades_of_gray"):
-            for seed in arguments.seeds:
+    for seed in arguments.seeds:  # every comparison at one seed before the next seed
+        for source, target in (("HAM10000", "ISIC 2017"), ("ISIC 2017", "HAM10000")):
+            for color in ("none", "shades_of_gray"):
                 run = arguments.out / f"{source}-{color}-{seed}".replace(" ", "")
                 split_dir = arguments.out / "splits" / source.replace(" ", "")
                 if not (run / "metrics.json").is_file():
@@ -118,6 +118,7 @@ def main() -> None:
                         f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
                         *data[target],
                         *EVALUATION,
+                        SUBGROUPS[target],
                         f"hydra.run.dir={external}",
                     )
                 measured = figures(*(json.loads((f / "metrics.json").read_text()) for f in (run, external)))

@@ -1,6 +1,7 @@
-"""External validation: a model trained on one synthetic clinic, evaluated on another's table whose images were
-taken under another light, as evaluate reads it through the data group; colour constancy, temperature scaling,
-local thresholds, skin tone, copies of training images, and the tables users send."""
+"""External validation: a model trained on one synthetic clinic, evaluated on others' tables as evaluate reads them
+through the data group: a screening clinic whose melanomas are earlier, a clinic whose light tints its images;
+colour constancy, temperature scaling, local thresholds, skin tone, copies of training images, and the tables users
+send."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ import pytest
 from conftest import run_in_process, small_table, trained_metrics, write_image
 from PIL import Image
 
-from skinclf.data.synthetic import ensure_synthetic_dataset
+from skinclf.data.synthetic import DIAGNOSES, ensure_synthetic_dataset, render_lesion
 from skinclf.schema import SyntheticSpec
 
 #: Two models trained, then several evaluations: more than the default limit on a CPU without AVX
 pytestmark = pytest.mark.timeout(900)
 
-#: The other clinic's light: warmer and brighter (a colour cast and a brightness change).
-CAST, BRIGHTER = np.array([1.1, 1.0, 0.85]), 60.0
+#: The other clinic's light: a warm tint (red up, blue down).
+TINT = np.array([1.3, 1.0, 0.7])
+#: The share of a screening clinic's malignant lesions seen early, when they still look like naevi.
+EARLY = 0.6
 
 SYNTHETIC_TABLE = [
     *("data=table", "data.image_column=image_id", "data.label_column=diagnosis", "data.skip_unlabelled=true"),
@@ -29,16 +32,31 @@ SYNTHETIC_TABLE = [
 ]
 
 
-def other_clinic(folder: Path) -> Path:
-    """Another synthetic clinic's table (other patients) with every image under the other light."""
+def other_clinics(folder: Path) -> dict[str, Path]:
+    """Another synthetic clinic's table (other patients) as it is, under a tinted light, and as a screening clinic
+    sees it (most malignant lesions early)."""
     spec = SyntheticSpec(layout="table", n_train=600, n_test=2, image_size=48, malignant_fraction=0.3, seed=11)
-    generated = ensure_synthetic_dataset(folder / "generated", spec)
-    (folder / "images").mkdir(parents=True)
-    for path in (generated / "images").iterdir():
+    plain = ensure_synthetic_dataset(folder / "plain", spec)
+    table = pd.read_csv(plain / "lesions.csv", dtype=str, keep_default_na=False)
+    rng = np.random.default_rng(0)
+    clinics = {"plain": plain, "tinted": folder / "tinted", "screening": folder / "screening"}
+    for name in ("tinted", "screening"):
+        (clinics[name] / "images").mkdir(parents=True)
+        shutil.copy(plain / "lesions.csv", clinics[name] / "lesions.csv")
+    for image_id, diagnosis in zip(table["image_id"], table["diagnosis"], strict=True):
+        path = plain / "images" / f"{image_id}.jpg"
+        if not path.is_file():  # the table's rows without an image
+            continue
         pixels = np.asarray(Image.open(path).convert("RGB")).astype(float)
-        Image.fromarray(np.clip(pixels * CAST + BRIGHTER, 0, 255).astype(np.uint8)).save(folder / "images" / path.name)
-    shutil.copy(generated / "lesions.csv", folder / "lesions.csv")
-    return folder
+        tinted = np.clip(np.rint(pixels * TINT), 0, 255).astype(np.uint8)
+        Image.fromarray(tinted).save(clinics["tinted"] / "images" / path.name, quality=92)
+        if diagnosis in ("melanoma", "carcinoma") and rng.random() < EARLY:
+            Image.fromarray(render_lesion(rng, DIAGNOSES["nevus"].look, 48)).save(
+                clinics["screening"] / "images" / path.name, quality=92
+            )
+        else:
+            shutil.copy(path, clinics["screening"] / "images" / path.name)
+    return clinics
 
 
 def external(clinic: Path) -> list[str]:
@@ -47,7 +65,7 @@ def external(clinic: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def clinics(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Models trained on clinic A without and with colour constancy, and clinic B's table."""
+    """Models trained on clinic A without and with colour constancy, and clinic B's tables."""
     folder = tmp_path_factory.mktemp("clinics")
     trained = {}
     for color in ("none", "shades_of_gray"):
@@ -56,41 +74,59 @@ def clinics(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
         run_in_process("train", *overrides, "evaluation.bootstrap.resamples=200", f"hydra.run.dir={folder / color}")
         trained[color] = folder / color / "checkpoints" / "last.ckpt"
-    return {**trained, "clinic_b": other_clinic(folder / "clinic_b"), "folder": folder}
+    others = other_clinics(folder / "clinic_b")
+    return {**trained, **{f"clinic_b_{name}": path for name, path in others.items()}, "folder": folder}
 
 
-def evaluated(clinics: dict[str, Path], model: str, name: str, *more: str) -> dict:
+def evaluated(clinics: dict[str, Path], model: str, name: str, *more: str, clinic: str = "clinic_b_tinted") -> dict:
     out = clinics["folder"] / name
-    run_in_process("evaluate", f"ckpt={clinics[model]}", *external(clinics["clinic_b"]), *more, f"hydra.run.dir={out}")
+    if not (out / "metrics.json").is_file():
+        run_in_process("evaluate", f"ckpt={clinics[model]}", *external(clinics[clinic]), *more, f"hydra.run.dir={out}")
     return trained_metrics(out)
 
 
 @pytest.fixture(scope="module")
 def transferred(clinics: dict[str, Path]) -> dict[str, dict]:
+    """Each model on the tinted clinic, audited by skin tone and sex."""
     subgroups = "evaluation.subgroups=[skin_tone_ita,sex]"
     return {color: evaluated(clinics, color, f"external_{color}", subgroups) for color in ("none", "shades_of_gray")}
 
 
-def test_the_transfer_report_flags_the_recall_the_other_light_costs(transferred: dict, clinics: dict) -> None:
-    metrics = transferred["none"]
+def test_the_transfer_report_flags_the_recall_a_screening_clinic_costs(clinics: dict) -> None:
+    metrics = evaluated(clinics, "none", "screening", clinic="clinic_b_screening")
     transfer = metrics["transfer"]
     internal = trained_metrics(clinics["none"].parent.parent)
     assert transfer["internal"]["test/auroc"] == internal["test/auroc"]  # the run's own figures, beside
     assert metrics["test/images"] == 600 and metrics["run"]["evaluated_on"].endswith("lesions.csv")
-    assert transfer["change"]["test/auroc"] < -0.05  # the other light costs ranking
-    flagged = [p for p in transfer["operating_points"] if p["recall_below_target"]]
-    assert flagged, transfer["operating_points"]  # the thresholds chosen at home miss malignant lesions here
-    for point in flagged:
-        assert point["external"]["recall_ci"][1] < point["target_recall"]
-    report = (clinics["folder"] / "external_none" / "report.md").read_text()
-    assert "## How external_none transferred" in report and "⚠ below target" in report
+    assert transfer["change"]["test/auroc"] < -0.05  # early melanomas are harder to rank
+    points = {p["target_recall"]: p for p in transfer["operating_points"]}
+    # the thresholds chosen on internal validation miss the early melanomas (measured: recall 0.92 at 0.95)
+    assert points[0.95]["external"]["recall"] < min(0.95, points[0.95]["internal"]["recall"]), points
+    for point in points.values():  # flagged where the interval lies wholly below the target, and only there
+        assert point["recall_below_target"] == (point["external"]["recall_ci"][1] < point["target_recall"])
+    # measured: 0.99-0.999 flagged (recall 0.977, interval 0.87-0.989); without AVX (SSE4.1) 0.95 too
+    assert any(p["recall_below_target"] for p in points.values()), points
+    report = (clinics["folder"] / "screening" / "report.md").read_text()
+    assert "## How screening transferred" in report and "⚠ below target" in report
     assert {"test/ece", "val/ece"} <= set(metrics) and "test/ece" in transfer["internal"]
 
 
-def test_colour_constancy_recovers_part_of_what_the_light_cost(transferred: dict) -> None:
-    plain, constant = transferred["none"], transferred["shades_of_gray"]
-    assert constant["test/auroc"] > plain["test/auroc"] + 0.03, (plain["test/auroc"], constant["test/auroc"])
-    assert constant["operating_points"][0]["test/recall"] >= plain["operating_points"][0]["test/recall"]
+def test_colour_constancy_takes_the_tint_of_the_light_away(transferred: dict, clinics: dict) -> None:
+    """On the same images as they are and under the tint: the model trained with Shades of Gray ranks them alike
+    and changes its probabilities less than the model without.
+
+    Measured over seeds 0-1 and one or two threads: its AUROC moved 0.003-0.022 (without: 0.04-0.11), its mean
+    probability 0.06-0.09 (without: 0.14-0.23, the ratio 0.39-0.59)."""
+    moved = {}
+    for color in ("none", "shades_of_gray"):
+        plain = evaluated(clinics, color, f"plain_{color}", clinic="clinic_b_plain")
+        tinted = transferred[color]
+        as_they_are = pd.read_csv(clinics["folder"] / f"plain_{color}" / "predictions_test.csv").set_index("path")
+        lit = pd.read_csv(clinics["folder"] / f"external_{color}" / "predictions_test.csv").set_index("path")
+        change = (lit["probability"] - as_they_are["probability"].reindex(lit.index)).abs().mean()
+        moved[color] = (abs(tinted["test/auroc"] - plain["test/auroc"]), change)
+    assert moved["shades_of_gray"][0] < 0.04, moved
+    assert moved["shades_of_gray"][1] < 0.8 * moved["none"][1], moved
 
 
 def test_the_audit_by_estimated_skin_tone_runs_on_the_external_set(transferred: dict, clinics: dict) -> None:
@@ -115,7 +151,7 @@ def test_temperature_scaling_is_fitted_on_validation_and_applied_everywhere(clin
     run_in_process(
         "predict",
         f"ckpt={clinics['none']}",
-        *external(clinics["clinic_b"]),
+        *external(clinics["clinic_b_tinted"]),
         "evaluation.calibration=temperature",
         f"hydra.run.dir={tmp_path}",
     )
@@ -129,16 +165,18 @@ def test_temperature_scaling_is_fitted_on_validation_and_applied_everywhere(clin
 
 
 def test_thresholds_chosen_on_a_local_sample_are_said_so(clinics: dict, tmp_path: Path) -> None:
-    table = pd.read_csv(clinics["clinic_b"] / "lesions.csv", dtype=str, keep_default_na=False)
+    table = pd.read_csv(clinics["clinic_b_tinted"] / "lesions.csv", dtype=str, keep_default_na=False)
     usable = table[table["diagnosis"].isin(["melanoma", "carcinoma", "nevus", "keratosis", "dermatofibroma"])]
     sample = usable.iloc[:80].assign(
         path=lambda t: "images/" + t["image_id"] + ".jpg",
         label=lambda t: t["diagnosis"].isin(["melanoma", "carcinoma"]).astype(int),
     )[["path", "label"]]
-    sample.to_csv(clinics["clinic_b"] / "sample.csv", index=False)
-    metrics = evaluated(clinics, "none", "local", f"evaluation.threshold_source={clinics['clinic_b'] / 'sample.csv'}")
+    sample.to_csv(clinics["clinic_b_tinted"] / "sample.csv", index=False)
+    metrics = evaluated(
+        clinics, "none", "local", f"evaluation.threshold_source={clinics['clinic_b_tinted'] / 'sample.csv'}"
+    )
     chosen_on = metrics["run"]["thresholds_chosen_on"]
-    assert chosen_on.startswith(str(clinics["clinic_b"] / "sample.csv"))
+    assert chosen_on.startswith(str(clinics["clinic_b_tinted"] / "sample.csv"))
     assert f"80 images, {int(sample['label'].sum())} malignant" in chosen_on
     assert "Thresholds chosen on " + chosen_on in (clinics["folder"] / "local" / "report.md").read_text()
 

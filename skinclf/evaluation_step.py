@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.loggers import Logger
 
 from skinclf.atomic import write_json
-from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, skin_tones
+from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, Decoding, skin_tones
 from skinclf.data.dataset import LesionDataset
 from skinclf.evaluation.calibration import calibrate, expected_calibration_error
 from skinclf.evaluation.diagnosis import diagnosis_columns, diagnosis_figures
@@ -52,8 +52,8 @@ def error_images(seen: Seen, test: pd.DataFrame) -> Errors:
     """The most confident errors on test with their images as the model saw them, each beside its map's overlay."""
     transform, errors = eval_transform(seen.preprocessing), {}
     for kind, rows in confident_errors(test).items():
-        color = seen.preprocessing.color_constancy
-        dataset = LesionDataset(seen.root, rows, transform, tolerate_unreadable=True, color_constancy=color)
+        decoding = Decoding.of(seen.preprocessing)
+        dataset = LesionDataset(seen.root, rows, transform, tolerate_unreadable=True, decoding=decoding)
         crops = [dataset[i]["image"] for i in range(len(rows))]
         images = [crop.permute(1, 2, 0).numpy() for crop in crops]
         if seen.explainer is not None and crops:

@@ -29,6 +29,7 @@ from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 from torch import nn
 
 from skinclf.atomic import atomic_path
+from skinclf.data.color import Decoding
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.images import load_rgb
 from skinclf.data.metadata import encode
@@ -241,7 +242,7 @@ def explain_images(
         table,
         eval_transform(preprocessing),
         tolerate_unreadable=True,
-        color_constancy=preprocessing.color_constancy,
+        decoding=Decoding.of(preprocessing),
     )
     written = [""] * len(table)
     for start in range(0, len(table), EXPLAINED_AT_ONCE):

@@ -176,7 +176,13 @@ def input_description(preprocessing: Preprocessing) -> dict:
         "dtype": "uint8",
         "layout": "NCHW, RGB, pixel values 0-255",
         "preprocessing": f"resize the shorter side to {preprocessing.resize_size} px (bilinear), then centre-crop "
-        f"{preprocessing.crop_size}x{preprocessing.crop_size}; EXIF orientation applied",
+        f"{preprocessing.crop_size}x{preprocessing.crop_size}; EXIF orientation applied"
+        + (
+            f"; a JPEG decoded by DCT scaling (libjpeg scale 1/2, 1/4 or 1/8, the smallest whose shorter side is "
+            f">= {preprocessing.resize_size} px; Pillow's Image.draft) before the resize"
+            if preprocessing.jpeg_dct_scaling
+            else ""
+        ),
         "resize_size": preprocessing.resize_size,
         "crop_size": preprocessing.crop_size,
         "mean": list(preprocessing.mean),

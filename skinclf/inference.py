@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from skinclf.data.color import Decoding
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.metadata import encode
 from skinclf.data.transforms import eval_pipeline
@@ -137,7 +138,7 @@ def predict_images(
         eval_transform(preprocessing),
         tolerate_unreadable,
         metadata=metadata,
-        color_constancy=preprocessing.color_constancy,
+        decoding=Decoding.of(preprocessing),
     )
     loader = DataLoader(dataset, batch_size=inference.batch_size, num_workers=inference.num_workers)
     return predict_loader(inference.trainer, classifier, loader, views)

@@ -121,8 +121,10 @@ class DataSettings(SplitSettings):
     mean: Optional[list[float]]
     std: Optional[list[float]]
     color_constancy: Optional[str]
+    jpeg_dct_scaling: Optional[bool]
     cache: bool
     cache_dir: Optional[str]
+    prepare_workers: Optional[int]
     batch_size: int
     num_workers: int
     pin_memory: bool
@@ -142,6 +144,8 @@ class DataSettings(SplitSettings):
             )
         require(self.batch_size > 0, "data.batch_size", self.batch_size, "> 0")
         require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
+        workers = self.prepare_workers
+        require(workers is None or workers >= 0, "data.prepare_workers", workers, ">= 0, or null for every core")
         for key in ("mean", "std"):
             values = getattr(self, key)
             require(values is None or len(values) == 3, f"data.{key}", values, "three numbers (R, G, B)")
@@ -167,7 +171,7 @@ class DataSettings(SplitSettings):
 
 
 #: The keys of the data group a trained model keeps as its preprocessing.
-PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "color_constancy")
+PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "color_constancy", "jpeg_dct_scaling")
 
 #: data.color_constancy's values (see skinclf.data.color).
 COLOR_CONSTANCY = ("none", "shades_of_gray")
@@ -175,14 +179,16 @@ COLOR_CONSTANCY = ("none", "shades_of_gray")
 
 @dataclass
 class Preprocessing:
-    """How a model sees an image, a part of every checkpoint: colour constancy as it is decoded, the shorter side
-    resized to resize_size, the centre crop_size square, then (inside the model) (pixels / 255 - mean) / std."""
+    """How a model sees an image, a part of every checkpoint: decoded (a JPEG by DCT scaling to no less than
+    resize_size, with jpeg_dct_scaling), colour constancy, the shorter side resized to resize_size, the centre
+    crop_size square, then (inside the model) (pixels / 255 - mean) / std."""
 
     resize_size: int
     crop_size: int
     mean: list[float]
     std: list[float]
     color_constancy: str
+    jpeg_dct_scaling: bool
 
 
 # -- model and training ---------------------------------------------------------------------------
@@ -423,14 +429,34 @@ class TrainConfig:
 
 
 @dataclass
+class PrepareBenchSettings:
+    """bench.prepare: the photographs bench.mode=prepare generates and times the preparation of."""
+
+    images: int
+    width: int
+    height: int
+    quality: int
+    folder: Optional[str]
+    whole_decode: bool
+
+    def __post_init__(self) -> None:
+        require(self.images >= 10, "bench.prepare.images", self.images, ">= 10")
+        require(min(self.width, self.height) > 0, "bench.prepare.width", self.width, "and height > 0")
+        require(1 <= self.quality <= 100, "bench.prepare.quality", self.quality, "in 1-100")
+
+
+@dataclass
 class BenchSettings:
+    mode: str
     rounds: int
     batches: int
     warmup_batches: int
     pipeline_batches: int
     worker_counts: Optional[list[int]]
+    prepare: PrepareBenchSettings
 
     def __post_init__(self) -> None:
+        require(self.mode in ("train", "prepare"), "bench.mode", self.mode, "train or prepare")
         require(self.rounds > 0, "bench.rounds", self.rounds, "> 0")
         require(self.batches > 0, "bench.batches", self.batches, "> 0")
 

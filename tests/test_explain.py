@@ -69,7 +69,7 @@ def test_maps_turn_back_with_the_views_and_members_average() -> None:
 
 
 def test_a_map_lies_on_the_image_at_its_own_size() -> None:
-    preprocessing = Preprocessing(resize_size=36, crop_size=32, mean=[0.5] * 3, std=[0.5] * 3, color_constancy="none")
+    preprocessing = Preprocessing(36, 32, [0.5] * 3, [0.5] * 3, color_constancy="none", jpeg_dct_scaling=True)
     placed = at_image_size(np.ones((32, 32)), (90, 180), preprocessing)  # resized to 36 x 72, centre 32 x 32
     assert placed.shape == (90, 180)
     rows, columns = np.nonzero(placed > 0.5)

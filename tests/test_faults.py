@@ -123,7 +123,8 @@ def test_a_split_folder_the_user_may_not_write_to_is_named_with_what_to_do(
 def test_the_cache_is_refused_early_when_the_disk_is_too_small(
     learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("skinclf.atomic.free_bytes", lambda path: 100_000)  # 100 kB left
+    for reader in ("skinclf.atomic.free_bytes", "skinclf.data.cache.free_bytes"):  # 100 kB left, so nothing staged
+        monkeypatch.setattr(reader, lambda path: 100_000)
     stderr = run_train(
         *tiny(learnable_root, "trainer.max_epochs=1"),
         f"data.split_dir={tmp_path}",

@@ -1,8 +1,10 @@
-"""Benchmark: ``python -m skinclf.bench [any override of skinclf.train]``; see :mod:`skinclf.bench.measure`."""
+"""Benchmark: ``python -m skinclf.bench [any override of skinclf.train]``; see :mod:`skinclf.bench.measure`, and
+for ``bench.mode=prepare`` :mod:`skinclf.bench.prepare`."""
 
 from __future__ import annotations
 
 from skinclf.bench.measure import print_table, run_bench
+from skinclf.bench.prepare import print_prepare_table, run_prepare_bench
 from skinclf.cli import command, output_folder
 from skinclf.schema import BenchConfig
 
@@ -10,7 +12,10 @@ from skinclf.schema import BenchConfig
 @command("bench")
 def main(settings: BenchConfig) -> None:
     output_dir = output_folder()
-    print_table(run_bench(settings, output_dir))
+    if settings.bench.mode == "prepare":
+        print_prepare_table(run_prepare_bench(settings, output_dir))
+    else:
+        print_table(run_bench(settings, output_dir))
     print(f"\nwrote {output_dir / 'bench.json'}")
 
 

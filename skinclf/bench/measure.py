@@ -136,7 +136,7 @@ def print_table(results: dict) -> None:
 
 def measure_pipeline(settings: BenchConfig, train_set: LesionDataset, worker_counts: list[int]) -> list[dict]:
     """(a): images per second from the JPEG files and from the cache, at each worker count."""
-    decoded = LesionDataset(train_set.root, train_set.table, train_set.transform)
+    decoded = LesionDataset(train_set.root, train_set.table, train_set.transform, decoding=train_set.decoding)
     rows = []
     for workers in worker_counts:
         for source, dataset in (("decode JPEG", decoded), ("uint8 cache", train_set)):

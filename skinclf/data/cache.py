@@ -4,6 +4,13 @@ Images keep their aspect ratio (the shorter side becomes ``resize_size``), so th
 after another in a flat memory-mapped file with an index of offsets and shapes. Resizing is the
 first step of every pipeline and resizing an image already at that size changes nothing, so the
 pipelines see exactly the pixels they would see decoding the files every epoch.
+
+When the splits are made, every image is read once for its checks and hashes; that same decode
+gives its cached pixels, written in the order read into a *staged* file (see :func:`staging`;
+only where the disk has room for it beside the caches). Each split's cache is then copied from it
+rather than decoded again, and the staged file is removed once the caches are built. Without one
+(splits made earlier, other sizes), a split's images are decoded in worker processes (see
+:mod:`skinclf.data.reading`).
 """
 
 from __future__ import annotations
@@ -11,17 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from skinclf.atomic import atomic_path, check_free_space
-from skinclf.data.color import decode
-from skinclf.data.transforms import resize_step
+from skinclf.atomic import atomic_path, check_free_space, free_bytes
+from skinclf.data.reading import CachedPixels, Wanted, read_images
 from skinclf.errors import SkinclfError, megabytes
 from skinclf.locks import exclusive_lock, hold_shared, remove_if_unused
 
@@ -29,17 +37,19 @@ log = logging.getLogger(__name__)
 
 #: Part of every cache key: a change of the cache format or of the decoding invalidates old caches.
 CACHE_FORMAT = 1
+#: The name of staged files' caches in the cache folder.
+STAGED = "staged"
 
 
-def cache_key(table: pd.DataFrame, resize_size: int, color_constancy: str = "none") -> str:
+def cache_key(table: pd.DataFrame, pixels: CachedPixels) -> str:
     """A digest of what the cache holds: the images (paths, and contents where sha1 is known), their size and
-    colour constancy."""
+    how they were decoded."""
     identity = {
         "format": CACHE_FORMAT,
-        "resize_size": resize_size,
+        "resize_size": pixels.resize_size,
         "paths": table["path"].tolist(),
         "sha1": table["sha1"].tolist() if "sha1" in table.columns else None,
-        **({"color_constancy": color_constancy} if color_constancy != "none" else {}),
+        **pixels.identity(),
     }
     return hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
 
@@ -84,22 +94,32 @@ class ImageCache:
         return self._data[start : start + height * width * 3].reshape(height, width, 3)
 
 
-class _ResizedImages(Dataset):
-    """Decoded and resized images, in order: what the cache is built from, in DataLoader workers."""
+class CacheWriter:
+    """Images appended in order to a cache's open data file, their offsets and shapes kept for its index."""
 
-    def __init__(self, root: Path, paths: list[str], resize_size: int, color_constancy: str) -> None:
-        self.root, self.paths, self.resize_size = root, paths, resize_size
-        self.resize, self.color_constancy = resize_step(resize_size), color_constancy
+    def __init__(self, out: BinaryIO, count: int) -> None:
+        self.out = out
+        self.offsets, self.shapes = np.zeros(count, dtype=np.int64), np.zeros((count, 2), dtype=np.int64)
+        self.written = self.position = 0
+        self.index_extra: dict[str, np.ndarray] = {}  # more arrays for the index
 
-    def __len__(self) -> int:
-        return len(self.paths)
+    def add(self, image: np.ndarray) -> None:
+        self.out.write(image.tobytes())
+        self.offsets[self.written], self.shapes[self.written] = self.position, image.shape[:2]
+        self.position += image.size
+        self.written += 1
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        path = self.root / self.paths[index]
-        try:
-            return np.ascontiguousarray(self.resize(image=decode(path, self.color_constancy))["image"])
-        except Exception as error:
-            raise SkinclfError(f"cannot read {path} while caching ({type(error).__name__}: {error})") from error
+
+@contextmanager
+def writing_cache(data_path: Path, index_path: Path, count: int, needed_bytes: int) -> Iterator[CacheWriter]:
+    """A writer of up to count images into data_path; the index is written last (an index marks a complete
+    cache), and a failure leaves neither file."""
+    with atomic_path(data_path, needed_bytes) as partial, open(partial, "wb") as out:
+        writer = CacheWriter(out, count)
+        yield writer
+    with atomic_path(index_path) as partial:
+        written = writer.written
+        np.savez(partial, offsets=writer.offsets[:written], shapes=writer.shapes[:written], **writer.index_extra)
 
 
 def _paths(cache_dir: Path, name: str, key: str) -> tuple[Path, Path]:
@@ -122,6 +142,84 @@ def estimated_bytes(root: Path, paths: list[str], resize_size: int, sample: int 
     return int(np.mean(sizes) * len(paths) * 1.05) if sizes else 0
 
 
+@dataclass(frozen=True)
+class Staging:
+    """Where the splits' reading pass stages every image's cached pixels, and how they are made."""
+
+    cache_dir: Path
+    pixels: CachedPixels
+
+    def identity(self) -> str:
+        return json.dumps({"format": CACHE_FORMAT, "resize_size": self.pixels.resize_size, **self.pixels.identity()})
+
+
+#: A function that stages one image: its path, the SHA-1 of its bytes and its cached pixels.
+Stage = Callable[[str, str, np.ndarray], None]
+
+
+@contextmanager
+def staging(where: Staging | None, root: Path, paths: list[str]) -> Iterator[Stage | None]:
+    """Stage the cached pixels of the images read in the block (None: nothing to stage, or no room on the disk
+    for the staged file and the caches copied from it); the staged file is kept only if the block succeeds."""
+    if where is None:
+        yield None
+        return
+    needed = estimated_bytes(root, paths, where.pixels.resize_size)
+    where.cache_dir.mkdir(parents=True, exist_ok=True)
+    if free_bytes(where.cache_dir) < 2 * needed:
+        log.info("not staging the cached pixels in %s: the disk has room for the caches alone", where.cache_dir)
+        yield None
+        return
+    with exclusive_lock(where.cache_dir / f".{STAGED}.lock", f"the staged images in {where.cache_dir}"):
+        for partial in where.cache_dir.glob(f".{STAGED}-*.partial*"):  # left by a killed job
+            partial.unlink(missing_ok=True)
+        key = cache_key(pd.DataFrame({"path": paths}), where.pixels)
+        staged_paths: list[str] = []
+        staged_sha1: list[str] = []
+        with writing_cache(*_paths(where.cache_dir, STAGED, key), len(paths), needed) as writer:
+
+            def stage(path: str, sha1: str, image: np.ndarray) -> None:
+                writer.add(image)
+                staged_paths.append(path)
+                staged_sha1.append(sha1)
+
+            yield stage
+            writer.index_extra = {
+                "paths": np.array(staged_paths),
+                "sha1": np.array(staged_sha1),
+                "identity": np.array(where.identity()),
+            }
+
+
+def staged_rows(where: Staging, table: pd.DataFrame) -> tuple[ImageCache, np.ndarray] | None:
+    """A staged file that holds every image of the table (the same path and bytes) made as where.pixels are, opened,
+    and the table's rows in it; None where there is none."""
+    if "sha1" not in table.columns:
+        return None
+    for index_path in sorted(where.cache_dir.glob(f"{STAGED}-*.index.npz")):
+        try:
+            index = np.load(index_path)
+            if str(index["identity"]) != where.identity():
+                continue
+            position = {
+                key: row for row, key in enumerate(zip(index["paths"].tolist(), index["sha1"].tolist(), strict=True))
+            }
+            rows = [position.get(key) for key in zip(table["path"], table["sha1"], strict=True)]
+            if None in rows:
+                continue
+            data_path = index_path.with_name(index_path.name.removesuffix(".index.npz") + ".u8")
+            return ImageCache(data_path, index["offsets"], index["shapes"]), np.array(rows, dtype=np.int64)
+        except (OSError, KeyError, ValueError):  # removed by the job that staged it, or not a staged file
+            continue
+    return None
+
+
+def remove_staged(cache_dir: Path) -> None:
+    """Remove the staged files no job reads any more (the caches are built from them)."""
+    for data_path in cache_dir.glob(f"{STAGED}-*.u8"):
+        remove_if_unused(data_path, data_path.with_name(data_path.name.removesuffix(".u8") + ".index.npz"))
+
+
 def _remove_out_of_date(cache_dir: Path, name: str) -> None:
     """Remove this split's caches of other images or sizes that no job uses, and leftovers of killed builds."""
     for data_path in cache_dir.glob(f"{name}-*.u8"):
@@ -133,48 +231,56 @@ def _remove_out_of_date(cache_dir: Path, name: str) -> None:
 def build_cache(
     root: Path,
     table: pd.DataFrame,
-    resize_size: int,
+    pixels: CachedPixels,
     cache_dir: Path,
     name: str,
-    num_workers: int = 0,
-    color_constancy: str = "none",
+    workers: int | None = None,
 ) -> ImageCache:
-    """The cache of a split's images at resize_size: reused if built for the same images and size.
-
-    Images are decoded in ``num_workers`` DataLoader workers, in order, and appended to the file.
-    Jobs started together build it once: the others wait for the first (see :mod:`skinclf.locks`).
+    """The cache of a split's images made as ``pixels`` say: reused if built for the same images, size and
+    decoding; else copied from a staged file that holds them, or decoded in ``workers`` processes (null: every
+    usable CPU). Jobs started together build it once: the others wait for the first (see :mod:`skinclf.locks`).
     """
-    key = cache_key(table, resize_size, color_constancy)
+    key = cache_key(table, pixels)
     data_path, index_path = _paths(cache_dir, name, key)
     with exclusive_lock(cache_dir / f".{name}.lock", f"the {name} image cache in {cache_dir}"):
         if not (index_path.is_file() and data_path.is_file()):
             _remove_out_of_date(cache_dir, name)
-            images = _ResizedImages(root, table["path"].tolist(), resize_size, color_constancy)
-            _write_cache(images, table, name, (data_path, index_path), num_workers)
+            _write_cache(root, table, pixels, (name, data_path, index_path), workers)
         return ImageCache.open(data_path, index_path)
 
 
 def _write_cache(
-    resized: _ResizedImages, table: pd.DataFrame, name: str, files: tuple[Path, Path], num_workers: int
+    root: Path, table: pd.DataFrame, pixels: CachedPixels, files: tuple[str, Path, Path], workers: int | None
 ) -> None:
-    data_path, index_path = files
-    resize_size = resized.resize_size
-    needed = estimated_bytes(resized.root, resized.paths, resize_size)
+    name, data_path, index_path = files
+    paths = table["path"].tolist()
+    staged = staged_rows(Staging(data_path.parent, pixels), table)
+    if staged is not None:
+        source, rows = staged
+        needed = int(source.shapes[rows].prod(axis=1).sum() * 3)
+        images: Iterable[np.ndarray] = (source.image(row) for row in rows)
+    else:
+        needed = estimated_bytes(root, paths, pixels.resize_size)
+        images = decoded(root, paths, pixels, workers, f"caching {name} images at {pixels.resize_size} px")
     check_free_space(
         data_path.parent,
         needed,
         f"the image cache of the {name} split",
         "point data.cache_dir at a disk with room, or pass data.cache=false to decode the images every epoch",
     )
-    images = DataLoader(resized, batch_size=None, num_workers=num_workers)
-    offsets, shapes = np.zeros(len(table), dtype=np.int64), np.zeros((len(table), 2), dtype=np.int64)
-    position = 0
-    with atomic_path(data_path, needed) as partial, open(partial, "wb") as out:
-        for i, tensor in enumerate(tqdm(images, desc=f"caching {name} images at {resize_size} px", unit="img")):
-            image = tensor.numpy()
-            out.write(image.tobytes())
-            offsets[i], shapes[i] = position, image.shape[:2]
-            position += image.size
-    with atomic_path(index_path) as partial:  # last: an index marks a complete cache
-        np.savez(partial, offsets=offsets, shapes=shapes)
-    log.info("cached %d %s images (%s) in %s", len(table), name, megabytes(position), data_path)
+    with writing_cache(data_path, index_path, len(table), needed) as writer:
+        for image in images:
+            writer.add(image)
+    how = "copied from the staged images" if staged is not None else "decoded"
+    log.info("cached %d %s images (%s, %s) in %s", len(table), name, megabytes(writer.position), how, data_path)
+
+
+def decoded(root: Path, paths: list[str], pixels: CachedPixels, workers: int | None, what: str) -> Iterator[np.ndarray]:
+    """The cached pixels of each image, in order, decoded in worker processes; an unreadable one is named."""
+    for path, read in zip(paths, read_images(root, paths, Wanted(pixels=pixels), workers, what), strict=True):
+        if read["error"]:
+            raise SkinclfError(
+                f"cannot read {root / path} while caching ({read['error']}): it changed since the splits were "
+                "checked; restore or remove it and make the splits again"
+            )
+        yield read["pixels"]

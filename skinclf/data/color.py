@@ -22,12 +22,15 @@ lesion, ink, gel or shadow, and ITA depends on the light the image was taken und
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 
 from skinclf.data.images import load_rgb
+from skinclf.schema import Preprocessing
 
 #: The Minkowski norm of Shades of Gray (Finlayson & Trezzi: 6 works best across their datasets).
 SHADES_OF_GRAY_POWER = 6
@@ -52,10 +55,31 @@ def shades_of_gray(pixels: np.ndarray, power: int = SHADES_OF_GRAY_POWER) -> np.
     return np.clip(np.rint(image * gains), 0, 255).astype(np.uint8)
 
 
-def decode(path: Path, color_constancy: str = "none") -> np.ndarray:
-    """An image file decoded (see skinclf.data.images.load_rgb), with ``data.color_constancy`` applied."""
-    pixels = load_rgb(path)
-    return shades_of_gray(pixels) if color_constancy == "shades_of_gray" else pixels
+@dataclass(frozen=True)
+class Decoding:
+    """How an image file becomes the pixels a model's pipeline starts from: decoded (with ``side``, a JPEG by DCT
+    scaling to no less than ``side`` pixels on its shorter side: see skinclf.data.images.load_rgb), then
+    ``data.color_constancy`` applied."""
+
+    side: int | None = None
+    color_constancy: str = "none"
+
+    @classmethod
+    def of(cls, preprocessing: Preprocessing) -> Decoding:
+        """A model's decoding: at its resize_size where it was trained with data.jpeg_dct_scaling."""
+        side = preprocessing.resize_size if preprocessing.jpeg_dct_scaling else None
+        return cls(side, preprocessing.color_constancy)
+
+    def __call__(self, source: Path | BinaryIO) -> np.ndarray:
+        return self.constant(load_rgb(source, self.side))
+
+    def constant(self, pixels: np.ndarray) -> np.ndarray:
+        """Decoded pixels with the colour constancy applied."""
+        return shades_of_gray(pixels) if self.color_constancy == "shades_of_gray" else pixels
+
+
+#: Every image decoded whole, without colour constancy.
+WHOLE = Decoding()
 
 
 #: The share of the shorter side, from each edge, that counts as the skin around the lesion.
@@ -131,7 +155,7 @@ def skin_tones(root: Path, paths: list[str]) -> list[str]:
     tones = []
     for path in paths:
         try:
-            angle = individual_typology_angle(load_rgb(root / path))
+            angle = individual_typology_angle(load_rgb(root / path, THUMBNAIL))
         except Exception:  # noqa: BLE001 - an image that cannot be read has no skin tone; its prediction says why
             angle = None
         tones.append(ita_band(angle))

@@ -12,10 +12,12 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from skinclf.data.cache import ImageCache, build_cache
+from skinclf.data.cache import ImageCache, Staging, build_cache, remove_staged
+from skinclf.data.color import Decoding
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.folds import fold_tables, pool_of, prepare_folds, read_folds
 from skinclf.data.metadata import Encoding, encode, fit_encoding
+from skinclf.data.reading import CachedPixels
 from skinclf.data.records import data_root, default_split_dir
 from skinclf.data.sampler import EpochSampler
 from skinclf.data.splits import load_splits, prepare_splits
@@ -31,11 +33,12 @@ class LesionDataModule(pl.LightningDataModule):
     ``train_steps`` are the aug group's albumentations transforms; None trains on the eval
     pipeline (resize, centre crop), as the reference's baseline did. With ``data.cache`` every
     split is decoded once into a memory-mapped uint8 cache at resize_size (see
-    :mod:`skinclf.data.cache`). ``seed`` seeds the training order and augmentation (see
+    :mod:`skinclf.data.cache`: when the splits are made, from the same decode as their checks).
+    ``seed`` seeds the training order and augmentation (see
     :class:`~skinclf.data.sampler.EpochSampler`). With ``diagnoses`` (task=diagnosis) every item
-    carries the index of its diagnosis. With ``cv`` folds (see :mod:`skinclf.data.folds`) train and
-    val are those of fold ``cv.fold``; the train and val images are then cached together, once for
-    every fold.
+    carries the index of its diagnosis. With ``cv`` folds (see :mod:`skinclf.data.folds`) train
+    and val are those of fold ``cv.fold``; the train and val images are then cached together,
+    once for every fold.
     """
 
     def __init__(
@@ -59,6 +62,8 @@ class LesionDataModule(pl.LightningDataModule):
         self.split_dir = Path(data.split_dir).expanduser() if data.split_dir else default_split_dir(root, data)
         cache_dir = Path(data.cache_dir).expanduser() if data.cache_dir else self.split_dir / "cache"
         self.cache_dir = cache_dir if data.cache else None
+        self.decoding = Decoding(data.resize_size if data.jpeg_dct_scaling else None, data.color_constancy)
+        self.pixels = CachedPixels(data.resize_size, self.decoding)
         self.train_transform = train_pipeline(train_steps, data.resize_size, data.crop_size)
         self.eval_transform = eval_pipeline(data.resize_size, data.crop_size)
         self.seed = seed
@@ -75,12 +80,22 @@ class LesionDataModule(pl.LightningDataModule):
             return
         if self.data.synthetic is not None:
             ensure_synthetic_dataset(self.root, self.data.synthetic)
+        data = self.data
+        staged = Staging(self.cache_dir, self.pixels) if self.cache_dir is not None else None
         tables = prepare_splits(
-            self.root, self.split_dir, self.data.split_settings(), self.data.check_images, self.data.skip_corrupt
+            self.root,
+            self.split_dir,
+            data.split_settings(),
+            data.check_images,
+            data.skip_corrupt,
+            data.prepare_workers,
+            staged,
         )
         if self.cv is not None:
-            prepare_folds(self.split_dir, tables, self.cv, self.data.split_seed)
+            prepare_folds(self.split_dir, tables, self.cv, data.split_seed)
         self._caches(tables)
+        if self.cache_dir is not None:
+            remove_staged(self.cache_dir)
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -99,7 +114,7 @@ class LesionDataModule(pl.LightningDataModule):
                 cache=caches[name],
                 diagnoses=self.diagnoses,
                 metadata=metadata,
-                color_constancy=self.data.color_constancy,
+                decoding=self.decoding,
             )
 
     def metadata_encoding(self) -> Encoding | None:
@@ -134,10 +149,7 @@ class LesionDataModule(pl.LightningDataModule):
         """The split's image cache, built by the first job that needs it; None without data.cache."""
         if self.cache_dir is None:
             return None
-        data = self.data
-        return build_cache(
-            self.root, table, data.resize_size, self.cache_dir, name, data.num_workers, data.color_constancy
-        )
+        return build_cache(self.root, table, self.pixels, self.cache_dir, name, self.data.prepare_workers)
 
     def diagnosis_counts(self) -> pd.Series:
         """How many training images each diagnosis has (the splits are made first if need be)."""

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from skinclf.data.cache import ImageCache
-from skinclf.data.color import decode
+from skinclf.data.color import WHOLE, Decoding
 from skinclf.errors import SkinclfError
 
 BLANK = np.zeros((8, 8, 3), dtype=np.uint8)
@@ -27,8 +27,8 @@ class LesionDataset(Dataset):
     ``error`` ("" for the others) instead of stopping the run. With a ``cache`` the decoded,
     resized pixels come from it rather than from the files. With ``metadata`` (the encoded
     metadata of each row, see :mod:`skinclf.data.metadata`) items carry their row as ``metadata``.
-    ``color_constancy`` (data.color_constancy) is applied as each file is decoded (a cache holds
-    the pixels with it applied).
+    ``decoding`` says how each file is decoded (DCT scaling, colour constancy; a cache holds the pixels
+    decoded so).
     """
 
     def __init__(
@@ -40,7 +40,7 @@ class LesionDataset(Dataset):
         cache: ImageCache | None = None,
         diagnoses: list[str] | None = None,
         metadata: np.ndarray | None = None,
-        color_constancy: str = "none",
+        decoding: Decoding = WHOLE,
     ) -> None:
         self.root = root
         self.table = table
@@ -55,7 +55,7 @@ class LesionDataset(Dataset):
         self.transform = transform
         self.tolerate_unreadable = tolerate_unreadable
         self.cache = cache
-        self.color_constancy = color_constancy
+        self.decoding = decoding
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -72,7 +72,7 @@ class LesionDataset(Dataset):
         if self.metadata is not None:
             item["metadata"] = self.metadata[index]
         try:
-            pixels = self.cache.image(index) if self.cache is not None else decode(path, self.color_constancy)
+            pixels = self.cache.image(index) if self.cache is not None else self.decoding(path)
             item["image"] = self.transform(image=pixels)["image"]
         except Exception as error:
             reason = f"{type(error).__name__}: {error}"

@@ -3,24 +3,24 @@
 A record is a row with ``path`` (relative to the data root), ``label`` (1 = malignant) and
 ``split`` (train, val or test where the data says so: the folder an image lies in, or the table's
 split column; "" where it does not), and from tables ``diagnosis``, ``group``, ``source`` and the
-tables' other columns. Every image is decoded once to check it; its bytes are hashed (identical
-files stay in one group) and, with ``data.near_duplicates``, its pixels (near-identical ones too).
+tables' other columns. Every image is read once (on every core): its bytes are hashed (identical
+files stay in one group) and, as asked, it is decoded to check it, to hash its pixels with
+``data.near_duplicates`` (near-identical ones too) and to stage its cached pixels.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from skinclf.data.cache import Staging, staging
 from skinclf.data.folder import scan_image_folder
-from skinclf.data.images import content_sha1, load_rgb
-from skinclf.data.near_duplicates import merged_groups, perceptual_hash
+from skinclf.data.near_duplicates import merged_groups
+from skinclf.data.reading import Wanted, read_images
 from skinclf.data.table import read_table_sources, require_columns, table_root, table_sources
 from skinclf.errors import SkinclfError, examples
 from skinclf.schema import SplitSettings
@@ -57,34 +57,44 @@ def read_records(root: Path, settings: SplitSettings) -> pd.DataFrame:
 
 
 def check_and_hash(
-    records: pd.DataFrame, root: Path, check_images: bool, skip_corrupt: bool, perceptual: bool
+    records: pd.DataFrame,
+    root: Path,
+    check_images: bool,
+    skip_corrupt: bool,
+    perceptual: bool,
+    workers: int | None = None,
+    staged: Staging | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """Hash every image (and with check_images or perceptual, decode it); drop or refuse unreadable ones.
 
-    Returns the readable records with their ``sha1``, their perceptual hashes (rows of packed
-    words, empty without ``perceptual``) and the paths left out.
+    Each file is read once, in ``workers`` processes (null: every usable CPU; see skinclf.data.reading); with
+    ``staged``, the decode also gives its cached pixels, staged for the split caches. Returns the readable records
+    with their ``sha1``, their perceptual hashes (rows of packed words, empty without ``perceptual``) and the
+    paths left out.
     """
+    paths = records["path"].tolist()
+    wanted = Wanted(check_images, perceptual, staged.pixels if staged is not None else None)
     kept, hashes, pixel_hashes, failures = [], [], [], []
-    decode = check_images or perceptual
-    for row, path in enumerate(tqdm(records["path"], desc="checking images", unit="img", disable=len(records) < 500)):
-        try:
-            content = (root / path).read_bytes()  # read once: hashed, and decoded where asked
-            sha1 = content_sha1(content)
-            pixels = load_rgb(io.BytesIO(content)) if decode else None
-        except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable", with its reason
-            failures.append((path, f"{type(error).__name__}: {error}"))
-            continue
-        kept.append(row)
-        hashes.append(sha1)
-        if perceptual:
-            pixel_hashes.append(perceptual_hash(pixels))
-    if failures and not skip_corrupt:
-        listing = "\n".join(f"  {root / p}: {reason}" for p, reason in failures[:20])
-        more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
-        raise SkinclfError(
-            f"{len(failures)} image(s) under {root} cannot be read:\n{listing}{more}\n"
-            "Remove or replace them, or pass data.skip_corrupt=true to leave them out."
-        )
+    with staging(staged, root, paths) as stage:
+        for row, (path, read) in enumerate(
+            zip(paths, read_images(root, paths, wanted, workers, "checking images"), strict=True)
+        ):
+            if read["error"]:
+                failures.append((path, read["error"]))
+                continue
+            kept.append(row)
+            hashes.append(read["sha1"])
+            if perceptual:
+                pixel_hashes.append(read["perceptual"])
+            if stage is not None:
+                stage(path, read["sha1"], read["pixels"])
+        if failures and not skip_corrupt:
+            listing = "\n".join(f"  {root / p}: {reason}" for p, reason in failures[:20])
+            more = f"\n  ... and {len(failures) - 20} more" if len(failures) > 20 else ""
+            raise SkinclfError(
+                f"{len(failures)} image(s) under {root} cannot be read:\n{listing}{more}\n"
+                "Remove or replace them, or pass data.skip_corrupt=true to leave them out."
+            )
     if failures:
         log.warning("left out %d unreadable image(s), e.g. %s", len(failures), failures[0][0])
     readable = records.iloc[kept].assign(sha1=hashes).reset_index(drop=True)

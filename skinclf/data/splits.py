@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from skinclf.atomic import write_text
+from skinclf.data.cache import Staging
 from skinclf.data.folder import check_root, checked_labels
 from skinclf.data.near_duplicates import near_duplicate_pairs
 from skinclf.data.records import attach_groups, check_and_hash, read_records, reads_tables, report_near_duplicates
@@ -125,15 +126,21 @@ def _report_duplicates(tables: dict[str, pd.DataFrame]) -> None:
 
 
 def create_splits(
-    root: Path, settings: SplitSettings, check_images: bool = True, skip_corrupt: bool = False
+    root: Path,
+    settings: SplitSettings,
+    check_images: bool = True,
+    skip_corrupt: bool = False,
+    workers: int | None = None,
+    staged: Staging | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Read the data (a folder or tables), check and group its images and split it.
+    """Read the data (a folder or tables), check and group its images and split it; the images are read in
+    ``workers`` processes and, with ``staged``, their cached pixels staged on the way (see check_and_hash).
 
     Returns the tables and the metadata to save with them.
     """
     records = read_records(root, settings)
     perceptual = settings.near_duplicates != "off"
-    records, hashes, skipped = check_and_hash(records, root, check_images, skip_corrupt, perceptual)
+    records, hashes, skipped = check_and_hash(records, root, check_images, skip_corrupt, perceptual, workers, staged)
     near_pairs = near_duplicate_pairs(hashes) if perceptual else []  # all pairs compared once, used twice
     records = attach_groups(records, settings, near_pairs)
     tables, sources = assign_splits(records, settings)
@@ -246,8 +253,11 @@ def prepare_splits(
     settings: SplitSettings,
     check_images: bool = True,
     skip_corrupt: bool = False,
+    workers: int | None = None,
+    staged: Staging | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Reuse the split CSVs in split_dir after checking them against the folder, or create them.
+    """Reuse the split CSVs in split_dir after checking them against the folder, or create them (see
+    create_splits).
 
     Jobs started together make them once: the first takes the lock, the others wait and reuse them.
     """
@@ -255,7 +265,7 @@ def prepare_splits(
     with exclusive_lock(split_dir / ".lock", f"the splits in {split_dir}"):
         if any((split_dir / f"{name}.csv").exists() for name in SPLITS):
             return _reuse_splits(root, split_dir, settings)
-        tables, metadata = create_splits(root, settings, check_images, skip_corrupt)
+        tables, metadata = create_splits(root, settings, check_images, skip_corrupt, workers, staged)
         _write_splits(split_dir, tables, metadata)
     counts = ", ".join(f"{n} {c['images']} ({c['malignant']} malignant)" for n, c in metadata["counts"].items())
     log.info("wrote splits to %s: %s", split_dir, counts)

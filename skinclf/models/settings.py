@@ -49,7 +49,7 @@ class ClassifierSettings:
 def shipped_defaults() -> dict[str, Any]:
     """The shipped values of the config groups a classifier takes as they are: what a checkpoint written before a
     setting existed is read with (conf/model/torchvision.yaml, conf/optim/adam.yaml, train.yaml's loss and speed,
-    and of the preprocessing, conf/data/folder.yaml's colour constancy)."""
+    and of the preprocessing, conf/data/folder.yaml's colour constancy, and whole JPEG decodes)."""
     conf = importlib.resources.files("skinclf.conf")
     train = OmegaConf.load(conf / "train.yaml")
     data = OmegaConf.load(conf / "data" / "folder.yaml")
@@ -58,7 +58,8 @@ def shipped_defaults() -> dict[str, Any]:
         "optim": OmegaConf.load(conf / "optim" / "adam.yaml"),
         "loss": train.loss,
         "speed": train.speed,
-        "preprocessing": {"color_constancy": data.color_constancy},
+        # a checkpoint from before DCT scaling was trained on whole decodes
+        "preprocessing": {"color_constancy": data.color_constancy, "jpeg_dct_scaling": False},
     }
 
 

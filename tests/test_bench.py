@@ -32,3 +32,21 @@ def test_bench_writes_its_figures(learnable_root: Path, tmp_path: Path, monkeypa
     assert bench["machine"]["device"] == "cpu" and "torch" in bench["machine"]["versions"]
     assert bench["peak_host_memory_mb"]["main_process"] > 0 and bench["cache_mb"] > 0
     assert "(c) Lightning training loop" in result.stdout
+
+
+@pytest.mark.timeout(240)
+def test_the_prepare_bench_times_skinclf_against_the_floor_and_reuses_its_images(tmp_path: Path) -> None:
+    photographs = tmp_path / "photographs"
+    sizes = ("bench.prepare.images=12", "bench.prepare.width=640", "bench.prepare.height=480")
+    for run in ("first", "again"):  # the second run reuses the generated images
+        result = run_in_process(
+            "bench",
+            *("bench.mode=prepare", "model.weights=null", "data.resize_size=64", "data.crop_size=56", *sizes),
+            f"bench.prepare.folder={photographs}",
+            f"hydra.run.dir={tmp_path / run}",
+        )
+        bench = json.loads((tmp_path / run / "bench.json").read_text())
+        assert {"floor, one process", "skinclf", "skinclf, whole decode"} <= set(bench["seconds"])
+        assert all(seconds > 0 for seconds in bench["seconds"].values())
+        assert "12 JPEGs of 640x480" in bench["config"] and "skinclf, whole decode" in result.stdout
+    assert len(list(photographs.rglob("*.jpg"))) == 12

@@ -56,10 +56,11 @@ def test_the_near_duplicate_hashes_and_so_the_split_do_not_depend_on_the_cache(t
     Image.open(photo).resize((600, 450)).save(tmp_path / "images" / "copy.jpg", quality=80)
     records = pd.DataFrame({"path": ["photo.jpg", "copy.jpg"], "label": [1, 1]})
     hashes = {}
-    for side in (None, 128, 1000):  # no cache; a cache decoded at 1/8 as the hash is; one decoded whole
+    for side in (None, 128, 256, 1000):  # no cache; caches decoded at 1/8, at 1/4 as the hash is, whole
         staged = Staging(tmp_path / f"cache_{side}", CachedPixels(side or 128, Decoding(side))) if side else None
         _, hashes[side], _ = check_and_hash(records, tmp_path / "images", True, False, True, 0, staged)
     np.testing.assert_array_equal(hashes[128], hashes[None])
+    np.testing.assert_array_equal(hashes[256], hashes[None])
     np.testing.assert_array_equal(hashes[1000], hashes[None])
     assert near_duplicate_pairs(hashes[None]) == [(0, 1)]  # the resized copy is found
 

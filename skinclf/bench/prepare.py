@@ -40,18 +40,18 @@ DRAWN = 512
 def write_photographs(folder: Path, settings: PrepareBenchSettings) -> list[Path]:
     """The generated JPEGs in folder's train/ and test/ class folders (written once for these settings)."""
     done = folder / f".complete-{settings.images}-{settings.width}x{settings.height}-q{settings.quality}"
-    rng = np.random.default_rng(0)
+    labels_rng, drawing_rng = (np.random.default_rng(seed) for seed in (0, 1))  # the labels whether drawn or not
     paths = []
     for index in range(settings.images):
         split = "test" if index < settings.images * TEST_SHARE else "train"
-        label = int(rng.random() < MALIGNANT_SHARE)
+        label = int(labels_rng.random() < MALIGNANT_SHARE)
         path = folder / split / ("malignant" if label else "benign") / f"photo_{index:05d}.jpg"
         paths.append(path)
         if done.exists():
             continue
-        drawn = Image.fromarray(render_lesion(rng, CLASS_LOOKS[label], DRAWN))
+        drawn = Image.fromarray(render_lesion(drawing_rng, CLASS_LOOKS[label], DRAWN))
         photo = np.asarray(drawn.resize((settings.width, settings.height), Image.Resampling.BICUBIC), dtype=np.int16)
-        noisy = photo + rng.integers(-6, 7, size=photo.shape, dtype=np.int16)  # a sensor's noise: JPEG-sized files
+        noisy = photo + drawing_rng.integers(-6, 7, size=photo.shape, dtype=np.int16)  # as a sensor's
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(path, quality=settings.quality)
     done.touch()

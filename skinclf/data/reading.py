@@ -30,10 +30,11 @@ from skinclf.data.transforms import resize_step
 #: Fewer images than this per worker process are read with fewer workers (none below it): starting a worker
 #: costs more than it saves on a small set.
 IMAGES_PER_WORKER = 64
-#: The shorter side an image is decoded at (at least) to check it and hash its pixels: the perceptual hash is made
-#: of a 32 px thumbnail of its central 80 %. The hash is always made from this decode, so that the split (its
-#: near-duplicate groups) does not depend on the cache's size or decoding.
-HASH_SIDE = 64
+#: The shorter side an image is decoded at (at least) to check it and hash its pixels. The perceptual hash is
+#: always made from this decode, so that the split (its near-duplicate groups) does not depend on the cache's size
+#: or decoding; at 256 px an image of up to 511 px is decoded whole, as the hash was calibrated on (ISIC 2017), and a
+#: full-size photograph at 1/8, as its cache for the usual sizes is.
+HASH_SIDE = 256
 
 
 @dataclass(frozen=True)

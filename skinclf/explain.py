@@ -56,6 +56,7 @@ def output_shapes(backbone: nn.Module, size: int) -> dict[str, tuple[int, ...]]:
         return hook
 
     hooks = [module.register_forward_hook(record(name)) for name, module in backbone.named_modules() if name]
+    modes = {module: module.training for module in backbone.modules()}  # training goes on as it was
     try:
         with torch.no_grad():
             backbone.eval()(torch.zeros(1, 3, size, size))
@@ -64,6 +65,8 @@ def output_shapes(backbone: nn.Module, size: int) -> dict[str, tuple[int, ...]]:
     finally:
         for hook in hooks:
             hook.remove()
+        for module, training in modes.items():
+            module.train(training)
     return shapes
 
 

@@ -43,6 +43,7 @@ def test_the_target_layer_is_the_last_spatial_stage_of_every_backbone(model: lis
     classifier = untrained(*model, "data.resize_size=208", "data.crop_size=192")  # the last stage: 6 x 6
     assert spatial_layers(classifier.backbone, 192)[-1] == layer
     assert target_layer(classifier, None) is classifier.backbone.get_submodule(layer)
+    assert all(module.training for module in classifier.modules())  # train checks the layer, then trains as ever
 
 
 def test_a_backbone_without_spatial_layers_or_a_wrong_name_is_named() -> None:

@@ -120,6 +120,32 @@ def test_a_split_folder_the_user_may_not_write_to_is_named_with_what_to_do(
     assert not list(split_dir.glob("*.csv")) and not leftovers(tmp_path)
 
 
+def test_a_split_folder_that_cannot_be_made_is_named_before_any_image_is_read(
+    learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default split folder beside a shared dataset's read-only table: refused at once, not after every image
+    was read (simulated, since root may write anywhere)."""
+    read_only = tmp_path / "read_only"
+    real_mkdir = Path.mkdir
+
+    def refused_inside(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.is_relative_to(read_only):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refused_inside)
+    monkeypatch.setattr("skinclf.data.records.read_images", lambda *args: pytest.fail("an image was read"))
+    stderr = run_train(
+        *tiny(learnable_root, "trainer.max_epochs=1"),
+        f"data.split_dir={read_only / 'splits'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        status=USER_ERROR_EXIT_CODE,
+    )
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"error: cannot write the split CSVs to {read_only / 'splits'}"), stderr
+    assert "Permission denied" in last_line and "data.split_dir=<a writable folder>" in last_line
+
+
 def test_the_cache_is_refused_early_when_the_disk_is_too_small(
     learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

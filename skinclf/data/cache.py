@@ -165,9 +165,13 @@ def staging(where: Staging | None, root: Path, paths: list[str]) -> Iterator[Sta
         yield None
         return
     needed = estimated_bytes(root, paths, where.pixels.resize_size)
-    where.cache_dir.mkdir(parents=True, exist_ok=True)
-    if free_bytes(where.cache_dir) < 2 * needed:
-        log.info("not staging the cached pixels in %s: the disk has room for the caches alone", where.cache_dir)
+    try:
+        where.cache_dir.mkdir(parents=True, exist_ok=True)
+        short = free_bytes(where.cache_dir) < 2 * needed and "the disk has room for the caches alone"
+    except OSError as error:  # a folder the user may not write to: the cache says so when it is built
+        short = str(error)
+    if short:
+        log.info("not staging the cached pixels in %s: %s", where.cache_dir, short)
         yield None
         return
     with exclusive_lock(where.cache_dir / f".{STAGED}.lock", f"the staged images in {where.cache_dir}"):

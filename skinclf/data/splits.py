@@ -265,6 +265,7 @@ def prepare_splits(
     with exclusive_lock(split_dir / ".lock", f"the splits in {split_dir}"):
         if any((split_dir / f"{name}.csv").exists() for name in SPLITS):
             return _reuse_splits(root, split_dir, settings)
+        _make_folder(split_dir)  # a folder the user may not write to is said before any image is read
         tables, metadata = create_splits(root, settings, check_images, skip_corrupt, workers, staged)
         _write_splits(split_dir, tables, metadata)
     counts = ", ".join(f"{n} {c['images']} ({c['malignant']} malignant)" for n, c in metadata["counts"].items())
@@ -298,7 +299,6 @@ def _write_splits(split_dir: Path, tables: dict[str, pd.DataFrame], metadata: di
     files[METADATA_FILE] = json.dumps(metadata, indent=2)
     written = []
     try:
-        split_dir.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             write_text(split_dir / name, text)
             written.append(split_dir / name)
@@ -306,7 +306,18 @@ def _write_splits(split_dir: Path, tables: dict[str, pd.DataFrame], metadata: di
         for path in written:
             path.unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise SkinclfError(
-                f"cannot write the split CSVs to {split_dir} ({error}): pass data.split_dir=<a writable folder>"
-            ) from error
+            raise _unwritable(split_dir, error) from error
         raise
+
+
+def _make_folder(split_dir: Path) -> None:
+    try:
+        split_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _unwritable(split_dir, error) from error
+
+
+def _unwritable(split_dir: Path, error: OSError) -> SkinclfError:
+    return SkinclfError(
+        f"cannot write the split CSVs to {split_dir} ({error}): pass data.split_dir=<a writable folder>"
+    )

@@ -108,16 +108,21 @@ def test_a_split_folder_the_user_may_not_write_to_is_named_with_what_to_do(
     split_dir = tmp_path / "splits"
     with monkeypatch.context() as patch:
         fill_disk(patch, r"^\.(train|val|test)\..*\.csv$", code=errno.EACCES)
-        stderr = run_train(
-            *tiny(learnable_root, "trainer.max_epochs=1"),
-            f"data.split_dir={split_dir}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            status=USER_ERROR_EXIT_CODE,
-        )
+        training_refuses_the_split_folder(learnable_root, split_dir, tmp_path / "run")
+    assert not list(split_dir.glob("*.csv")) and not leftovers(tmp_path)
+
+
+def training_refuses_the_split_folder(learnable_root: Path, split_dir: Path, run_dir: Path) -> None:
+    """Training stops in one line that names the split folder, the reason and what to do."""
+    stderr = run_train(
+        *tiny(learnable_root, "trainer.max_epochs=1"),
+        f"data.split_dir={split_dir}",
+        f"hydra.run.dir={run_dir}",
+        status=USER_ERROR_EXIT_CODE,
+    )
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"error: cannot write the split CSVs to {split_dir}"), stderr
     assert "Permission denied" in last_line and "data.split_dir=<a writable folder>" in last_line
-    assert not list(split_dir.glob("*.csv")) and not leftovers(tmp_path)
 
 
 def test_a_split_folder_that_cannot_be_made_is_named_before_any_image_is_read(
@@ -135,15 +140,7 @@ def test_a_split_folder_that_cannot_be_made_is_named_before_any_image_is_read(
 
     monkeypatch.setattr(Path, "mkdir", refused_inside)
     monkeypatch.setattr("skinclf.data.records.read_images", lambda *args: pytest.fail("an image was read"))
-    stderr = run_train(
-        *tiny(learnable_root, "trainer.max_epochs=1"),
-        f"data.split_dir={read_only / 'splits'}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        status=USER_ERROR_EXIT_CODE,
-    )
-    last_line = stderr.strip().splitlines()[-1]
-    assert last_line.startswith(f"error: cannot write the split CSVs to {read_only / 'splits'}"), stderr
-    assert "Permission denied" in last_line and "data.split_dir=<a writable folder>" in last_line
+    training_refuses_the_split_folder(learnable_root, read_only / "splits", tmp_path / "run")
 
 
 def test_the_cache_is_refused_early_when_the_disk_is_too_small(

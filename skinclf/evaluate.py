@@ -58,9 +58,8 @@ def is_external(settings: EvaluateConfig) -> bool:
     return reads_tables(settings.data) or settings.input not in (None, *SPLITS)
 
 
-def training_copies(model: TrainedModel, images: Images) -> Overlap:
-    """The evaluated images that are copies of images the model trained on."""
-    training = model.training_images()
+def training_copies(training: Images, images: Images) -> Overlap:
+    """The evaluated images that are copies of the images the model trained on."""
     return overlap(Hashed.of(images.root, images.table), Hashed.of(training.root, training.table))
 
 
@@ -75,7 +74,8 @@ def main(settings: EvaluateConfig) -> None:
     model = load_model(settings.ckpt)
     evaluation = model.evaluation_settings(settings.evaluation)
     images = labelled_images(settings, model)
-    copies = training_copies(model, images) if is_external(settings) else None
+    trained_on = model.training_images()
+    copies = training_copies(trained_on, images) if is_external(settings) else None
     if copies is not None and evaluation.exclude_training_duplicates and copies.evaluated:
         images = without(images, copies.evaluated)
     inference = Inference.of(settings.data, settings.trainer)
@@ -99,8 +99,9 @@ def main(settings: EvaluateConfig) -> None:
 
     seen = model.seen(images.root, settings.explain, evaluation.tta)
     extend = external if copies is not None else None
-    training = model.training_images().table
-    metrics = evaluation_step(folder, predictions, evaluation, info, seen, loggers, extend=extend, training=training)
+    metrics = evaluation_step(
+        folder, predictions, evaluation, info, seen, loggers, extend=extend, training=trained_on.table
+    )
     print(f"{images.described}: {summary_line(metrics)}")
     print(f"output directory: {folder}  (report.html, metrics.json, report.md, pr_curve.png)")
 

@@ -79,9 +79,6 @@ def limitations(metrics: dict) -> list[str]:
             "near-identical copies of training images"
             + (f" ({overlap['excluded']} left out)." if overlap["excluded"] else ": its figures are optimistic.")
         )
-    training = metrics.get("training_data") or {}
-    if training.get("copies_across_splits"):
-        found.append(f"{training['copies_across_splits']} pairs of near-identical images lie across the run's splits.")
     for point in (metrics.get("transfer") or {}).get("operating_points", []):
         if point["recall_below_target"]:
             found.append(

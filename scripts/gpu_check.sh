@@ -13,17 +13,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The packages skinclf needs beyond what a GPU machine's image holds (torch, torchvision, lightning,
-# timm, pandas, Pillow, OpenCV, matplotlib, tensorboard, pytest there), for its Python 3.12.
+# timm, pandas, Pillow, OpenCV, matplotlib, tensorboard, jinja2, filelock, pytest there), for its Python 3.12.
 MISSING_ON_GPU_IMAGE=(hydra-core==1.3.2 omegaconf==2.3.0 albumentations==2.0.8 albucore==0.0.24
   pydantic==2.11.7 pydantic-core==2.33.2 annotated-types==0.7.0 typing-inspection==0.4.1
-  stringzilla==3.12.5 simsimd==6.4.9)
+  stringzilla==3.12.5 simsimd==6.4.9 ttach==0.0.3)
+# published as source only: built into wheels here (pure Python)
+SOURCE_ONLY=(antlr4-python3-runtime==4.9.3 grad-cam==1.5.7)  # hydra's parser; pytorch-grad-cam
 
 if [[ "${1:-}" == "--fetch-wheels" ]]; then
   mkdir -p .whl
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .whl "${MISSING_ON_GPU_IMAGE[@]}"
-  python3 -m pip wheel --quiet --no-deps -w .whl antlr4-python3-runtime==4.9.3  # hydra's parser: an sdist only
+  python3 -m pip wheel --quiet --no-deps -w .whl "${SOURCE_ONLY[@]}"
   ls .whl
   exit 0
 fi

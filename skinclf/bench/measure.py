@@ -36,18 +36,28 @@ log = logging.getLogger(__name__)
 
 
 def pipeline_throughput(dataset: LesionDataset, batch_size: int, workers: int, batches: int) -> float:
-    """Images per second the loader delivers, after a first batch that starts the workers."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    """Images per second the loader delivers over ``batches`` batches after a first one that starts the
+    workers, reading on across epochs (a small set at a large batch holds fewer batches than that)."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
+    if len(loader) == 0:
+        raise ValueError(f"data.batch_size={batch_size} is larger than the {len(dataset)} training images")
     watch = Stopwatch(torch.device("cpu"))
-    seen = 0
-    for index, batch in enumerate(loader):
-        if index == 0:
-            watch.start()
-            continue
-        seen += len(batch["image"])
-        if index == batches:
-            break
-    return seen / watch.stop()
+    read = 0
+    while read <= batches:
+        for _ in loader:
+            if read == 0:
+                watch.start()
+            read += 1
+            if read > batches:
+                break
+    return batches * batch_size / watch.stop()
 
 
 class Throughput(pl.Callback):

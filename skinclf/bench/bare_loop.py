@@ -19,6 +19,12 @@ from skinclf.models import LesionClassifier
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
+def endless(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    """The loader's batches epoch after epoch: a small set at a large batch holds few batches an epoch."""
+    while True:
+        yield from loader
+
+
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     """The autocast context Lightning uses for a precision setting (none for 32-true)."""
     dtype = AUTOCAST_DTYPES.get(str(precision))
@@ -82,12 +88,7 @@ def bare_loop(
 ) -> float:
     """Images per second of the bare loop over a real DataLoader."""
     model = _on_device(model, device)
-
-    def cycle() -> Iterator[dict[str, torch.Tensor]]:
-        while True:
-            yield from loader
-
-    return images_per_second(model, cycle(), device, precision, warmup, timed, loader.batch_size)
+    return images_per_second(model, endless(loader), device, precision, warmup, timed, loader.batch_size)
 
 
 def model_step_ceiling(

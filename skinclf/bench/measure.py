@@ -13,6 +13,7 @@ does not depend on the weights, so the models start from random weights (no down
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import tempfile
@@ -24,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from skinclf.atomic import write_json
-from skinclf.bench.bare_loop import bare_loop, model_step_ceiling
+from skinclf.bench.bare_loop import bare_loop, endless, model_step_ceiling
 from skinclf.bench.timing import Stopwatch, machine_facts, peak_host_memory_mb
 from skinclf.config import runs_on_gpu, usable_cpus
 from skinclf.data.dataset import LesionDataset
@@ -48,15 +49,12 @@ def pipeline_throughput(dataset: LesionDataset, batch_size: int, workers: int, b
     )
     if len(loader) == 0:
         raise ValueError(f"data.batch_size={batch_size} is larger than the {len(dataset)} training images")
+    batches_read = endless(loader)
+    next(batches_read)  # starts the workers
     watch = Stopwatch(torch.device("cpu"))
-    read = 0
-    while read <= batches:
-        for _ in loader:
-            if read == 0:
-                watch.start()
-            read += 1
-            if read > batches:
-                break
+    watch.start()
+    for _ in itertools.islice(batches_read, batches):
+        pass
     return batches * batch_size / watch.stop()
 
 

@@ -197,3 +197,31 @@ def test_predictions_with_tta_are_the_mean_over_the_views() -> None:
         each = torch.stack([model(view(images, *v)).sigmoid() for v in VIEWS["flips_rot"]])
     torch.testing.assert_close(averaged, each.mean(0))
     assert not torch.allclose(averaged, each[0])  # the views do change the prediction
+
+
+@pytest.mark.parametrize("optimizer", ["torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD"])
+def test_the_optimizer_is_fused_and_makes_the_update_of_the_per_tensor_loop(optimizer: str) -> None:
+    fused, loop = (
+        classifier("model.weights=null", f"optim.optimizer={optimizer}", *more)
+        for more in ([], ["+optim.kwargs.fused=false"])
+    )
+    loop.load_state_dict(fused.state_dict())
+    steps = {}
+    for name, model in (("fused", fused), ("loop", loop)):
+        chosen = model.optimizer_and_schedule(total_steps=10, max_epochs=2)["optimizer"]
+        steps[name] = chosen.param_groups[0]["fused"]
+        torch.manual_seed(0)
+        for _ in range(3):
+            images, labels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0.0, 1, 0, 1])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(images), labels)
+            chosen.zero_grad()
+            loss.backward()
+            chosen.step()
+    assert steps == {"fused": True, "loop": False}  # the user's choice is kept
+    torch.testing.assert_close(fused.state_dict(), loop.state_dict(), rtol=1e-4, atol=1e-5)
+
+
+def test_an_optimizer_without_a_fused_kernel_gets_the_users_arguments_only() -> None:
+    model = classifier("model.weights=null", "optim.optimizer=torch.optim.RMSprop", "+optim.kwargs.alpha=0.9")
+    chosen = model.optimizer_and_schedule(total_steps=10, max_epochs=2)["optimizer"]
+    assert chosen.defaults["alpha"] == 0.9 and "fused" not in chosen.defaults

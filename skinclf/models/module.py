@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,21 @@ from skinclf.models.settings import ClassifierSettings, as_hyperparameters, clas
 
 #: Checkpoint entry that marks a checkpoint as written by this class, with the package version.
 VERSION_KEY = "skinclf_version"
+
+#: Optimizers with a fused kernel on a CPU and CUDA in every PyTorch this package supports (2.4 on).
+FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+FUSED_DEVICES = {"cpu", "cuda"}
+
+
+def optimizer_kwargs(optimizer_class: type, kwargs: dict[str, Any], parameters: Iterable[nn.Parameter]) -> dict:
+    """The optim group's keyword arguments, with ``fused=True`` where the optimizer has a fused kernel and the user
+    did not choose: the same update as PyTorch's per-tensor loop, in one kernel (Adam's step on a CPU is 6 times
+    faster, a fifth of a small run's time; BENCHMARKS.md)."""
+    if not issubclass(optimizer_class, FUSED_OPTIMIZERS) or "fused" in kwargs:
+        return kwargs
+    if any(parameter.device.type not in FUSED_DEVICES for parameter in parameters):
+        return kwargs
+    return {**kwargs, "fused": True}
 
 
 class PixelNormalize(nn.Module):
@@ -184,7 +199,9 @@ class LesionClassifier(pl.LightningModule):
     def optimizer_and_schedule(self, total_steps: int, max_epochs: int) -> dict[str, Any]:
         """The optimizer and its per-step schedule for a run of total_steps over max_epochs."""
         optim = self.settings.optim
-        optimizer = get_class(optim.optimizer)(self.parameters(), lr=optim.lr, **(optim.kwargs or {}))
+        optimizer_class = get_class(optim.optimizer)
+        kwargs = optimizer_kwargs(optimizer_class, dict(optim.kwargs or {}), self.parameters())
+        optimizer = optimizer_class(self.parameters(), lr=optim.lr, **kwargs)
         warmup_steps = round(total_steps * optim.warmup_epochs / max_epochs)
         schedule = WarmupCosine(min(warmup_steps, total_steps - 1), total_steps)
         return {

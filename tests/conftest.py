@@ -32,6 +32,18 @@ ONE_THREAD_EACH = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 if ONE_THREAD_EACH:
     torch.set_num_threads(1)
 
+#: A session fixture that takes half a minute: the test files that use it run in one test process, so that it is
+#: made once (pytest-xdist's --dist loadgroup); every other file is a group of its own, as with --dist loadfile.
+MADE_ONCE = "diagnosis_run"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    sharing = {item.path for item in items if MADE_ONCE in getattr(item, "fixturenames", ())}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(MADE_ONCE if item.path in sharing else item.path.name))
+
+
 #: The environment of the commands the tests run: no data root from the caller's shell, quiet libraries.
 COMMAND_ENV = {
     **{k: v for k, v in os.environ.items() if k != "SKINCLF_DATA"},

@@ -21,6 +21,7 @@ from skinclf.errors import SkinclfError
 from skinclf.training.builders import build_trainer
 from skinclf.training.tracking import build_loggers
 
+#: Two short epochs: what is logged is tested, not what is learnt.
 EPOCHS = 2
 
 
@@ -54,7 +55,13 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
 
 
 def tracked_run(learnable_root: Path, run_dir: Path, *loggers: str) -> dict:
-    overrides = tiny(learnable_root, f"trainer.max_epochs={EPOCHS}", *loggers)
+    overrides = tiny(
+        learnable_root,
+        f"trainer.max_epochs={EPOCHS}",
+        "trainer.limit_train_batches=4",
+        "trainer.log_every_n_steps=2",
+        *loggers,
+    )
     run_in_process("train", *overrides, f"hydra.run.dir={run_dir}")
     return json.loads((run_dir / "metrics.json").read_text())
 

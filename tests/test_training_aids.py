@@ -1,4 +1,4 @@
-"""ema.decay and early_stopping: Lightning's own callbacks, as settings of a run."""
+"""ema.decay, early_stopping and gradient clipping: Lightning's own, as settings of a run."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_roo
     # the validation predicted with the test-time views is kept for predict and evaluate to reuse
     flipped = stored_validation(checkpoint, "flips")
     pd.testing.assert_frame_equal(flipped, pd.read_csv(tmp_path / "predictions_val.csv")[flipped.columns], atol=1e-6)
+
+
+def test_gradient_clipping_trains_in_mixed_precision(learnable_root: Path, tmp_path: Path) -> None:
+    """Lightning refuses to clip the gradients of a fused optimizer in mixed precision: the optimizer is not fused
+    then (it is otherwise, tests/test_models.py)."""
+    clipped = ("trainer.gradient_clip_val=1.0", "trainer.precision=bf16-mixed", "trainer.limit_train_batches=2")
+    metrics = train(train_settings(tiny(learnable_root, *clipped, "trainer.max_epochs=1")), tmp_path)
+    assert metrics["test/images"] == 160 and 0 <= metrics["test/auroc"] <= 1
 
 
 @pytest.mark.parametrize(

@@ -30,11 +30,14 @@ FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
 FUSED_DEVICES = {"cpu", "cuda"}
 
 
-def optimizer_kwargs(optimizer_class: type, kwargs: dict[str, Any], parameters: Iterable[nn.Parameter]) -> dict:
+def optimizer_kwargs(
+    optimizer_class: type, kwargs: dict[str, Any], parameters: Iterable[nn.Parameter], clips_gradients: bool = False
+) -> dict:
     """The optim group's keyword arguments, with ``fused=True`` where the optimizer has a fused kernel and the user
     did not choose: the same update as PyTorch's per-tensor loop, in one kernel (Adam's step on a CPU is 6 times
-    faster, a fifth of a small run's time; BENCHMARKS.md)."""
-    if not issubclass(optimizer_class, FUSED_OPTIMIZERS) or "fused" in kwargs:
+    faster, a fifth of a small run's time; BENCHMARKS.md). Not with gradient clipping: a fused optimizer unscales
+    mixed-precision gradients itself, after Lightning would clip them, and Lightning refuses the pair."""
+    if clips_gradients or not issubclass(optimizer_class, FUSED_OPTIMIZERS) or "fused" in kwargs:
         return kwargs
     if any(parameter.device.type not in FUSED_DEVICES for parameter in parameters):
         return kwargs
@@ -194,13 +197,18 @@ class LesionClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The optim group's optimizer with warmup then cosine decay, stepped every batch."""
-        return self.optimizer_and_schedule(int(self.trainer.estimated_stepping_batches), self.trainer.max_epochs)
+        trainer = self.trainer
+        return self.optimizer_and_schedule(
+            int(trainer.estimated_stepping_batches), trainer.max_epochs, clips_gradients=bool(trainer.gradient_clip_val)
+        )
 
-    def optimizer_and_schedule(self, total_steps: int, max_epochs: int) -> dict[str, Any]:
+    def optimizer_and_schedule(
+        self, total_steps: int, max_epochs: int, clips_gradients: bool = False
+    ) -> dict[str, Any]:
         """The optimizer and its per-step schedule for a run of total_steps over max_epochs."""
         optim = self.settings.optim
         optimizer_class = get_class(optim.optimizer)
-        kwargs = optimizer_kwargs(optimizer_class, dict(optim.kwargs or {}), self.parameters())
+        kwargs = optimizer_kwargs(optimizer_class, dict(optim.kwargs or {}), self.parameters(), clips_gradients)
         optimizer = optimizer_class(self.parameters(), lr=optim.lr, **kwargs)
         warmup_steps = round(total_steps * optim.warmup_epochs / max_epochs)
         schedule = WarmupCosine(min(warmup_steps, total_steps - 1), total_steps)

@@ -15,7 +15,12 @@ import time
 import torch
 from torchvision.models import get_model
 
-OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD}
+#: The optimizers of conf/optim/, with their settings there.
+OPTIMIZERS = {
+    "Adam": (torch.optim.Adam, {}),
+    "AdamW": (torch.optim.AdamW, {"weight_decay": 0.01}),
+    "SGD": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+}
 
 
 def step_ms(model: torch.nn.Module, optimizer_class: type, **kwargs: object) -> float:
@@ -43,9 +48,9 @@ def main() -> None:
             parameter.grad = torch.randn_like(parameter)
         for threads in args.threads:
             torch.set_num_threads(threads)
-            for name, optimizer_class in OPTIMIZERS.items():
-                loop = step_ms(model, optimizer_class, foreach=False)
-                fused = step_ms(model, optimizer_class, fused=True)
+            for name, (optimizer_class, settings) in OPTIMIZERS.items():
+                loop = step_ms(model, optimizer_class, foreach=False, **settings)
+                fused = step_ms(model, optimizer_class, fused=True, **settings)
                 print(f"| {arch} | {name} | {threads} | {loop:.1f} | {fused:.1f} | {loop / fused:.1f} |", flush=True)
 
 

@@ -69,7 +69,8 @@ def configurations(folder: Path) -> dict[str, tuple[list[str], Callable[[dict], 
         *("data.label_column=label", "data.near_duplicates=off", f"data.split_dir={folder / 'metadata' / 'splits'}"),
         *("data.val_min_malignant=0", "model.weights=null", "trainer=cpu", "data.resize_size=16", "data.crop_size=16"),
         *("data.batch_size=32", "data.num_workers=0", "trainer.max_epochs=5", "optim.lr=3e-3"),
-        *("optim.warmup_epochs=1", "evaluation.bootstrap.resamples=0", f"model.metadata=[{','.join(METADATA)}]"),
+        *("optim.warmup_epochs=1", "evaluation.bootstrap.resamples=0"),
+        f"model.metadata_columns=[{','.join(METADATA)}]",
     ]
     return {
         "shared run (2 epochs at 32 px)": (tiny(root, "trainer.max_epochs=2"), shared_run),
@@ -85,7 +86,7 @@ def configurations(folder: Path) -> dict[str, tuple[list[str], Callable[[dict], 
             small_table(
                 folder / "diagnosis",
                 400,
-                100,
+                300,
                 48,
                 *("task=diagnosis", "task.class_weights=balanced", "trainer.max_epochs=10", "optim.lr=2e-3"),
                 "evaluation.bootstrap.resamples=0",

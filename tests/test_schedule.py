@@ -27,7 +27,8 @@ def test_warmup_then_cosine_to_zero() -> None:
 def test_the_module_steps_the_schedule_per_batch_with_warmup_in_epochs() -> None:
     settings = train_settings(["model.weights=null", "optim.lr=1e-3", "optim.warmup_epochs=2"])
     model = build_model(settings, load_pretrained_weights=False)
-    model.trainer = SimpleNamespace(estimated_stepping_batches=200, max_epochs=20)  # 10 steps an epoch
+    # 10 steps an epoch, no gradient clipping
+    model.trainer = SimpleNamespace(estimated_stepping_batches=200, max_epochs=20, gradient_clip_val=None)
     config = LesionClassifier.configure_optimizers(model)
     scheduler = config["lr_scheduler"]["scheduler"]
     assert config["lr_scheduler"]["interval"] == "step"

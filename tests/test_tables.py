@@ -225,12 +225,12 @@ def test_task_diagnosis_learns_the_diagnoses_and_scores_malignancy_from_them(dia
     metrics = trained_metrics(diagnosis_run)
     diagnosis = metrics["diagnosis"]
     assert diagnosis["classes"] == ["melanoma", "carcinoma", "nevus", "keratosis", "dermatofibroma"]
-    # across instruction sets, one thread and seeds 0-2: lowest one-vs-rest AUROC 0.746-0.842, balanced accuracy
-    # 0.475-0.735, test AUROC 0.683-0.880 (studies/machine_spread.py; 100 test images, so noisy)
+    # one thread and SSE4.1, seeds 0-2 (studies/machine_spread.py, 141 test images): lowest one-vs-rest AUROC
+    # 0.89-0.93, balanced accuracy 0.76-0.85, test AUROC 0.92-0.95
     for name, figures in diagnosis["per_diagnosis"].items():
-        assert figures["auroc_one_vs_rest"] > 0.65, (name, figures)  # chance is 0.5
-    assert diagnosis["balanced_accuracy"] > 0.35  # chance is 0.2
-    assert metrics["test/auroc"] > 0.6 and metrics["run"]["task"] == "diagnosis"
+        assert figures["auroc_one_vs_rest"] > 0.8, (name, figures)  # chance is 0.5
+    assert diagnosis["balanced_accuracy"] > 0.6  # chance is 0.2
+    assert metrics["test/auroc"] > 0.8 and metrics["run"]["task"] == "diagnosis"
     test = pd.read_csv(diagnosis_run / "predictions_test.csv")
     malignant = test["probability_melanoma"] + test["probability_carcinoma"]
     assert np.allclose(test["probability"], malignant, atol=1e-5)  # malignancy: the malignant diagnoses' sum
@@ -245,7 +245,7 @@ def test_the_audit_by_subgroup_is_in_metrics_json_and_the_report(diagnosis_run: 
     run_in_process("report", f"runs=[{diagnosis_run}]", f"hydra.run.dir={tmp_path}")
     text = (tmp_path / "report.md").read_text()
     assert "## Subgroups of run" in text and "| sex = female |" in text
-    assert "| age_approx = 45-60 (too few to judge) | 21 | 5 |" in text  # under 10 malignant images
+    assert "| age_approx = <30 (too few to judge) | 19 | 4 |" in text  # under 10 malignant images
 
 
 def test_predict_and_export_give_the_diagnosis_probabilities(diagnosis_run: Path, tmp_path: Path) -> None:

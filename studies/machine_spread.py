@@ -77,7 +77,7 @@ def configurations(folder: Path) -> dict[str, tuple[list[str], Callable[[dict], 
         "short training (8 epochs at 40 px)": (
             [
                 *synthetic_overrides(root),
-                *("data.resize_size=45", "data.crop_size=40", "data.batch_size=32", "data.num_workers=2"),
+                *("data.resize_size=45", "data.crop_size=40", "data.batch_size=32", "data.num_workers=0"),
                 *("trainer.max_epochs=8", "optim.lr=1e-3", "optim.warmup_epochs=1"),
             ],
             test_auroc,

@@ -41,14 +41,16 @@ MADE_ONCE = "diagnosis_run"
 #: The slowest groups of test files (measured with --durations=0), started first, in this order: each test process
 #: takes the next group when it is free, so the processes end together instead of one running a long file alone.
 SLOWEST_FIRST = [
-    MADE_ONCE,
-    "test_external.py",
-    "test_faults.py",
     "test_training.py",
+    "test_external.py",
+    MADE_ONCE,
+    "test_faults.py",
+    "test_commands.py",
     "test_tracking.py",
     "test_reliability.py",
-    "test_commands.py",
+    "test_sweeps.py",
     "test_cross_validation.py",
+    "test_metadata.py",
 ]
 
 

@@ -26,14 +26,15 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
     cfg = train_settings(
         [
             *synthetic_overrides(learnable_root),
-            *("data.resize_size=45", "data.crop_size=40", "data.batch_size=32", "data.num_workers=2"),
+            *("data.resize_size=45", "data.crop_size=40", "data.batch_size=32", "data.num_workers=0"),
             *("trainer.max_epochs=8", "optim.lr=1e-3", "optim.warmup_epochs=1"),
         ]
     )
     metrics = train(cfg, tmp_path)
 
     # chance is 0.50 ± 0.05 on these 160 images; across instruction sets, one thread and seeds 0-2 this config
-    # reached 0.706-0.765 (AUPRC 0.558-0.637; studies/machine_spread.py, 12 runs)
+    # reached 0.719-0.774 (AUPRC 0.573-0.642; studies/machine_spread.py, 12 runs, with 2 loader workers, which
+    # change no number: test_same_seed_gives_identical_metrics_and_the_cache_changes_nothing)
     assert metrics["test/auroc"] > 0.66, metrics
     assert metrics["test/auprc"] > LEARNABLE_SPEC.malignant_fraction + 0.1
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics

@@ -60,9 +60,14 @@ def confident_errors(test: pd.DataFrame, count: int = ERROR_GRID_SIZE) -> dict[s
 
 
 def save_error_figure(errors: Errors, path: Path, count: int = ERROR_GRID_SIZE) -> Path:
-    """The most confident errors as a PNG, each image with its probability."""
-    figure = Figure(figsize=(1.5 * count, 1.8 * len(errors) + 0.4), layout="constrained")
-    axes = figure.subplots(len(errors), count, squeeze=False)
+    """The most confident errors as a PNG, each image with its probability.
+
+    A regular grid of thumbnails, spaced by hand: Matplotlib's constrained layout measured each of its 16 axes and
+    took half the figure's time."""
+    height = 1.8 * len(errors) + 0.4
+    figure = Figure(figsize=(1.5 * count, height))
+    spacing = {"left": 0.03, "right": 0.995, "bottom": 0.02, "top": 1 - 0.55 / height, "wspace": 0.08, "hspace": 0.3}
+    axes = figure.subplots(len(errors), count, squeeze=False, gridspec_kw=spacing)
     for axis_row, (kind, (rows, images)) in zip(axes, errors.items(), strict=True):
         axis_row[0].set_ylabel(kind, fontsize=8)
         for axis, image, probability in zip(axis_row, images, rows["probability"], strict=False):

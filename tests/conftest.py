@@ -66,8 +66,8 @@ def group_of(nodeid: str) -> str:
 
 
 class SharedFixtureScheduling(LoadScopeScheduling):
-    """--dist loadfile, with the files that share MADE_ONCE as one unit of work (pytest-xdist's loadgroup would
-    do it with marks, but it renames test ids, which pytest 9 no longer allows)."""
+    """--dist loadfile, with the files that share MADE_ONCE as one unit of work. (pytest-xdist's --dist loadgroup
+    does this for marked tests by appending the group to each test id, which pytest 9 ignores: it computes ids.)"""
 
     def _split_scope(self, nodeid: str) -> str:
         return group_of(nodeid)

@@ -32,7 +32,7 @@ FUSED_DEVICES = {"cpu", "cuda"}
 
 def optimizer_kwargs(
     optimizer_class: type, kwargs: dict[str, Any], parameters: Iterable[nn.Parameter], clips_gradients: bool = False
-) -> dict:
+) -> dict[str, Any]:
     """The optim group's keyword arguments, with ``fused=True`` where the optimizer has a fused kernel and the user
     did not choose: the same update as PyTorch's per-tensor loop, in one kernel (Adam's step on a CPU is 6 times
     faster, a fifth of a small run's time; BENCHMARKS.md). Not with gradient clipping: a fused optimizer unscales

@@ -218,7 +218,17 @@ def test_the_optimizer_is_fused_and_makes_the_update_of_the_per_tensor_loop(opti
             loss.backward()
             chosen.step()
     assert steps == {"fused": True, "loop": False}  # the user's choice is kept
-    torch.testing.assert_close(fused.state_dict(), loop.state_dict(), rtol=1e-4, atol=1e-5)
+    # the same weights but for rounding: Adam divides by the root of tiny second moments, where the kernels' last
+    # bits show (one weight in 294,912 differed by 1.1e-5 with SSE4.1); a wrong update would move weights by a step
+    step = fused.settings.optim.lr
+    looped = loop.state_dict()
+    differing = total = 0
+    for name, weights in fused.state_dict().items():
+        difference = (weights - looped[name]).abs().double()
+        assert difference.max() < step / 2, name
+        differing += int((difference > 1e-6 + 1e-4 * looped[name].abs()).sum())
+        total += difference.numel()
+    assert differing / total < 1e-4, (differing, total)
 
 
 def test_an_optimizer_without_a_fused_kernel_gets_the_users_arguments_only() -> None:

@@ -211,6 +211,10 @@ def tiny(root: Path, *more: str) -> list[str]:
     ]
 
 
+#: For a test of what a run does (logs, stops, resumes, sweeps), not of what it learns: a few batches an epoch.
+FEW_BATCHES = "trainer.limit_train_batches=4"
+
+
 #: The run of the trained_run fixture: a command given these overrides must give its metrics.json.
 TRAINED_RUN_EPOCHS = "trainer.max_epochs=2"
 

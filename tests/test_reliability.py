@@ -13,6 +13,7 @@ import torch
 import yaml
 from conftest import (
     COMMAND_ENV,
+    FEW_BATCHES,
     TRAINED_RUN_EPOCHS,
     command_line,
     run_command,
@@ -67,7 +68,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
         return loss * float("nan") if self.current_epoch >= 1 else loss
 
     monkeypatch.setattr(LesionClassifier, "training_step", poisoned_from_epoch_one)
-    cfg = train_settings(tiny(learnable_root, "trainer.max_epochs=3", "trainer.limit_train_batches=3"))
+    cfg = train_settings(tiny(learnable_root, "trainer.max_epochs=3", FEW_BATCHES))
     with pytest.raises(SkinclfError, match=r"loss became NaN or infinite .epoch 1") as stopped:
         train(cfg, tmp_path)
     last = tmp_path / "checkpoints" / "last.ckpt"
@@ -99,7 +100,7 @@ def test_two_process_cpu_ddp_writes_the_metrics_once(learnable_root: Path, tmp_p
     result = run_command(
         "train",
         *tiny(learnable_root, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
-        *("trainer.precision=32-true", "trainer.max_epochs=2", "trainer.limit_train_batches=3"),
+        *("trainer.precision=32-true", "trainer.max_epochs=2", FEW_BATCHES),
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import COMMAND_ENV, command_line, run_in_process, tiny
+from conftest import COMMAND_ENV, FEW_BATCHES, command_line, run_in_process, tiny
 from optuna.trial import TrialState
 
 TRIALS = 4
@@ -26,7 +26,7 @@ def sweep_overrides(learnable_root: Path, folder: Path) -> list[str]:
         f"hydra.sweeper.storage=sqlite:///{folder / 'sweep.db'}",
         # the learning rate is the sweeper's to choose: a fixed optim.lr would override it
         *(a for a in tiny(learnable_root, "trainer.max_epochs=1") if not a.startswith("optim.lr")),
-        "trainer.limit_train_batches=3",  # what the sweeper does is tested, not what is learnt
+        FEW_BATCHES,
         f"hydra.sweep.dir={folder / 'sweep'}",
     ]
 

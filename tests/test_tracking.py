@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_in_process, tiny, train_settings
+from conftest import FEW_BATCHES, run_in_process, tiny, train_settings
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import LearningRateMonitor
 
@@ -21,7 +21,6 @@ from skinclf.errors import SkinclfError
 from skinclf.training.builders import build_trainer
 from skinclf.training.tracking import build_loggers
 
-#: Two short epochs: what is logged is tested, not what is learnt.
 EPOCHS = 2
 
 
@@ -58,7 +57,7 @@ def tracked_run(learnable_root: Path, run_dir: Path, *loggers: str) -> dict:
     overrides = tiny(
         learnable_root,
         f"trainer.max_epochs={EPOCHS}",
-        "trainer.limit_train_batches=4",
+        FEW_BATCHES,
         "trainer.log_every_n_steps=2",
         *loggers,
     )

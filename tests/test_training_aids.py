@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny, train_settings
+from conftest import FEW_BATCHES, tiny, train_settings
 
 from skinclf.errors import SkinclfError
 from skinclf.training.checkpoints import read_checkpoint, stored_validation
@@ -17,7 +17,7 @@ from skinclf.training.run import train
 def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_root: Path, tmp_path: Path) -> None:
     # min_delta=1: no validation can beat the first by a whole unit of AUPRC, so patience 1 stops after epoch 2
     aids = ("ema.decay=0.5", "early_stopping.patience=1", "early_stopping.min_delta=1.0", "trainer.max_epochs=5")
-    aids += ("trainer.limit_train_batches=4",)  # what the aids do is tested, not what is learnt
+    aids += (FEW_BATCHES,)
     metrics = train(train_settings(tiny(learnable_root, *aids, "evaluation.tta=flips")), tmp_path)
 
     assert metrics["run"]["ema_decay"] == 0.5

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.pool
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -73,9 +75,21 @@ def floor_seconds(paths: list[Path], side: int, processes: int) -> float:
         for job in jobs:
             floor_image(job)
     else:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
+        with forked_pool(processes) as pool:
             list(pool.imap(floor_image, jobs, chunksize=4))
     return time.perf_counter() - start
+
+
+def forked_pool(processes: int) -> multiprocessing.pool.Pool:
+    """A pool of forked processes that its exit can always stop. They are forked with SIGTERM's default action:
+    the command's handler, which they would inherit, runs only between Python instructions, so a process stuck in C
+    (a lock held by another thread of the parent when it forked) outlived the pool's SIGTERM and its exit waited for
+    it for ever."""
+    handler = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        return multiprocessing.get_context("fork").Pool(processes)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
 
 
 def preparation_seconds(settings: BenchConfig, root: Path, work: Path, dct_scaling: bool) -> float:

@@ -55,6 +55,9 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
     assert len(predictions) == LEARNABLE_SPEC.n_test and list(predictions.columns) == ["path", "label", "probability"]
     assert predictions.probability.between(0, 1).all()
     assert (tmp_path / "pr_curve.png").stat().st_size > 10_000
+    # the run's report shows that figure rather than drawing the test curve again (report.png compares runs)
+    assert "![precision-recall](pr_curve.png)" in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "report.png").exists()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 

@@ -19,8 +19,13 @@ class Written:
 
 
 def write_reports(folders: list[Path], output: Path) -> Written:
-    """report.html, report.md and report.png of the run folders, in output."""
+    """report.html, report.md and report.png of the run folders, in output. A run's report in its own folder shows
+    the run's pr_curve.png instead of drawing its test curve again as report.png."""
     output.mkdir(parents=True, exist_ok=True)
     runs = Runs.of(folders)
-    figure = plot_pr_curves(runs.test_curves(), output / "report.png", "test precision-recall of the compared runs")
+    own_curves = output / "pr_curve.png"
+    if [folder.resolve() for folder in folders] == [output.resolve()] and own_curves.is_file():
+        figure = own_curves
+    else:
+        figure = plot_pr_curves(runs.test_curves(), output / "report.png", "test precision-recall of the compared runs")
     return Written(write_html(runs, output, figure), write_markdown(runs, output, figure), figure)

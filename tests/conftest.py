@@ -24,6 +24,7 @@ from xdist.scheduler import LoadScopeScheduling
 
 from skinclf.config import register_configs
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from skinclf.locks import exclusive_lock
 from skinclf.schema import SplitSettings, TrainConfig, validate
 from skinclf.training.run import train
 
@@ -164,9 +165,17 @@ def image_folder(tmp_path: Path) -> Path:
     )
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder that every test process of this session sees (pytest-xdist gives each worker a base temp folder of
+    its own, below the session's): what it holds is made once, under skinclf's lock, as jobs started together
+    make a dataset once."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / name
+
+
 @pytest.fixture(scope="session")
 def learnable_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "data", LEARNABLE_SPEC)
+    return ensure_synthetic_dataset(shared_folder(tmp_path_factory, "learnable"), LEARNABLE_SPEC)
 
 
 def synthetic_overrides(root: Path) -> list[str]:
@@ -221,9 +230,11 @@ TRAINED_RUN_EPOCHS = "trainer.max_epochs=2"
 
 @pytest.fixture(scope="session")
 def trained_run(learnable_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory with a small trained ResNet18 (two epochs at 32 px), shared by the tests."""
-    run_dir = tmp_path_factory.mktemp("run")
-    run_in_process("train", *tiny(learnable_root, TRAINED_RUN_EPOCHS), f"hydra.run.dir={run_dir}")
+    """A run directory with a small trained ResNet18 (two epochs at 32 px), made once for every test process."""
+    run_dir = shared_folder(tmp_path_factory, "trained_run")
+    with exclusive_lock(run_dir.with_suffix(".lock"), "the shared trained run"):
+        if not (run_dir / "metrics.json").is_file():
+            run_in_process("train", *tiny(learnable_root, TRAINED_RUN_EPOCHS), f"hydra.run.dir={run_dir}")
     return run_dir
 
 

@@ -112,7 +112,8 @@ def test_the_report_of_runs_compares_them_side_by_side(
 
     assert page.page.title() == "skinclf: 2 runs compared"
     rows = page.page.query_selector_all("h2:text('The runs compared') + table tr")[1:]
-    labels = [trained_run.name, f"{diagnosis_run.parent.name}/run"]  # each below the runs' common folder
+    common = Path(os.path.commonpath([trained_run, diagnosis_run]))
+    labels = [str(run.relative_to(common)) for run in (trained_run, diagnosis_run)]  # each below the common folder
     assert [row.query_selector("td").inner_text() for row in rows] == labels
     for row, run in zip(rows, (trained_run, diagnosis_run), strict=True):
         auroc = json.loads((run / "metrics.json").read_text())["test/auroc"]

@@ -15,7 +15,7 @@ import yaml
 from conftest import COMMAND_ENV, FEW_BATCHES, command_line, run_in_process, tiny
 from optuna.trial import TrialState
 
-TRIALS = 4
+TRIALS = 3
 
 
 def sweep_overrides(learnable_root: Path, folder: Path) -> list[str]:

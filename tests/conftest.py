@@ -28,10 +28,13 @@ from skinclf.locks import exclusive_lock
 from skinclf.schema import SplitSettings, TrainConfig, validate
 from skinclf.training.run import train
 
-#: Under pytest-xdist (make test) each test process computes on one thread, so that the processes share the
-#: machine's CPUs instead of fighting over them; the commands the tests start do the same, so that a run made in a
-#: test and one made by a command repeat each other exactly.
-ONE_THREAD_EACH = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+#: Whether this is one of pytest-xdist's test processes (make test), rather than pytest alone.
+UNDER_XDIST = "PYTEST_XDIST_WORKER" in os.environ
+
+#: Under pytest-xdist each test process computes on one thread, so that the processes share the machine's CPUs
+#: instead of fighting over them; the commands the tests start do the same, so that a run made in a test and one
+#: made by a command repeat each other exactly.
+ONE_THREAD_EACH = UNDER_XDIST
 if ONE_THREAD_EACH:
     torch.set_num_threads(1)
 
@@ -179,7 +182,7 @@ def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     its own, below the session's): what it holds is made once, under skinclf's lock, as jobs started together
     make a dataset once."""
     base = tmp_path_factory.getbasetemp()
-    return (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / name
+    return (base.parent if UNDER_XDIST else base) / name
 
 
 @pytest.fixture(scope="session")

@@ -23,25 +23,25 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from skinclf.cli import recorded_unless_given
+from skinclf.commands.entry import recorded_unless_given
 from skinclf.data.inputs import read_inputs
 from skinclf.data.records import check_and_hash, data_root, read_records
 from skinclf.data.table import SPLIT_NAMES
 from skinclf.errors import SkinclfError, examples
-from skinclf.evaluation.ensemble import combine, without_diagnoses
-from skinclf.evaluation_step import Seen
 from skinclf.explain import evaluation_explainer
-from skinclf.inference import Inference, predict_images
-from skinclf.models import LesionClassifier
-from skinclf.models.ensemble import EnsembleProbabilities
-from skinclf.schema import DataSettings, EvaluationSettings, ExplainSettings, Preprocessing
-from skinclf.training.checkpoints import (
+from skinclf.fitting.checkpoints import (
     data_location,
     load_classifier,
     run_split,
     stored_run_info,
     stored_validation,
 )
+from skinclf.inference import Inference, predict_images
+from skinclf.metrics.combining import combine, without_diagnoses
+from skinclf.models import LesionClassifier
+from skinclf.models.ensemble import EnsembleProbabilities
+from skinclf.results import Seen
+from skinclf.schema import DataSettings, EvaluationSettings, ExplainSettings, Preprocessing
 
 #: metrics.json of an ensemble says so in run.kind.
 ENSEMBLE = "ensemble"

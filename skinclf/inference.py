@@ -21,7 +21,7 @@ from skinclf.data.color import Decoding
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.metadata import encode
 from skinclf.data.transforms import eval_pipeline
-from skinclf.evaluation.diagnosis import PROBABILITY_PREFIX
+from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
 from skinclf.schema import DataSettings, Preprocessing, TrainerSettings
 

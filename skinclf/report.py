@@ -1,26 +1,6 @@
-"""Compare runs: ``python -m skinclf.report runs=[<run or multirun folder>,...]``.
+"""``python -m skinclf.report``: see :mod:`skinclf.commands.report`."""
 
-Finds every run (a folder with metrics.json: training runs, evaluations, ensembles) below the given
-folders and writes into its output folder report.html, one self-contained page comparing them (the
-forest plots of their subgroup audits side by side), report.md, the same tables as Markdown, and
-report.png, their test precision-recall curves overlaid.
-"""
-
-from __future__ import annotations
-
-from skinclf.artifact import find_runs
-from skinclf.cli import command, output_folder
-from skinclf.reporting import write_reports
-from skinclf.schema import ReportConfig
-
-
-@command("report")
-def main(settings: ReportConfig) -> None:
-    folder = output_folder()
-    written = write_reports([run.directory for run in find_runs(settings.runs)], folder)
-    print(written.markdown.read_text())
-    print(f"wrote {written.html}, {written.markdown} and {written.figure}")
-
+from skinclf.commands.report import main
 
 if __name__ == "__main__":
     main()

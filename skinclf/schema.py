@@ -337,7 +337,7 @@ TrainerSettings = dataclasses.make_dataclass(
 
 #: The test-time augmentations (see skinclf.inference.VIEWS).
 TTA_CHOICES = ("none", "flips", "flips_rot")
-#: evaluation.calibration's values (see skinclf.evaluation.calibration).
+#: evaluation.calibration's values (see skinclf.metrics.calibration).
 CALIBRATIONS = ("none", "temperature")
 
 
@@ -523,7 +523,7 @@ class ExportConfig:
         require(self.format in ("onnx", "torchscript"), "format", self.format, "onnx or torchscript")
 
 
-#: How an ensemble combines its members' scores (see skinclf.evaluation.ensemble).
+#: How an ensemble combines its members' scores (see skinclf.metrics.combining).
 COMBINE_RULES = ("mean", "rank")
 
 

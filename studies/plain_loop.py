@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.models import resnet18
 
-from skinclf.evaluation.curves import auroc, rank
+from skinclf.metrics.curves import auroc, rank
 
 
 class Images(Dataset):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skinclf.evaluation import metrics as metrics_module
-from skinclf.evaluation.bootstrap import stratified_resamples
-from skinclf.evaluation.metrics import evaluate
+from skinclf.metrics import figures as metrics_module
+from skinclf.metrics.bootstrap import stratified_resamples
+from skinclf.metrics.figures import evaluate
 from skinclf.schema import BootstrapSettings
 
 

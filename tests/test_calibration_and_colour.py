@@ -10,7 +10,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from skinclf.data.color import individual_typology_angle, ita_band, shades_of_gray
-from skinclf.evaluation.calibration import (
+from skinclf.metrics.calibration import (
     TemperatureScaled,
     expected_calibration_error,
     fit_temperature,

@@ -18,14 +18,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from skinclf.artifact import load_model
 from skinclf.data.inputs import read_inputs
 from skinclf.errors import SkinclfError
-from skinclf.evaluation.thresholds import threshold_for_recall
-from skinclf.inference import Inference, inference_trainer
-from skinclf.training.checkpoints import (
+from skinclf.fitting.checkpoints import (
     VALIDATION_KEY,
     load_classifier,
     read_checkpoint,
     stored_validation,
 )
+from skinclf.inference import Inference, inference_trainer
+from skinclf.metrics.thresholds import threshold_for_recall
 
 
 def chosen_checkpoint(run_dir: Path) -> Path:

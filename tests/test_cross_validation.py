@@ -13,8 +13,8 @@ from conftest import run_in_process, small_table
 
 from skinclf.artifact import load_model
 from skinclf.data.folds import assign_folds
-from skinclf.evaluation.ensemble import percentiles
-from skinclf.evaluation.thresholds import threshold_for_recall
+from skinclf.metrics.combining import percentiles
+from skinclf.metrics.thresholds import threshold_for_recall
 from skinclf.models.ensemble import EnsembleProbabilities
 
 FOLDS = 3

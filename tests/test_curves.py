@@ -11,7 +11,7 @@ from torchmetrics.functional.classification import (
     binary_precision_at_fixed_recall,
 )
 
-from skinclf.evaluation.curves import (
+from skinclf.metrics.curves import (
     auroc,
     average_precision,
     best_precision_at_recall,
@@ -19,7 +19,7 @@ from skinclf.evaluation.curves import (
     rates_at_threshold,
     reference_precision_at_recall,
 )
-from skinclf.evaluation.metrics import evaluate, summary_line
+from skinclf.metrics.figures import evaluate, summary_line
 
 # three positives (0.9, 0.7, 0.6) and three negatives (0.8, 0.5, 0.4)
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])

@@ -16,9 +16,9 @@ from skinclf.artifact import load_model
 from skinclf.data.synthetic import DIAGNOSES, render_lesion_and_mask
 from skinclf.errors import SkinclfError
 from skinclf.explain import Explainer, at_image_size, spatial_layers, target_layer
+from skinclf.fitting.builders import build_model
 from skinclf.models import LesionClassifier
 from skinclf.schema import ExplainSettings, Preprocessing
-from skinclf.training.builders import build_model
 
 GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=None)
 

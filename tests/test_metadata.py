@@ -14,7 +14,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from skinclf.artifact import load_model
 from skinclf.data.metadata import encode, feature_names, fit_encoding
-from skinclf.training.run import train
+from skinclf.fitting.run import train
 
 METADATA = ["age_approx", "anatom_site_general"]
 

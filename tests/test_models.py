@@ -11,12 +11,12 @@ from conftest import train_settings
 from torchvision.models import get_model
 
 from skinclf.errors import SkinclfError
+from skinclf.fitting.builders import build_model
+from skinclf.fitting.checkpoints import load_classifier
 from skinclf.inference import VIEWS, Predictor, view
 from skinclf.models import LesionClassifier
 from skinclf.models.backbones import build_backbone, preprocessing_preset
 from skinclf.models.module import VERSION_KEY
-from skinclf.training.builders import build_model
-from skinclf.training.checkpoints import load_classifier
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights download to
 

@@ -22,7 +22,7 @@ from skinclf.data.splits import prepare_splits
 from skinclf.data.synthetic import CLASS_LOOKS, render_lesion
 from skinclf.data.transforms import resize_step
 from skinclf.errors import SkinclfError
-from skinclf.training.builders import build_datamodule
+from skinclf.fitting.builders import build_datamodule
 
 
 def photograph(path: Path, size: tuple[int, int] = (2400, 1800), seed: int = 0) -> Path:

@@ -25,10 +25,10 @@ from conftest import (
 
 from skinclf.atomic import atomic_path
 from skinclf.errors import SkinclfError
+from skinclf.fitting.builders import resume_checkpoint
+from skinclf.fitting.run import train
 from skinclf.models import LesionClassifier
 from skinclf.models.module import VERSION_KEY
-from skinclf.training.builders import resume_checkpoint
-from skinclf.training.run import train
 
 
 @pytest.mark.timeout(300)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_in_process
 
-from skinclf.evaluation.metrics import recall_key
+from skinclf.metrics.figures import recall_key
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make install")
 

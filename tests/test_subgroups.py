@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from skinclf.errors import SkinclfError
-from skinclf.evaluation.metrics import summary_line
-from skinclf.evaluation.subgroups import audit
-from skinclf.reporting.tables import subgroup_rows
+from skinclf.metrics.figures import summary_line
+from skinclf.metrics.subgroups import audit
+from skinclf.rendering.tables import subgroup_rows
 from skinclf.schema import BootstrapSettings
 
 BOOTSTRAP = BootstrapSettings(resamples=300, confidence=0.95, seed=0)

@@ -14,8 +14,8 @@ from huggingface_hub import constants
 from safetensors.torch import save_file
 
 from skinclf.errors import SkinclfError
-from skinclf.training.builders import build_model
-from skinclf.training.checkpoints import load_classifier
+from skinclf.fitting.builders import build_model
+from skinclf.fitting.checkpoints import load_classifier
 
 #: One of timm's own test models: a small EfficientNet with a pretrained config, quick on a CPU.
 SMALL = "test_efficientnet.r160_in1k"

@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from skinclf.errors import SkinclfError
-from skinclf.training.builders import build_trainer
-from skinclf.training.tracking import build_loggers
+from skinclf.fitting.builders import build_trainer
+from skinclf.fitting.tracking import build_loggers
 
 EPOCHS = 2
 

@@ -10,8 +10,8 @@ import torch
 from conftest import FEW_BATCHES, tiny, train_settings
 
 from skinclf.errors import SkinclfError
-from skinclf.training.checkpoints import read_checkpoint, stored_validation
-from skinclf.training.run import train
+from skinclf.fitting.checkpoints import read_checkpoint, stored_validation
+from skinclf.fitting.run import train
 
 
 def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_root: Path, tmp_path: Path) -> None:

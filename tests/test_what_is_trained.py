@@ -27,8 +27,8 @@ from conftest import TRAINED_RUN_EPOCHS, compose_train_config, tiny, trained_met
 from omegaconf import OmegaConf
 
 from skinclf.data.sampler import EpochSampler
+from skinclf.fitting.builders import build_datamodule
 from skinclf.schema import validate
-from skinclf.training.builders import build_datamodule
 
 GOLDEN = Path(__file__).parent / "golden"
 CONF = Path(__file__).parent.parent / "conf"

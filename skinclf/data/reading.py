@@ -21,11 +21,11 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from skinclf.config import usable_cpus
 from skinclf.data.color import WHOLE, Decoding
 from skinclf.data.images import content_sha1, decoded_size, load_rgb
 from skinclf.data.near_duplicates import perceptual_hash
 from skinclf.data.transforms import resize_step
+from skinclf.machine import usable_cpus
 
 #: Fewer images than this per worker process are read with fewer workers (none below it): starting a worker
 #: costs more than it saves on a small set.

@@ -1,0 +1,103 @@
+"""Ensemble runs: ``python -m skinclf.ensemble runs=[<run or multirun folder>,...] [combine=mean|rank]``.
+
+Combines every training run below the folders (the folds of a cross-validation, seeds,
+architectures; see :mod:`skinclf.metrics.combining`), chooses each operating point on the
+combined validation predictions (the pooled out-of-fold ones for folds) and writes into its output
+folder the same files as a single run's evaluation, with each member's figures beside the
+ensemble's in metrics.json and report.md. The members are evaluated as they were (target recalls,
+bootstrap, subgroups, test-time views), which must agree; a key given on the command line replaces
+theirs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+
+from skinclf.artifact import ENSEMBLE, Run, find_runs, load_model, union
+from skinclf.commands.entry import command, output_folder, recorded_unless_given
+from skinclf.errors import SkinclfError, examples
+from skinclf.metrics.combining import combined_test, combined_validation, member_figures
+from skinclf.metrics.figures import summary_line
+from skinclf.rendering import write_reports
+from skinclf.results import evaluation_loggers, evaluation_step
+from skinclf.schema import EnsembleConfig, EvaluationSettings
+
+log = logging.getLogger(__name__)
+
+
+def training_runs(folders: list[str]) -> list[Run]:
+    """The training runs below the folders (evaluations and earlier ensembles trained no model of their own)."""
+    members = []
+    for run in find_runs(folders):
+        if run.checkpoint is not None:
+            members.append(run)
+        else:
+            log.info("leaving out %s: not a training run (no checkpoints/)", run.directory)
+    if len(members) < 2:
+        raise SkinclfError(
+            f"found {len(members)} training run(s) below {examples(folders)}: an ensemble needs two or more"
+        )
+    return members
+
+
+def members_evaluation(members: list[Run], composed: EvaluationSettings) -> EvaluationSettings:
+    """How the members were evaluated (they must agree), but for the keys the command line gives."""
+    recorded = [json.dumps(m.recorded_evaluation, sort_keys=True) for m in members]
+    if len(set(recorded)) > 1:
+        differ = [str(m.directory) for m in members if json.dumps(m.recorded_evaluation, sort_keys=True) != recorded[0]]
+        raise SkinclfError(
+            f"the runs were evaluated with other settings than {members[0].directory}, e.g. {examples(differ, 2)}: "
+            "make an ensemble of runs evaluated alike (their .hydra/config.yaml, evaluation)"
+        )
+    evaluation = recorded_unless_given(members[0].recorded_evaluation, composed, "evaluation")
+    views = {m.tta for m in members}
+    if views != {evaluation.tta}:
+        raise SkinclfError(
+            f"the members were evaluated with evaluation.tta={examples(sorted(views))}: an ensemble combines the "
+            "predictions they made, so it takes their views"
+        )
+    return evaluation
+
+
+@command("ensemble")
+def main(settings: EnsembleConfig) -> None:
+    folder = output_folder()
+    members = training_runs(settings.runs)
+    evaluation = members_evaluation(members, settings.evaluation)
+    validation, chosen_on = combined_validation(members, settings.combine)
+    test = combined_test(members, settings.combine)
+    models = [load_model(member.checkpoint) for member in members]
+    first = models[0]  # its test images and preprocessing show the errors, with the maps of the members that share it
+    tested = [m.metrics["test/auroc"] for m in members]
+    info = {
+        "kind": ENSEMBLE,
+        "name": f"ensemble of {len(members)}",
+        "combine": settings.combine,
+        "members": [member_figures(m) for m in members],
+        "thresholds_chosen_on": chosen_on,
+        "members_test_auroc": {"mean": float(np.mean(tested)), "sd": float(np.std(tested, ddof=1))},
+        "evaluated_on": "test split",
+        "evaluation": dataclasses.asdict(evaluation),
+        **({"tta": evaluation.tta} if evaluation.tta != "none" else {}),
+    }
+    params = {"members": [str(m.directory) for m in members], "combine": settings.combine}
+    loggers = evaluation_loggers(settings.logger, folder, params)
+    alike = [c for model in models if model.preprocessing == first.preprocessing for c in model.classifiers]
+    seen = first.seen(first.split("test").root, settings.explain, evaluation.tta, alike)
+    predictions = {"val": validation, "test": test}
+    trained_on = union([model.training_images() for model in models])
+    metrics = evaluation_step(folder, predictions, evaluation, info, seen, loggers, training=trained_on.table)
+    write_reports([*(m.directory for m in members), folder], folder)  # the members beside the ensemble
+    spread = metrics["run"]["members_test_auroc"]
+    print(f"members: test AUROC {spread['mean']:.3f} ± {spread['sd']:.3f} (mean ± sd of {len(members)})")
+    print(f"ensemble ({settings.combine}): {summary_line(metrics)}")
+    print(f"thresholds chosen on the {chosen_on}")
+    print(f"output directory: {folder}  (report.html, metrics.json, report.md, pr_curve.png)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""A training run from start to end: fit (or continue fitting), choose a checkpoint, evaluate it on test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from skinclf.data.datamodule import LesionDataModule
+from skinclf.explain import Explainer, evaluation_explainer
+from skinclf.fitting.builders import (
+    CHECKPOINT_RULES,
+    build_datamodule,
+    build_model,
+    build_trainer,
+    chosen_checkpoint,
+    class_weights,
+    resume_checkpoint,
+    run_info,
+)
+from skinclf.fitting.checkpoints import load_classifier, store_validation, stored_validation
+from skinclf.fitting.tracking import config_params
+from skinclf.inference import inference_trainer, predict_loader
+from skinclf.results import Seen, evaluation_step
+from skinclf.schema import TrainConfig
+
+
+def train(settings: TrainConfig, run_dir: Path) -> dict:
+    """Fit (or continue fitting), then evaluate the chosen checkpoint on val and test.
+
+    Writes the run's files into run_dir and returns its metrics; under DDP only the process of
+    rank 0 evaluates and writes, the others return an empty dict.
+    """
+    resume_from = resume_checkpoint(settings, run_dir)
+    pl.seed_everything(settings.seed, workers=True)
+    datamodule = build_datamodule(settings)
+    model = build_model(
+        settings, resume_from is None, class_weights(settings, datamodule), datamodule.metadata_encoding()
+    )
+    if settings.explain.enabled:  # a layer or target that is not there: said before training, not after
+        Explainer([model], settings.explain)
+    trainer, checkpoints = build_trainer(settings, run_dir)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(config_params(settings))
+    fitted = torch.compile(model) if settings.speed.compile else model
+    trainer.fit(fitted, datamodule=datamodule, ckpt_path=resume_from)
+    if not trainer.is_global_zero:
+        return {}
+    return evaluate_chosen_checkpoint(settings, run_dir, trainer, checkpoints, datamodule)
+
+
+def stopped_early(trainer: pl.Trainer) -> bool:
+    """Whether early_stopping ended the training before trainer.max_epochs."""
+    stopping = trainer.early_stopping_callback
+    return stopping is not None and stopping.stopped_epoch > 0
+
+
+def evaluate_chosen_checkpoint(
+    settings: TrainConfig,
+    run_dir: Path,
+    trainer: pl.Trainer,
+    checkpoints: dict[str, ModelCheckpoint],
+    datamodule: LesionDataModule,
+) -> dict:
+    """Thresholds from the chosen checkpoint's validation predictions, figures on test: the run's files."""
+    ckpt_path, rule = chosen_checkpoint(checkpoints, settings.checkpoint.select)
+    classifier, checkpoint = load_classifier(ckpt_path)
+    predictor = inference_trainer(settings.trainer.accelerator, settings.trainer.precision)  # one device after DDP
+    tta = settings.evaluation.tta
+    # None: the chosen epoch was not validated (trainer.check_val_every_n_epoch), or with evaluation.tta, whose
+    # views the validation during training did not take; stored, so that predict and evaluate reuse it
+    validation = stored_validation(checkpoint, tta)
+    if validation is None:
+        validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), views=tta)
+        store_validation(ckpt_path, checkpoint, validation, tta)
+    test = predict_loader(predictor, classifier, datamodule.test_dataloader(), views=tta)
+    predictions = {"val": validation, "test": test}
+    looked_at = validation if rule == "best" else validation.iloc[:0]  # what the rule chose on
+    info = {
+        **run_info(settings),
+        "checkpoint": str(Path(ckpt_path).relative_to(run_dir)),
+        "checkpoint_choice": {
+            "rule": CHECKPOINT_RULES[rule],
+            "epoch": checkpoint["epoch"],
+            "of_epochs": trainer.current_epoch,
+            **({"stopped_early": True} if stopped_early(trainer) else {}),
+            "validation_images": len(looked_at),
+            "validation_malignant": int(looked_at["label"].sum()),
+        },
+        "evaluated_on": "test split",
+        **({"tta": tta} if tta != "none" else {}),
+    }
+    explainer = evaluation_explainer([classifier], settings.explain, tta)
+    head = classifier.settings.head
+    seen = Seen(
+        datamodule.root,
+        classifier.settings.preprocessing,
+        head.malignant_diagnoses,
+        explainer,
+        settings.explain.enabled,
+    )
+    step = trainer.global_step
+    training = datamodule.datasets["train"].table
+    return evaluation_step(
+        run_dir, predictions, settings.evaluation, info, seen, trainer.loggers, step, training=training
+    )

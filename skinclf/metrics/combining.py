@@ -1,0 +1,106 @@
+"""Ensembles of runs: their predictions combined, on validation (which chooses thresholds) and on test.
+
+Every member predicted the same test split. On validation, each image takes the mean over the
+members that predicted it: for the folds of a cross-validation these are the pooled out-of-fold
+predictions (each image predicted by the one model that did not train on it); for runs that share
+a validation split (seeds, architectures), the mean of all of them.
+
+``mean`` averages probabilities. ``rank`` first maps each member's scores to their percentile
+among that member's own validation scores, then averages: members whose probabilities live on
+different scales count alike, and a threshold chosen on validation percentiles applies to test ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from skinclf.errors import SkinclfError, examples
+from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
+
+
+class Member(Protocol):
+    """A finished run as an ensemble combines it (skinclf.artifact.Run): its folder, metrics and predictions."""
+
+    directory: Path
+    metrics: dict
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def percentiles(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The share of the reference scores below each score, ties counted half (the mid-rank percentile)."""
+    ordered = np.sort(reference)
+    below = np.searchsorted(ordered, scores, side="left")
+    at_most = np.searchsorted(ordered, scores, side="right")
+    return (below + at_most) / (2 * len(ordered))
+
+
+def member_scores(member: Member, probabilities: np.ndarray, rule: str) -> np.ndarray:
+    """A member's probabilities as the ensemble averages them: as they are, or (rank) their percentiles
+    among its own validation probabilities."""
+    return percentiles(member.val["probability"].to_numpy(), probabilities) if rule == "rank" else probabilities
+
+
+def combine(members: list[Member], probabilities: list[np.ndarray], rule: str) -> np.ndarray:
+    """The ensemble's score of each image from each member's probabilities of it (in the same order):
+    their mean, or with rule=rank the mean of their percentiles among each member's validation probabilities."""
+    return np.mean([member_scores(m, p, rule) for m, p in zip(members, probabilities, strict=True)], axis=0)
+
+
+def combined_test(members: list[Member], rule: str) -> pd.DataFrame:
+    """The test predictions of the ensemble: the members' scores averaged image by image."""
+    first = members[0].test.set_index("path")
+    for member in members[1:]:
+        paths = set(member.test["path"])
+        if paths != set(first.index):
+            differ = sorted(paths.symmetric_difference(first.index))
+            raise SkinclfError(
+                f"{member.directory} was tested on other images than {members[0].directory} "
+                f"(e.g. {examples(differ, 3)}): an ensemble needs members tested on the same split"
+            )
+    probabilities = [m.test.set_index("path")["probability"].reindex(first.index).to_numpy() for m in members]
+    table = without_diagnoses(first.reset_index())
+    table["probability"] = combine(members, probabilities, rule)
+    return table
+
+
+def without_diagnoses(predictions: pd.DataFrame) -> pd.DataFrame:
+    """A member's predictions without the probability of each diagnosis: an ensemble's score is of malignancy."""
+    return predictions.drop(columns=[c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)])
+
+
+def combined_validation(members: list[Member], rule: str) -> tuple[pd.DataFrame, str]:
+    """The validation predictions of the ensemble, and what they are (out-of-fold, or averaged)."""
+    stacked = pd.concat(
+        [
+            m.val.assign(probability=member_scores(m, m.val["probability"].to_numpy(), rule), member=i)
+            for i, m in enumerate(members)
+        ],
+        ignore_index=True,
+    )
+    predicted_by = stacked.groupby("path", sort=False)["member"].nunique()
+    first = stacked.drop_duplicates("path").set_index("path")
+    first["probability"] = stacked.groupby("path", sort=False)["probability"].mean()
+    table = without_diagnoses(first.drop(columns="member").reset_index())
+    folds = {m.metrics.get("run", {}).get("cv", {}).get("folds") for m in members}
+    if predicted_by.max() == 1 and len(members) > 1:
+        what = f"pooled out-of-fold predictions of {len(members)} runs ({len(table)} images, each by one run)"
+        if folds != {None}:
+            what = f"pooled out-of-fold predictions of {len(members)} fold runs of cv.folds={sorted(folds)[0]}"
+    else:
+        what = f"validation predictions averaged over the {int(predicted_by.max())} runs that made each"
+    return table, what
+
+
+def member_figures(member: Member) -> dict:
+    """What the ensemble's metrics.json records of a member."""
+    run = member.metrics.get("run", {})
+    return {
+        "directory": str(member.directory.resolve()),
+        **{key: run[key] for key in ("name", "arch", "seed", "cv") if key in run},
+        **{key: member.metrics.get(key) for key in ("val/auroc", "test/auroc", "test/auprc")},
+    }

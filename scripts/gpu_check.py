@@ -40,13 +40,15 @@ CPU_SIZES = {
     "bench": [
         *("bench.rounds=1", "bench.batches=2", "bench.warmup_batches=1", "bench.pipeline_batches=2"),
         *("data=synthetic", "data.synthetic.n_train=48", "data.synthetic.n_test=16", "data.synthetic.image_size=48"),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=8", "data.num_workers=0"),
+        *("model.preprocessing.resize_size=36", "model.preprocessing.crop_size=32"),
+        *("data.batch_size=8", "data.num_workers=0"),
         "bench.worker_counts=[0]",
     ],
     "bench_workers_later": "bench.worker_counts=[0]",
     "reproduction": [
         *("data=synthetic", "data.synthetic.n_train=48", "data.synthetic.n_test=16", "data.synthetic.image_size=48"),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=8", "data.num_workers=0"),
+        *("model.preprocessing.resize_size=36", "model.preprocessing.crop_size=32"),
+        *("data.batch_size=8", "data.num_workers=0"),
         *("trainer.max_epochs=1", "trainer.limit_train_batches=2", "evaluation.bootstrap.resamples=50"),
     ],
     "budget_s": 1200,
@@ -60,7 +62,8 @@ BENCHES = [
         "efficientnet_b4_384",
         [
             *("model=efficientnet_b4", "model.weights=null"),
-            *("data.resize_size=416", "data.crop_size=384", "data.batch_size=64"),
+            *("model.preprocessing.resize_size=416", "model.preprocessing.crop_size=384"),
+            *("data.batch_size=64"),
         ],
     ),
     ("resnet18_compiled", ["model.weights=null", "data.batch_size=256", "speed.compile=true"]),

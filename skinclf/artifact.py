@@ -2,9 +2,10 @@
 
 evaluate, predict, export and ensemble work through this module and nothing below it. :func:`load_model`
 tells a checkpoint from an ensemble folder and returns a :class:`TrainedModel` that predicts images
-(with their metadata, with test-time views), knows its preprocessing, gives the validation
-predictions its thresholds are chosen on, the evaluation settings it was made with and the splits of
-the run that made it. :func:`find_runs` and :class:`Run` read the folders runs leave (report and
+(with their metadata, with test-time views), knows its preprocessing, gives its decision policy for an
+evaluation setting (skinclf.metrics.decisions; chosen on its validation predictions or a clinic's
+sample), the evaluation settings it was made with and the splits of the run that made it; what an
+export of it takes and gives. :func:`find_runs` and :class:`Run` read the folders runs leave (report and
 ensemble compare and combine them).
 """
 
@@ -20,31 +21,25 @@ from typing import Any
 
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from skinclf.commands.entry import recorded_unless_given
 from skinclf.data.inputs import read_inputs
 from skinclf.data.records import check_and_hash, data_root, read_records
 from skinclf.data.table import SPLIT_NAMES
 from skinclf.errors import SkinclfError, examples
 from skinclf.explain import evaluation_explainer
-from skinclf.fitting.checkpoints import (
-    data_location,
-    load_classifier,
-    run_split,
-    stored_run_info,
-    stored_validation,
-)
+from skinclf.fitting.checkpoints import load_classifier, run_split, stored_run_info, stored_validation
 from skinclf.inference import Inference, predict_images
-from skinclf.metrics.combining import combine, without_diagnoses
+from skinclf.metrics.combining import EnsembleProbabilities, combine, without_diagnoses
+from skinclf.metrics.decisions import VALIDATION, DecisionPolicy, choose_policy
 from skinclf.models import LesionClassifier
-from skinclf.models.ensemble import EnsembleProbabilities
 from skinclf.results import Seen
-from skinclf.schema import DataSettings, EvaluationSettings, ExplainSettings, Preprocessing
+from skinclf.schema import DataSettings, EvaluationSettings, ExplainSettings, Preprocessing, recorded_unless_given
 
 #: metrics.json of an ensemble says so in run.kind.
 ENSEMBLE = "ensemble"
+#: What of an ensemble's metrics.json says who it is.
+ENSEMBLE_IDENTITY = ("kind", "name", "combine", "members", "members_test_auroc")
 
 
 @dataclass(frozen=True)
@@ -78,12 +73,6 @@ def table_images(data: DataSettings, split: str | None) -> Images:
 # -- the folders runs leave ---------------------------------------------------------------------------
 
 
-def evaluation_in_config(run_folder: Path) -> dict[str, Any] | None:
-    """The evaluation group of a run folder's .hydra/config.yaml, where runs of earlier versions recorded it."""
-    config = run_folder / ".hydra" / "config.yaml"
-    return OmegaConf.to_container(OmegaConf.load(config)).get("evaluation") if config.is_file() else None
-
-
 @dataclass(frozen=True)
 class Run:
     """A finished run's folder (a training run, an evaluation or an ensemble): its metrics.json and predictions."""
@@ -108,14 +97,14 @@ class Run:
         return self.directory / recorded
 
     @property
-    def tta(self) -> str:
-        """The test-time views its predictions were made with (evaluation.tta)."""
-        return self.metrics.get("run", {}).get("tta", "none")
+    def recorded_evaluation(self) -> dict[str, Any]:
+        """The evaluation settings it was evaluated with."""
+        return self.metrics["run"]["evaluation"]
 
     @property
-    def recorded_evaluation(self) -> dict[str, Any] | None:
-        """The evaluation settings it was evaluated with, if recorded."""
-        return self.metrics.get("run", {}).get("evaluation") or evaluation_in_config(self.directory)
+    def tta(self) -> str:
+        """The test-time views its predictions were made with (evaluation.tta)."""
+        return self.recorded_evaluation["tta"]
 
     def _predictions(self, split: str) -> pd.DataFrame:
         path = self.directory / f"predictions_{split}.csv"
@@ -155,17 +144,17 @@ class TrainedModel(ABC):
 
     @property
     @abstractmethod
-    def run_info(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
         """Who the model is, as metrics.json records it (name, architecture, seed...; an ensemble's members)."""
 
     @property
     @abstractmethod
-    def recorded_evaluation(self) -> dict[str, Any] | None:
-        """The evaluation settings the model was evaluated with when it was made, if recorded."""
+    def recorded_evaluation(self) -> dict[str, Any]:
+        """The evaluation settings the model was evaluated with when it was made."""
 
-    def evaluation_settings(self, composed: EvaluationSettings) -> EvaluationSettings:
-        """The evaluation settings the model was made with, but for the keys the command line gives."""
-        return recorded_unless_given(self.recorded_evaluation, composed, "evaluation")
+    def evaluation_settings(self, composed: EvaluationSettings, given: list[str]) -> EvaluationSettings:
+        """The evaluation settings the model was made with, but for the keys the command line gives (``given``)."""
+        return recorded_unless_given(self.recorded_evaluation, composed, given)
 
     @property
     @abstractmethod
@@ -178,38 +167,33 @@ class TrainedModel(ABC):
         an unreadable image gets its reason in the column error instead of stopping the run."""
 
     @abstractmethod
-    def stored_validation(self, views: str) -> pd.DataFrame | None:
-        """The validation predictions made with the views ``views`` that the model keeps, if it keeps them."""
-
     def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
         """The validation predictions, made with the views ``views``, on which its thresholds are chosen."""
-        stored = self.stored_validation(views)
-        if stored is None:
-            raise SkinclfError(f"{self.path} holds no validation predictions to choose thresholds on")
-        return stored
 
-    def operating_predictions(
+    @property
+    @abstractmethod
+    def described_validation(self) -> str:
+        """What its validation predictions are, where a policy says what it was chosen on."""
+
+    def decision_policy(
         self, evaluation: EvaluationSettings, inference: Inference, data_root: str | None = None
-    ) -> tuple[pd.DataFrame, str]:
-        """The labelled predictions its operating points are chosen (and its temperature fitted) on, and what they
-        are: the images of evaluation.threshold_source (a site's own sample), or its validation predictions."""
+    ) -> tuple[DecisionPolicy, pd.DataFrame]:
+        """Its decision policy for the evaluation settings, and the labelled predictions it was chosen on: the
+        images of evaluation.threshold_source (a clinic's own sample), or its validation predictions."""
         source = evaluation.threshold_source
         if source is None:
-            described = (
-                "the model's validation"
-                if isinstance(self, CheckpointModel)
-                else f"the ensemble's validation ({self.run_info['thresholds_chosen_on']})"
-            )
-            return self.validation(inference, evaluation.tta, data_root), described
-        root, table = read_inputs(source)
-        if "label" not in table.columns:
-            raise SkinclfError(
-                f"evaluation.threshold_source={source} has no labels: it needs benign/ and malignant/ subfolders or "
-                "a CSV with path,label columns, to choose thresholds on"
-            )
-        predictions = self.predict(Images(root, table, source), inference, evaluation.tta)
-        malignant = int(predictions["label"].sum())
-        return predictions, f"{source} (evaluation.threshold_source: {len(predictions)} images, {malignant} malignant)"
+            sample, chosen_on = self.validation(inference, evaluation.tta, data_root), self.described_validation
+        else:
+            root, table = read_inputs(source)
+            if "label" not in table.columns:
+                raise SkinclfError(
+                    f"evaluation.threshold_source={source} has no labels: it needs benign/ and malignant/ subfolders "
+                    "or a CSV with path,label columns, to choose thresholds on"
+                )
+            sample = self.predict(Images(root, table, source), inference, evaluation.tta)
+            malignant = int(sample["label"].sum())
+            chosen_on = f"{source} (evaluation.threshold_source: {len(sample)} images, {malignant} malignant)"
+        return choose_policy(sample, chosen_on, evaluation, self.malignant_diagnoses), sample
 
     @abstractmethod
     def split(self, name: str, data_root: str | None = None) -> Images:
@@ -225,13 +209,11 @@ class TrainedModel(ABC):
     def classifiers(self) -> list[LesionClassifier]:
         """Its classifiers that take its images (an ensemble: the members with its first member's preprocessing)."""
 
-    def seen(
-        self, root: Path, explain: ExplainSettings, views: str = "none", explained: list[LesionClassifier] | None = None
-    ) -> Seen:
-        """How the model sees images below root, for an evaluation; its maps (of the explained classifiers, averaged:
-        by default its own) for the error gallery, and for every test image with explain.enabled."""
-        explainer = evaluation_explainer(explained or self.classifiers, explain, views)
-        return Seen(root, self.preprocessing, self.malignant_diagnoses, explainer, explain.enabled)
+    def seen(self, root: Path, explain: ExplainSettings, views: str = "none") -> Seen:
+        """How the model sees images below root, for an evaluation; its maps (its classifiers', averaged) for the error
+        gallery, and for every test image with explain.enabled."""
+        explainer = evaluation_explainer(self.classifiers, explain, views)
+        return Seen(root, self.preprocessing, explainer, explain.enabled)
 
     @abstractmethod
     def training_images(self) -> Images:
@@ -241,9 +223,31 @@ class TrainedModel(ABC):
     def internal_run(self) -> Run | None:
         """The folder of the evaluation made with the model itself (its run's test split), if it is there."""
 
+    # -- what an export of it takes and gives (skinclf.commands.export) --
+
     @abstractmethod
     def probability_model(self) -> nn.Module:
         """One module from uint8 images (and encoded metadata) to probabilities: what export writes."""
+
+    @property
+    @abstractmethod
+    def diagnoses(self) -> list[str] | None:
+        """The diagnoses whose probabilities it gives besides the probability of malignancy, if any."""
+
+    @property
+    @abstractmethod
+    def metadata_encoding(self) -> list[dict] | None:
+        """How its metadata input is encoded (skinclf.data.metadata), if it reads metadata."""
+
+    @property
+    @abstractmethod
+    def score_meaning(self) -> str:
+        """What its score of malignancy is, in words for an export's description."""
+
+    @property
+    def score_step(self) -> float:
+        """How far an exported score may land from PyTorch's where the score is a step function (0: it is not)."""
+        return 0.0
 
 
 class CheckpointModel(TrainedModel):
@@ -258,23 +262,33 @@ class CheckpointModel(TrainedModel):
         return self.classifier.settings
 
     @property
-    def run_info(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
         model = self.settings.model
         return {"arch": model.arch, "weights": model.weights, **stored_run_info(self.checkpoint)}
 
     @property
-    def recorded_evaluation(self) -> dict[str, Any] | None:
-        """As the checkpoint records it, or (earlier versions) as its run's .hydra/config.yaml does."""
-        recorded = stored_run_info(self.checkpoint).get("evaluation")
-        return recorded if recorded is not None else evaluation_in_config(self.path.parent.parent)
+    def recorded_evaluation(self) -> dict[str, Any]:
+        return stored_run_info(self.checkpoint)["evaluation"]
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return self.settings.preprocessing
+        return self.settings.model.preprocessing
 
     @property
     def malignant_diagnoses(self) -> list[str] | None:
         return self.settings.head.malignant_diagnoses
+
+    @property
+    def diagnoses(self) -> list[str] | None:
+        return self.settings.head.diagnoses
+
+    @property
+    def metadata_encoding(self) -> list[dict] | None:
+        return self.settings.metadata_encoding
+
+    @property
+    def score_meaning(self) -> str:
+        return "probability of malignancy, one per image; diagnosis_probabilities: one per image and diagnosis"
 
     @property
     def classifiers(self) -> list[LesionClassifier]:
@@ -283,13 +297,14 @@ class CheckpointModel(TrainedModel):
     def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
         return predict_images(inference, self.classifier, images.root, images.table, tolerant, views)
 
-    def stored_validation(self, views: str) -> pd.DataFrame | None:
-        return stored_validation(self.checkpoint, views)
+    @property
+    def described_validation(self) -> str:
+        return VALIDATION
 
     def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
         """Stored in the checkpoint, or else predicted on its run's validation split with the same views, so that
         thresholds are chosen on scores of the kind they are applied to."""
-        stored = self.stored_validation(views)
+        stored = stored_validation(self.checkpoint, views)
         if stored is not None:
             return stored
         try:
@@ -320,11 +335,6 @@ class CheckpointModel(TrainedModel):
     def probability_model(self) -> nn.Module:
         return self.classifier.probability_model()
 
-    @property
-    def data_root(self) -> Path | None:
-        location = data_location(self.checkpoint)
-        return location[0] if location else None
-
 
 class EnsembleModel(TrainedModel):
     """A folder written by skinclf.ensemble: its members' checkpoints combined by its rule, its thresholds chosen
@@ -346,11 +356,12 @@ class EnsembleModel(TrainedModel):
         self.members = [CheckpointModel(member.checkpoint) for member in self.member_runs]
 
     @property
-    def run_info(self) -> dict[str, Any]:
-        return dict(self.run.metrics["run"])
+    def identity(self) -> dict[str, Any]:
+        run = self.run.metrics["run"]
+        return {key: run[key] for key in ENSEMBLE_IDENTITY if key in run}
 
     @property
-    def recorded_evaluation(self) -> dict[str, Any] | None:
+    def recorded_evaluation(self) -> dict[str, Any]:
         return self.run.recorded_evaluation
 
     @property
@@ -360,6 +371,27 @@ class EnsembleModel(TrainedModel):
     @property
     def malignant_diagnoses(self) -> list[str] | None:
         return None  # its score is a combination of its members' probabilities of malignancy
+
+    @property
+    def diagnoses(self) -> list[str] | None:
+        return None
+
+    @property
+    def metadata_encoding(self) -> list[dict] | None:
+        return None  # one exported input cannot carry each member's own encoding (see probability_model)
+
+    @property
+    def score_meaning(self) -> str:
+        averaged = "probabilities" if self.rule == "mean" else "percentiles among their own validation probabilities"
+        return f"the ensemble's score of malignancy, one per image: the {self.rule} of its members' {averaged}"
+
+    @property
+    def score_step(self) -> float:
+        """A rank ensemble's percentile is a step function: a probability within float precision of a member's
+        validation value may land one step (1 / (2 x its validation images)) away in the export."""
+        if self.rule != "rank":
+            return 0.0
+        return max(1 / (2 * len(run.val)) for run in self.member_runs) / len(self.members)
 
     @property
     def classifiers(self) -> list[LesionClassifier]:
@@ -386,7 +418,11 @@ class EnsembleModel(TrainedModel):
         predictions["probability"] = combine(self.member_runs, probabilities, self.rule)
         return predictions
 
-    def stored_validation(self, views: str) -> pd.DataFrame | None:
+    @property
+    def described_validation(self) -> str:
+        return f"the ensemble's validation ({self.run.metrics['run']['thresholds_chosen_on']})"
+
+    def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
         """Its own: the members' pooled out-of-fold (or averaged) validation predictions, combined."""
         self._check_views(views)
         return self.run.val
@@ -416,7 +452,7 @@ class EnsembleModel(TrainedModel):
                 f"the members of {self.path} take images of different sizes (resize, crop: {examples(sorted(sizes))}):"
                 " one exported model takes one size; use python -m skinclf.predict ckpt=<the ensemble folder> instead"
             )
-        if any(m.settings.metadata_encoding for m in self.members):
+        if any(m.metadata_encoding for m in self.members):
             raise SkinclfError(
                 f"the members of {self.path} read metadata, each encoded with its own training split's statistics, "
                 "which one exported input cannot carry: use python -m skinclf.predict ckpt=<the ensemble folder>, "

@@ -29,12 +29,11 @@ from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 from torch import nn
 
 from skinclf.atomic import atomic_path
-from skinclf.data.color import Decoding
-from skinclf.data.dataset import LesionDataset
+from skinclf.data.dataset import eval_dataset
 from skinclf.data.images import load_rgb
 from skinclf.data.metadata import encode
 from skinclf.errors import SkinclfError, examples
-from skinclf.inference import VIEWS, eval_transform, view
+from skinclf.inference import VIEWS, view
 from skinclf.models import LesionClassifier
 from skinclf.schema import ExplainSettings, Preprocessing
 
@@ -102,7 +101,7 @@ def target_layer(classifier: LesionClassifier, layer: str | None) -> nn.Module:
             similar = difflib.get_close_matches(layer, names, n=5) or examples(list(names)[-8:])
             raise SkinclfError(f"explain.layer={layer} is not a module of {arch}: choose one of {similar}")
         return names[layer]
-    spatial = spatial_layers(backbone, classifier.settings.preprocessing.crop_size)
+    spatial = spatial_layers(backbone, classifier.settings.model.preprocessing.crop_size)
     if not spatial:
         raise SkinclfError(
             f"no layer of {arch} keeps a height and a width to make a map of (a vision transformer's tokens have "
@@ -240,13 +239,7 @@ def explain_images(
 ) -> list[str]:
     """Write a heatmap and an overlay for every image of the table into folder/explanations/ (mirroring the
     images' paths); the heatmap's path relative to folder for each, "" for an image that cannot be read."""
-    dataset = LesionDataset(
-        root,
-        table,
-        eval_transform(preprocessing),
-        tolerate_unreadable=True,
-        decoding=Decoding.of(preprocessing),
-    )
+    dataset = eval_dataset(preprocessing, root, table, tolerate_unreadable=True)
     written = [""] * len(table)
     for start in range(0, len(table), EXPLAINED_AT_ONCE):
         items = {i: dataset[i] for i in range(start, min(start + EXPLAINED_AT_ONCE, len(table)))}

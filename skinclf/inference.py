@@ -17,13 +17,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from skinclf.data.color import Decoding
-from skinclf.data.dataset import LesionDataset
+from skinclf.data.dataset import LesionDataset, eval_dataset
 from skinclf.data.metadata import encode
-from skinclf.data.transforms import eval_pipeline
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
-from skinclf.schema import DataSettings, Preprocessing, TrainerSettings
+from skinclf.schema import DataSettings, TrainerSettings
 
 #: Columns of a split table that say nothing about the image (its metadata columns are kept beside its predictions).
 NOT_DESCRIPTIVE = ("group", "sha1")
@@ -131,19 +129,6 @@ def predict_images(
     columns encoded as in training, for a model with metadata)."""
     encoding = classifier.settings.metadata_encoding
     metadata = encode(table, encoding, "the table of images to predict") if encoding else None
-    preprocessing = classifier.settings.preprocessing
-    dataset = LesionDataset(
-        root,
-        table,
-        eval_transform(preprocessing),
-        tolerate_unreadable,
-        metadata=metadata,
-        decoding=Decoding.of(preprocessing),
-    )
+    dataset = eval_dataset(classifier.settings.model.preprocessing, root, table, tolerate_unreadable, metadata)
     loader = DataLoader(dataset, batch_size=inference.batch_size, num_workers=inference.num_workers)
     return predict_loader(inference.trainer, classifier, loader, views)
-
-
-def eval_transform(preprocessing: Preprocessing) -> Any:
-    """The eval pipeline of a model's preprocessing (its resize and crop sizes)."""
-    return eval_pipeline(preprocessing.resize_size, preprocessing.crop_size)

@@ -13,8 +13,8 @@ CONFIG_PATH = "pkg://skinclf.conf"
 
 
 def weights_preset(key: str, library: str, arch: str, weights: str | None) -> int:
-    """``${weights_preset:resize_size,${model.library},${model.arch},${model.weights}}``: a value of the
-    weights' transforms."""
+    """``${weights_preset:resize_size,${..library},${..arch},${..weights}}``: a value of the weights' own eval
+    transforms (model.preprocessing's defaults; the resolver's cache looks them up once per model)."""
     return preprocessing_preset(arch, weights, library)[key]
 
 
@@ -35,7 +35,7 @@ def mixed_on_gpus(accelerator: str) -> str:
 
 def register_configs() -> None:
     """Register the resolvers and the typed schemas; safe to call more than once."""
-    OmegaConf.register_new_resolver("weights_preset", weights_preset, replace=True)
+    OmegaConf.register_new_resolver("weights_preset", weights_preset, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("scaled_p", scaled_probability, replace=True)
     OmegaConf.register_new_resolver("cpus_up_to", cpus_up_to, replace=True)
     OmegaConf.register_new_resolver("mixed_on_gpus", mixed_on_gpus, replace=True)

@@ -1,13 +1,15 @@
-"""The one evaluation step of train, evaluate and ensemble: predictions in; metrics with intervals, plots,
-files and trackers out.
+"""The one evaluation of train, evaluate and ensemble: predictions and a decision policy in; metrics with intervals,
+plots, files and trackers out.
 
-Validation predictions choose the thresholds, test predictions are what is evaluated. The figures
-come from :mod:`skinclf.metrics` (arrays and tables in), the images of the most confident errors
-from the data they were predicted on, as the model saw them.
+The policy (skinclf.metrics.decisions) was chosen on the labelled ``sample`` (the model's validation, or a clinic's
+own sample); the ``test`` predictions are what is evaluated. Both are taken at the policy's temperature. The figures
+come from :mod:`skinclf.metrics` (arrays and tables in), the images of the most confident errors from the data they
+were predicted on, as the model saw them. Every command writes the same :class:`RunRecord` into metrics.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +21,12 @@ import torch
 from pytorch_lightning.loggers import Logger
 
 from skinclf.atomic import write_json
-from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, Decoding, skin_tones
-from skinclf.data.dataset import LesionDataset
+from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, skin_tones
+from skinclf.data.dataset import eval_dataset
 from skinclf.explain import Explainer, explain_images, overlay
 from skinclf.fitting.tracking import build_loggers, log_results
-from skinclf.inference import eval_transform
-from skinclf.metrics.calibration import calibrate, expected_calibration_error
+from skinclf.metrics.calibration import expected_calibration_error
+from skinclf.metrics.decisions import DecisionPolicy
 from skinclf.metrics.diagnosis import diagnosis_columns, diagnosis_figures
 from skinclf.metrics.figures import evaluate
 from skinclf.metrics.outputs import Errors, confident_errors, save_error_figure, write_curves, write_predictions
@@ -36,24 +38,45 @@ from skinclf.schema import EvaluationSettings, Preprocessing
 
 @dataclass(frozen=True)
 class Seen:
-    """How the evaluated model saw the test images: the folder their paths are relative to, its preprocessing, for
-    a diagnosis head the malignant diagnoses (whose probabilities make the probability of malignancy), and what
-    maps where it looked (None where none can be made), for the error gallery and, with explain_every_image, for
-    every test image (explanations/, and the column explanation of predictions_test.csv)."""
+    """How the evaluated model saw the test images: the folder their paths are relative to, its preprocessing, and
+    what maps where it looked (None where none can be made), for the error gallery and, with explain_every_image,
+    for every test image (explanations/, and the column explanation of predictions_test.csv)."""
 
     root: Path
     preprocessing: Preprocessing
-    malignant_diagnoses: list[str] | None = None
     explainer: Explainer | None = None
     explain_every_image: bool = False
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """metrics.json's ``run``: who the model is (as its checkpoint, or an ensemble, records it), what was evaluated,
+    with which settings, and the decision policy; for a training run, its checkpoint and how it was chosen."""
+
+    model: dict[str, Any]
+    evaluated_on: str
+    evaluation: EvaluationSettings
+    policy: DecisionPolicy
+    checkpoint: str | None = None
+    checkpoint_choice: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        facts = {"checkpoint": self.checkpoint, "checkpoint_choice": self.checkpoint_choice}
+        return {
+            **self.model,
+            **{key: value for key, value in facts.items() if value is not None},
+            "evaluated_on": self.evaluated_on,
+            "thresholds_chosen_on": self.policy.chosen_on,
+            "decision_policy": self.policy.record(),
+            "evaluation": dataclasses.asdict(self.evaluation),
+        }
+
+
 def error_images(seen: Seen, test: pd.DataFrame) -> Errors:
     """The most confident errors on test with their images as the model saw them, each beside its map's overlay."""
-    transform, errors = eval_transform(seen.preprocessing), {}
+    errors = {}
     for kind, rows in confident_errors(test).items():
-        decoding = Decoding.of(seen.preprocessing)
-        dataset = LesionDataset(seen.root, rows, transform, tolerate_unreadable=True, decoding=decoding)
+        dataset = eval_dataset(seen.preprocessing, seen.root, rows, tolerate_unreadable=True)
         crops = [dataset[i]["image"] for i in range(len(rows))]
         images = [crop.permute(1, 2, 0).numpy() for crop in crops]
         if seen.explainer is not None and crops:
@@ -64,7 +87,7 @@ def error_images(seen: Seen, test: pd.DataFrame) -> Errors:
     return errors
 
 
-def figures(validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSettings) -> dict:
+def figures(validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSettings, rule: str) -> dict:
     """metrics.json's figures: of val (which chooses the thresholds) and of test, by subgroup and diagnosis too."""
     metrics = evaluate(
         validation["probability"].to_numpy(),
@@ -73,35 +96,29 @@ def figures(validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSe
         test["label"].to_numpy(),
         settings.target_recalls,
         settings.bootstrap,
+        rule,
     )
     for split, table in (("val", validation), ("test", test)):
         if table["label"].nunique() == 2:
             metrics[f"{split}/ece"] = expected_calibration_error(table["probability"], table["label"])
     if settings.subgroups:
+        edges = settings.age_edges
         metrics["subgroups"] = audit(
-            validation, test, settings.subgroups, settings.target_recalls, settings.bootstrap, settings.age_edges
+            validation, test, settings.subgroups, settings.target_recalls, settings.bootstrap, edges, rule
         )
     if diagnosis_columns(test) and "diagnosis" in test.columns:  # task=diagnosis, on images whose diagnosis is known
         metrics["diagnosis"] = diagnosis_figures(test)
     return metrics
 
 
-def calibrated(
-    predictions: dict[str, pd.DataFrame], settings: EvaluationSettings, seen: Seen
-) -> tuple[dict[str, pd.DataFrame], dict | None]:
-    """The predictions at the temperature fitted on validation (evaluation.calibration=temperature), and what
-    metrics.json records of it; as they are otherwise."""
-    if settings.calibration == "none":
-        return predictions, None
-    validation, test = predictions["val"], predictions["test"]
-    fitted_on = f"the validation predictions ({len(validation)} images)"
-    calibration, new_validation, others = calibrate(validation, {"test": test}, seen.malignant_diagnoses, fitted_on)
-    record = {"method": "temperature", "temperature": calibration.temperature, "fitted_on": fitted_on}
-    for split, before, after in (("val", validation, new_validation), ("test", test, others["test"])):
-        if before["label"].nunique() == 2:
-            record[f"{split}/ece_before"] = expected_calibration_error(before["probability"], before["label"])
-            record[f"{split}/ece_after"] = expected_calibration_error(after["probability"], after["label"])
-    return {"val": new_validation, "test": others["test"]}, record
+def calibration_record(policy: DecisionPolicy, before: dict[str, pd.DataFrame], after: dict[str, pd.DataFrame]) -> dict:
+    """What metrics.json records of the temperature: where it was fitted, and each split's ECE before and after."""
+    record = {"method": "temperature", "temperature": policy.temperature, "fitted_on": policy.chosen_on}
+    for split, table in before.items():
+        if table["label"].nunique() == 2:
+            record[f"{split}/ece_before"] = expected_calibration_error(table["probability"], table["label"])
+            record[f"{split}/ece_after"] = expected_calibration_error(after[split]["probability"], table["label"])
+    return record
 
 
 def with_skin_tone(test: pd.DataFrame, settings: EvaluationSettings, seen: Seen) -> pd.DataFrame:
@@ -118,43 +135,41 @@ def with_explanations(test: pd.DataFrame, seen: Seen, folder: Path) -> pd.DataFr
     return test.assign(explanation=explain_images(seen.explainer, seen.root, test, seen.preprocessing, folder))
 
 
-def evaluation_step(
+def write_results(
     folder: Path,
+    record: RunRecord,
     predictions: dict[str, pd.DataFrame],
-    settings: EvaluationSettings,
-    run_info: dict[str, Any],
     seen: Seen,
     loggers: list[Logger],
     step: int = 0,
     extend: Callable[[dict], dict] | None = None,
     training: pd.DataFrame | None = None,
 ) -> dict:
-    """Evaluate the ``val`` and ``test`` predictions; write metrics.json, the predictions, the plots, the error
-    gallery and the reports (report.html, report.md) into folder; send them to the loggers. ``extend``: what the
-    caller adds to metrics.json, given its figures (an external evaluation's transfer); ``training``: the images
-    the model trained on, for the model card. Returns metrics.json's contents."""
-    uncalibrated = predictions["test"]
-    predictions, calibration = calibrated(predictions, settings, seen)
-    predictions = {
-        **predictions,
-        "test": with_explanations(with_skin_tone(predictions["test"], settings, seen), seen, folder),
-    }
-    val, test = predictions["val"], predictions["test"]
-    metrics = {"run": run_info, **figures(val, test, settings)}
-    if calibration is not None:
-        metrics["calibration"] = calibration
+    """Evaluate the ``val`` (the sample the policy was chosen on) and ``test`` predictions at the policy's
+    temperature; write metrics.json, the predictions, the plots, the error gallery and the reports (report.html,
+    report.md) into folder; send them to the loggers. ``extend``: what the caller adds to metrics.json, given its
+    figures (an external evaluation's transfer); ``training``: the images the model trained on, for the model card.
+    Returns metrics.json's contents."""
+    settings, policy = record.evaluation, record.policy
+    uncalibrated = predictions
+    predictions = {split: policy.calibrated(table) for split, table in predictions.items()}
+    test = with_explanations(with_skin_tone(predictions["test"], settings, seen), seen, folder)
+    predictions["test"] = test
+    metrics = {"run": record.as_dict(), **figures(predictions["val"], test, settings, policy.rule)}
+    if policy.temperature is not None:
+        metrics["calibration"] = calibration_record(policy, uncalibrated, predictions)
     if SKIN_TONE_COLUMN in settings.subgroups:
         metrics["skin_tone"] = {"column": SKIN_TONE_COLUMN, "how": SKIN_TONE_METHOD}
     if extend is not None:
         metrics.update(extend(metrics))
     if training is not None:
         metrics["training_data"] = training_summary(training, settings)
-    name = run_info.get("name", "")
+    name = record.model.get("name", "")
     if "diagnosis" in metrics:
         plot_confusion_matrix(metrics["diagnosis"], folder / "confusion_matrix.png", name)
     errors = error_images(seen, test)
     write_predictions(folder, predictions)
-    write_curves(folder, predictions, metrics, name, uncalibrated if calibration is not None else None)
+    write_curves(folder, predictions, metrics, name, uncalibrated["test"] if policy.temperature is not None else None)
     save_error_figure(errors, folder / "errors.png")
     write_json(folder / "metrics.json", metrics)
     write_reports([folder], folder)

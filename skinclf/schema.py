@@ -116,12 +116,6 @@ class DataSettings(SplitSettings):
     split_dir: Optional[str]
     check_images: bool
     skip_corrupt: bool
-    resize_size: Optional[int]
-    crop_size: Optional[int]
-    mean: Optional[list[float]]
-    std: Optional[list[float]]
-    color_constancy: Optional[str]
-    jpeg_dct_scaling: Optional[bool]
     cache: bool
     cache_dir: Optional[str]
     prepare_workers: Optional[int]
@@ -134,54 +128,27 @@ class DataSettings(SplitSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.crop_size is not None:
-            require(self.crop_size > 0, "data.crop_size", self.crop_size, "> 0")
-            require(
-                self.resize_size is not None and self.resize_size >= self.crop_size,
-                "data.resize_size",
-                self.resize_size,
-                f">= data.crop_size ({self.crop_size})",
-            )
         require(self.batch_size > 0, "data.batch_size", self.batch_size, "> 0")
         require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0")
         workers = self.prepare_workers
         require(workers is None or workers >= 0, "data.prepare_workers", workers, ">= 0, or null for every core")
-        for key in ("mean", "std"):
-            values = getattr(self, key)
-            require(values is None or len(values) == 3, f"data.{key}", values, "three numbers (R, G, B)")
-        require(self.std is None or min(self.std) > 0, "data.std", self.std, "positive")
         require(self.sampler in ("random", "balanced"), "data.sampler", self.sampler, "random or balanced")
-        require(
-            self.color_constancy in (None, *COLOR_CONSTANCY),
-            "data.color_constancy",
-            self.color_constancy,
-            " or ".join(COLOR_CONSTANCY),
-        )
 
     def split_settings(self) -> SplitSettings:
         """The settings that decide the splits."""
         return SplitSettings(**{f.name: getattr(self, f.name) for f in fields(SplitSettings)})
 
-    def preprocessing(self) -> Preprocessing:
-        """How a model trained on this data sees an image: its sizes and normalisation."""
-        chosen = {key: getattr(self, key) for key in PREPROCESSING_KEYS}
-        for key, value in chosen.items():
-            require(value is not None, f"data.{key}", value, "set to train (null is for evaluate and predict)")
-        return Preprocessing(**chosen)
 
-
-#: The keys of the data group a trained model keeps as its preprocessing.
-PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "color_constancy", "jpeg_dct_scaling")
-
-#: data.color_constancy's values (see skinclf.data.color).
+#: model.preprocessing.color_constancy's values (see skinclf.data.color).
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 
 
 @dataclass
 class Preprocessing:
-    """How a model sees an image, a part of every checkpoint: decoded (a JPEG by DCT scaling to no less than
-    resize_size, with jpeg_dct_scaling), colour constancy, the shorter side resized to resize_size, the centre
-    crop_size square, then (inside the model) (pixels / 255 - mean) / std."""
+    """model.preprocessing: how the model sees an image, kept in every checkpoint (skinclf.data.preprocessing makes
+    its decoder and transforms): decoded (a JPEG by DCT scaling to no less than resize_size, with jpeg_dct_scaling),
+    colour constancy, the shorter side resized to resize_size, the centre crop_size square, then (inside the model)
+    (pixels / 255 - mean) / std."""
 
     resize_size: int
     crop_size: int
@@ -190,17 +157,30 @@ class Preprocessing:
     color_constancy: str
     jpeg_dct_scaling: bool
 
+    def __post_init__(self) -> None:
+        key = "model.preprocessing."
+        require(self.crop_size > 0, key + "crop_size", self.crop_size, "> 0")
+        rule = f">= {key}crop_size ({self.crop_size})"
+        require(self.resize_size >= self.crop_size, key + "resize_size", self.resize_size, rule)
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            require(len(values) == 3, key + name, values, "three numbers (R, G, B)")
+        require(min(self.std) > 0, key + "std", self.std, "positive")
+        rule = " or ".join(COLOR_CONSTANCY)
+        require(self.color_constancy in COLOR_CONSTANCY, key + "color_constancy", self.color_constancy, rule)
+
 
 # -- model and training ---------------------------------------------------------------------------
 
 
 @dataclass
 class ModelSettings:
-    """The model group: the backbone and its starting weights, and the metadata read beside the image."""
+    """The model group: the backbone and its starting weights, how it sees an image, and the metadata read beside it."""
 
     library: str
     arch: str
     weights: Optional[str]
+    preprocessing: Preprocessing
     head_dropout: float
     metadata_columns: list[str]
     metadata_dropout: float
@@ -256,39 +236,9 @@ class SpeedSettings:
     channels_last: Optional[bool]
     compile: bool
     progress_refresh_steps: int
-    nonfinite_check_steps: int
 
     def __post_init__(self) -> None:
         require(self.progress_refresh_steps > 0, "speed.progress_refresh_steps", self.progress_refresh_steps, "> 0")
-        require(self.nonfinite_check_steps > 0, "speed.nonfinite_check_steps", self.nonfinite_check_steps, "> 0")
-
-
-@dataclass
-class CheckpointSettings:
-    select: str
-    every_n_epochs: int
-
-    def __post_init__(self) -> None:
-        require(self.select in ("best", "last"), "checkpoint.select", self.select, "best or last")
-        require(self.every_n_epochs > 0, "checkpoint.every_n_epochs", self.every_n_epochs, "> 0")
-
-
-@dataclass
-class EmaSettings:
-    decay: Optional[float]
-
-    def __post_init__(self) -> None:
-        require(self.decay is None or 0 < self.decay < 1, "ema.decay", self.decay, "null or in (0, 1)")
-
-
-@dataclass
-class EarlyStoppingSettings:
-    patience: Optional[int]
-    min_delta: float
-
-    def __post_init__(self) -> None:
-        require(self.patience is None or self.patience >= 1, "early_stopping.patience", self.patience, "null or >= 1")
-        require(self.min_delta >= 0, "early_stopping.min_delta", self.min_delta, ">= 0")
 
 
 @dataclass
@@ -398,6 +348,14 @@ class ExplainSettings:
 
 
 @dataclass
+class PathSettings:
+    """The paths group: the folders below which runs (outputs) and multiruns write (see conf/paths)."""
+
+    outputs: str
+    multiruns: str
+
+
+@dataclass
 class TrainConfig:
     """python -m skinclf.train (and skinclf.split, which composes the same config)."""
 
@@ -415,16 +373,14 @@ class TrainConfig:
     ckpt: Optional[str]
     loss: LossSettings
     speed: SpeedSettings
-    checkpoint: CheckpointSettings
-    ema: EmaSettings
-    early_stopping: EarlyStoppingSettings
+    callbacks: dict[str, Any]
     cv: CrossValidationSettings
     explain: ExplainSettings
     logger: dict[str, Any]
+    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(self.objective.startswith("val/"), "objective", self.objective, "a validation figure, e.g. val/auprc")
-        self.data.preprocessing()  # every size set
         _check_no_threshold_source(self.evaluation, "a run chooses its thresholds on its own validation split")
 
 
@@ -473,13 +429,6 @@ def _check_no_threshold_source(evaluation: EvaluationSettings, why: str) -> None
     require(evaluation.threshold_source is None, "evaluation.threshold_source", evaluation.threshold_source, rule)
 
 
-def _check_model_preprocessing(data: DataSettings, command: str) -> None:
-    """evaluate and predict see images as the model was trained to: its preprocessing, not the data group's."""
-    for key in PREPROCESSING_KEYS:
-        value = getattr(data, key)
-        require(value is None, f"data.{key}", value, f"null: {command} preprocesses as the model was trained to")
-
-
 @dataclass
 class EvaluateConfig:
     """python -m skinclf.evaluate: a trained model (ckpt) on labelled images (input), as training evaluates."""
@@ -491,9 +440,8 @@ class EvaluateConfig:
     evaluation: EvaluationSettings
     explain: ExplainSettings
     logger: dict[str, Any]
-
-    def __post_init__(self) -> None:
-        _check_model_preprocessing(self.data, "evaluate")
+    name: str
+    paths: PathSettings
 
 
 @dataclass
@@ -507,9 +455,8 @@ class PredictConfig:
     trainer: TrainerSettings
     evaluation: EvaluationSettings
     explain: ExplainSettings
-
-    def __post_init__(self) -> None:
-        _check_model_preprocessing(self.data, "predict")
+    name: str
+    paths: PathSettings
 
 
 @dataclass
@@ -518,6 +465,8 @@ class ExportConfig:
     format: str
     tolerance: float
     evaluation: EvaluationSettings
+    name: str
+    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(self.format in ("onnx", "torchscript"), "format", self.format, "onnx or torchscript")
@@ -536,6 +485,8 @@ class EnsembleConfig:
     evaluation: EvaluationSettings
     explain: ExplainSettings
     logger: dict[str, Any]
+    name: str
+    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(bool(self.runs), "runs", self.runs, "a list of run or multirun folders")
@@ -548,6 +499,8 @@ class ReportConfig:
     """python -m skinclf.report: the runs below the folders compared."""
 
     runs: list[str]
+    name: str
+    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(bool(self.runs), "runs", self.runs, "a list of run or multirun folders")
@@ -571,6 +524,14 @@ SHORTHANDS = {"explain": "explain.enabled"}
 RENAMED_KEYS = {
     # train
     "ckpt_path": "ckpt",
+    # how a model sees an image is the model's (model.preprocessing), not where the images are (data)
+    **{f"data.{field.name}": f"model.preprocessing.{field.name}" for field in fields(Preprocessing)},
+    # callbacks are the callbacks group's (conf/callbacks), each a YAML file
+    "checkpoint.select": "callbacks=[default,best_checkpoint] (the best epoch; the last is evaluated by default)",
+    "checkpoint.every_n_epochs": "callbacks.last_checkpoint.every_n_epochs",
+    "ema": "callbacks=[default,ema] callbacks.ema.decay=<value>",
+    "early_stopping": "callbacks=[default,early_stopping] callbacks.early_stopping.patience=<value>",
+    "speed.nonfinite_check_steps": "callbacks.nonfinite_stop.every_n_steps",
     "model.metadata": "model.metadata_columns",
     "data.metadata": "data.metadata_table",
     "data.metadata_image_column": "data.metadata_table_image_column",
@@ -611,3 +572,15 @@ def validate(cfg: DictConfig) -> Any:
         raise SkinclfError(str(error)) from error
     except OmegaConfBaseException as error:
         raise SkinclfError(f"invalid config: {error}") from error
+
+
+def recorded_unless_given(recorded: dict[str, Any] | None, composed: Any, given: list[str]) -> Any:
+    """The settings of a group as a trained model recorded them, but for the keys the command line gives (``given``;
+    "" for the group itself), which come from the composed settings; without a record, the composed."""
+    if recorded is None or "" in given:
+        return composed
+    structured = OmegaConf.structured(composed)
+    merged = OmegaConf.merge(structured, recorded)
+    for key in given:
+        OmegaConf.update(merged, key, OmegaConf.select(structured, key), merge=False)
+    return OmegaConf.to_object(merged)

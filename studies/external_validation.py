@@ -51,7 +51,8 @@ def datasets(ham: Path, isic: Path) -> dict[str, list[str]]:
 #: CPU scale: 46 -> 40 px, batch 64, random init; epochs by the size of the training set.
 TRAINING = [
     *("model=resnet18", "model.weights=null", "trainer=cpu", "aug=albu", "optim.lr=1e-3", "optim.warmup_epochs=1"),
-    *("data.resize_size=46", "data.crop_size=40", "data.batch_size=64", "data.num_workers=2"),
+    *("model.preprocessing.resize_size=46", "model.preprocessing.crop_size=40"),
+    *("data.batch_size=64", "data.num_workers=2"),
     *("trainer.enable_progress_bar=false", "evaluation.bootstrap.resamples=500", "logger=[]"),
 ]
 EPOCHS = {"HAM10000": 3, "ISIC 2017": 6}
@@ -107,7 +108,7 @@ def main() -> None:
                         *TRAINING,
                         f"data.split_dir={split_dir}",
                         f"trainer.max_epochs={EPOCHS[source]}",
-                        f"data.color_constancy={color}",
+                        f"model.preprocessing.color_constancy={color}",
                         f"seed={seed}",
                         f"hydra.run.dir={run}",
                     )

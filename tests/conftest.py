@@ -15,6 +15,7 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -25,8 +26,9 @@ from xdist.scheduler import LoadScopeScheduling
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from skinclf.fitting.run import train
 from skinclf.locks import exclusive_lock
+from skinclf.metrics.decisions import choose_thresholds, recall_key
 from skinclf.resolvers import register_configs
-from skinclf.schema import SplitSettings, TrainConfig, validate
+from skinclf.schema import Preprocessing, SplitSettings, TrainConfig, validate
 
 #: Whether this is one of pytest-xdist's test processes (make test), rather than pytest alone.
 UNDER_XDIST = "PYTEST_XDIST_WORKER" in os.environ
@@ -216,7 +218,12 @@ def small_table(root: Path, n_train: int, n_test: int, image_size: int, *more: s
         *(f"data.synthetic.n_train={n_train}", f"data.synthetic.n_test={n_test}"),
         f"data.synthetic.image_size={image_size}",
         *("model.weights=null", "trainer=cpu", "optim.warmup_epochs=1"),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
+        *(
+            "model.preprocessing.resize_size=36",
+            "model.preprocessing.crop_size=32",
+            "data.batch_size=32",
+            "data.num_workers=0",
+        ),
         *("trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"),
         *more,
     ]
@@ -226,7 +233,12 @@ def tiny(root: Path, *more: str) -> list[str]:
     """A run of a few seconds an epoch: ResNet18 at 32 px on the learnable synthetic dataset."""
     return [
         *synthetic_overrides(root),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=32", "data.num_workers=0"),
+        *(
+            "model.preprocessing.resize_size=36",
+            "model.preprocessing.crop_size=32",
+            "data.batch_size=32",
+            "data.num_workers=0",
+        ),
         *("optim.lr=1e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=200"),
         *more,
     ]
@@ -264,6 +276,28 @@ def compose_train_config(overrides: list[str]) -> DictConfig:
 def train_settings(overrides: list[str]) -> TrainConfig:
     """The typed settings python -m skinclf.train <overrides> would run with."""
     return validate(compose_train_config(overrides))
+
+
+def sizes(resize_size: int, crop_size: int) -> tuple[str, str]:
+    """The overrides of a model's image sizes."""
+    return f"model.preprocessing.resize_size={resize_size}", f"model.preprocessing.crop_size={crop_size}"
+
+
+def preprocessing_of(resize_size: int, crop_size: int | None = None, **changes: object) -> Preprocessing:
+    """A model's preprocessing at these sizes (the crop: the resize), ImageNet's normalisation, whole decodes unless
+    changed."""
+    crop = resize_size if crop_size is None else crop_size
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    return Preprocessing(
+        **{"color_constancy": "none", "jpeg_dct_scaling": False, **imagenet, **changes},
+        resize_size=resize_size,
+        crop_size=crop,
+    )
+
+
+def threshold_for_recall(predictions: pd.DataFrame, target_recall: float) -> float:
+    """The threshold the default decision rule chooses for a target recall on labelled predictions."""
+    return choose_thresholds(predictions, [target_recall], "validation_precision")[recall_key(target_recall)]
 
 
 def split_settings(**changes: object) -> SplitSettings:

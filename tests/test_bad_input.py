@@ -81,6 +81,12 @@ def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
         ("export", ["ckpt=a.ckpt", "output=m.onnx"], "output= is no longer a setting: use hydra.run.dir="),
         ("train", ["ckpt_path=last"], "ckpt_path= is no longer a setting: use ckpt="),
         ("train", ["model.metadata=[sex]"], "model.metadata= is no longer a setting: use model.metadata_columns="),
+        ("train", ["data.crop_size=64"], "data.crop_size= is no longer a setting: use model.preprocessing.crop_size="),
+        (
+            "train",
+            ["ema.decay=0.9"],
+            "ema.decay= is no longer a setting: use callbacks=[default,ema] callbacks.ema.decay=<value>",
+        ),
         ("ensemble", ["--output", "x"], "--output is no longer an option: use hydra.run.dir=<value>"),
         ("report", ["."], "name folders as runs=[.] (several: runs=[<folder>,<folder>])"),
     ],

@@ -15,7 +15,12 @@ def test_bench_writes_its_figures(learnable_root: Path, tmp_path: Path, monkeypa
     result = run_in_process(
         "bench",
         *(o for o in synthetic_overrides(learnable_root) if o != "model.weights=null"),  # speed needs no weights
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=16", "data.num_workers=0"),
+        *(
+            "model.preprocessing.resize_size=36",
+            "model.preprocessing.crop_size=32",
+            "data.batch_size=16",
+            "data.num_workers=0",
+        ),
         *("bench.rounds=2", "bench.batches=2", "bench.warmup_batches=1"),
         *("bench.pipeline_batches=2", "bench.worker_counts=[0,1]"),
         f"hydra.run.dir={tmp_path}",
@@ -41,7 +46,13 @@ def test_the_prepare_bench_times_skinclf_against_the_floor_and_reuses_its_images
     for run in ("first", "again"):  # the second run reuses the generated images
         result = run_in_process(
             "bench",
-            *("bench.mode=prepare", "model.weights=null", "data.resize_size=64", "data.crop_size=56", *sizes),
+            *(
+                "bench.mode=prepare",
+                "model.weights=null",
+                "model.preprocessing.resize_size=64",
+                "model.preprocessing.crop_size=56",
+                *sizes,
+            ),
             f"bench.prepare.folder={photographs}",
             f"hydra.run.dir={tmp_path / run}",
         )

@@ -8,14 +8,14 @@ import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
-from conftest import compose_train_config
+from conftest import compose_train_config, preprocessing_of, sizes
 from hydra.utils import instantiate
 from PIL import Image
 
 from skinclf.data.cache import build_cache
 from skinclf.data.dataset import LesionDataset
+from skinclf.data.preprocessing import eval_transform, train_transform
 from skinclf.data.reading import CachedPixels
-from skinclf.data.transforms import eval_pipeline, train_pipeline
 from skinclf.models.module import PixelNormalize
 
 
@@ -37,31 +37,39 @@ def cache_files(folder: Path) -> list[str]:
 
 def test_cache_is_built_once_reused_and_rebuilt_for_another_size(tmp_path: Path) -> None:
     table = image_table(tmp_path / "images")
-    cache = build_cache(tmp_path / "images", table, CachedPixels(32), tmp_path / "cache", "train")
+    cache = build_cache(tmp_path / "images", table, CachedPixels(preprocessing_of(32)), tmp_path / "cache", "train")
     assert len(cache_files(tmp_path / "cache")) == 2 and len(cache) == 6
     assert min(cache.image(0).shape[:2]) == 32 and cache.image(0).dtype == np.uint8
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
 
-    again = build_cache(tmp_path / "images", table, CachedPixels(32), tmp_path / "cache", "train", workers=2)
+    again = build_cache(
+        tmp_path / "images", table, CachedPixels(preprocessing_of(32)), tmp_path / "cache", "train", workers=2
+    )
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamps  # not rebuilt
     assert np.array_equal(again.image(3), cache.image(3))
 
     # another size while the 32 px cache is open (another job training on it): both stay
-    bigger = build_cache(tmp_path / "images", table, CachedPixels(48), tmp_path / "cache", "train")
+    bigger = build_cache(tmp_path / "images", table, CachedPixels(preprocessing_of(48)), tmp_path / "cache", "train")
     assert min(bigger.image(0).shape[:2]) == 48
     assert len(cache_files(tmp_path / "cache")) == 4 and np.array_equal(again.image(3), cache.image(3))
     del cache, again, bigger  # no job uses them any more: the next build replaces them
-    fewer = build_cache(tmp_path / "images", table.iloc[:4], CachedPixels(48), tmp_path / "cache", "train")
+    fewer = build_cache(
+        tmp_path / "images", table.iloc[:4], CachedPixels(preprocessing_of(48)), tmp_path / "cache", "train"
+    )
     assert len(fewer) == 4 and len(cache_files(tmp_path / "cache")) == 2
 
 
 def test_cached_pixels_equal_decoded_pixels_through_both_pipelines(tmp_path: Path) -> None:
     table = image_table(tmp_path / "images")
-    cache = build_cache(tmp_path / "images", table, CachedPixels(36), tmp_path / "cache", "val", workers=2)
-    cfg = compose_train_config(["aug=albu", "data.resize_size=36", "data.crop_size=32"])
-    for pipeline in (eval_pipeline(36, 32), train_pipeline(instantiate(cfg.aug.train), 36, 32)):
-        direct = LesionDataset(tmp_path / "images", table, pipeline)
-        cached = LesionDataset(tmp_path / "images", table, pipeline, cache=cache)
+    cache = build_cache(
+        tmp_path / "images", table, CachedPixels(preprocessing_of(36)), tmp_path / "cache", "val", workers=2
+    )
+    cfg = compose_train_config(["aug=albu", *sizes(36, 32)])
+    preprocessing = preprocessing_of(36, 32)
+    decode = CachedPixels(preprocessing).decoding
+    for pipeline in (eval_transform(preprocessing), train_transform(preprocessing, instantiate(cfg.aug.train))):
+        direct = LesionDataset(tmp_path / "images", table, pipeline, decode)
+        cached = LesionDataset(tmp_path / "images", table, pipeline, decode, cache=cache)
         for i in range(len(table)):
             key = (i, 1000 + i)  # (index, augmentation seed), as the training sampler gives them
             assert torch.equal(direct[key]["image"], cached[key]["image"]), i

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import COMMAND_ENV, command_line, run_in_process, trained_metrics, write_image
+from conftest import COMMAND_ENV, command_line, run_in_process, threshold_for_recall, trained_metrics, write_image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from skinclf.artifact import load_model
@@ -25,7 +25,6 @@ from skinclf.fitting.checkpoints import (
     stored_validation,
 )
 from skinclf.inference import Inference, inference_trainer
-from skinclf.metrics.thresholds import threshold_for_recall
 
 
 def chosen_checkpoint(run_dir: Path) -> Path:
@@ -144,7 +143,7 @@ def test_evaluation_with_tta_chooses_thresholds_on_validation_seen_the_same_way(
     stored = stored_validation(read_checkpoint(ckpt))
     assert validation["path"].tolist() == stored["path"].tolist()
     assert not np.allclose(validation["probability"], stored["probability"])  # predicted again, with 8 views
-    assert metrics["run"]["tta"] == "flips_rot"
+    assert metrics["run"]["evaluation"]["tta"] == "flips_rot"
     for point in metrics["operating_points"]:
         assert point["threshold"] == pytest.approx(threshold_for_recall(validation, point["target_recall"]))
 
@@ -290,7 +289,7 @@ def test_rerun_repeats_a_run_exactly_on_a_clean_first_screen(trained_run: Path, 
     composed = run_in_process("train", f"rerun={trained_run}", "seed=3", "trainer.max_epochs=1", "--cfg", "job")
     config = yaml.safe_load(composed.stdout)
     assert (config["seed"], config["trainer"]["max_epochs"]) == (3, 1)
-    assert config["data"]["crop_size"] == 32  # the rest as the run had it
+    assert config["model"]["preprocessing"]["crop_size"] == 32  # the rest as the run had it
     refused = run_in_process("train", f"rerun={tmp_path}", status=2)
     assert f"rerun={tmp_path}: not the folder of a run" in refused.stderr
 

@@ -21,7 +21,7 @@ from skinclf.schema import validate
         ("data.batchsize=8", "Key 'batchsize' not in 'DataSettings'"),
         ("trainer.max_epoch=8", "Key 'max_epoch' not in 'TrainerSettings'"),
         ("optim.lr=fast", "Value 'fast' of type 'str' could not be converted to Float"),
-        ("checkpoint.every_n_epochs=often", "could not be converted to Integer"),
+        ("cv.folds=often", "could not be converted to Integer"),
         ("speed.compile=maybe", "is not a valid bool"),
     ],
 )
@@ -41,8 +41,10 @@ def test_misspelt_keys_and_wrong_types_fail_at_compose_time(override: str, messa
         ("data.val_fraction=1", "data.val_fraction=1.0 is out of range"),
         ("evaluation.target_recalls=[0.95,1.5]", "evaluation.target_recalls=1.5 is out of range"),
         ("evaluation.target_recalls=[0]", "evaluation.target_recalls=0.0 is out of range"),
-        ("data.crop_size=300", "data.resize_size=232 is out of range: it must be >= data.crop_size (300)"),
-        ("checkpoint.select=bestest", "checkpoint.select='bestest' is out of range: it must be best or last"),
+        (
+            "model.preprocessing.crop_size=300",
+            "model.preprocessing.resize_size=232 is out of range: it must be >= model.preprocessing.crop_size (300)",
+        ),
         ("optim.warmup_epochs=-1", "optim.warmup_epochs=-1.0 is out of range: it must be >= 0"),
         ("trainer.precision=8-bit", "trainer.precision='8-bit' is out of range"),
         ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 is out of range: it must be > 0"),

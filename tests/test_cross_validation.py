@@ -9,13 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_in_process, small_table
+from conftest import run_in_process, small_table, threshold_for_recall
 
 from skinclf.artifact import load_model
 from skinclf.data.folds import assign_folds
-from skinclf.metrics.combining import percentiles
-from skinclf.metrics.thresholds import threshold_for_recall
-from skinclf.models.ensemble import EnsembleProbabilities
+from skinclf.metrics.combining import EnsembleProbabilities, percentiles
 
 FOLDS = 3
 
@@ -125,7 +123,7 @@ def test_predict_with_an_ensemble_combines_its_members_as_evaluated(fold_ensembl
     images = tmp_path / "images.csv"
     tested[["path"]].to_csv(images, index=False)
     member = Path(json.loads((fold_ensemble / "metrics.json").read_text())["run"]["members"][0]["directory"])
-    data_root = load_model(member / "checkpoints" / "last.ckpt").data_root
+    data_root = load_model(member / "checkpoints" / "last.ckpt").split("test").root
     predict = ("predict", f"ckpt={fold_ensemble}", f"input={images}", f"data.root={data_root}")
 
     result = run_in_process(*predict, f"hydra.run.dir={tmp_path}")

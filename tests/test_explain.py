@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_in_process, tiny, train_settings, write_image
+from conftest import run_in_process, sizes, tiny, train_settings, write_image
 from PIL import Image
 
 from skinclf.artifact import load_model
@@ -25,8 +25,7 @@ GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=No
 
 def untrained(*overrides: str) -> LesionClassifier:
     """A model from random init at 32 px (or the sizes the overrides give)."""
-    sizes = ["data.resize_size=36", "data.crop_size=32"]
-    return build_model(train_settings(["model.weights=null", *sizes, *overrides]), False)
+    return build_model(train_settings(["model.weights=null", *sizes(36, 32), *overrides]), False)
 
 
 @pytest.mark.parametrize(
@@ -40,14 +39,19 @@ def untrained(*overrides: str) -> LesionClassifier:
     ],
 )
 def test_the_target_layer_is_the_last_spatial_stage_of_every_backbone(model: list[str], layer: str) -> None:
-    classifier = untrained(*model, "data.resize_size=208", "data.crop_size=192")  # the last stage: 6 x 6
+    classifier = untrained(*model, *sizes(208, 192))  # the last stage: 6 x 6
     assert spatial_layers(classifier.backbone, 192)[-1] == layer
     assert target_layer(classifier, None) is classifier.backbone.get_submodule(layer)
     assert all(module.training for module in classifier.modules())  # train checks the layer, then trains as ever
 
 
 def test_a_backbone_without_spatial_layers_or_a_wrong_name_is_named() -> None:
-    transformer = untrained("model=timm", "model.arch=test_vit.r160_in1k", "data.resize_size=160", "data.crop_size=160")
+    transformer = untrained(
+        "model=timm",
+        "model.arch=test_vit.r160_in1k",
+        "model.preprocessing.resize_size=160",
+        "model.preprocessing.crop_size=160",
+    )
     with pytest.raises(
         SkinclfError, match=r"no layer of test_vit.r160_in1k keeps a height and a width.*explain.layer="
     ):

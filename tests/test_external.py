@@ -70,7 +70,13 @@ def clinics(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     trained = {}
     for color in ("none", "shades_of_gray"):
         overrides = small_table(
-            folder / "clinic_a", 400, 100, 48, "trainer.max_epochs=8", "optim.lr=2e-3", f"data.color_constancy={color}"
+            folder / "clinic_a",
+            400,
+            100,
+            48,
+            "trainer.max_epochs=8",
+            "optim.lr=2e-3",
+            f"model.preprocessing.color_constancy={color}",
         )
         run_in_process("train", *overrides, "evaluation.bootstrap.resamples=200", f"hydra.run.dir={folder / color}")
         trained[color] = folder / color / "checkpoints" / "last.ckpt"
@@ -150,7 +156,7 @@ def test_the_audit_by_estimated_skin_tone_runs_on_the_external_set(transferred: 
 def test_temperature_scaling_is_fitted_on_validation_and_applied_everywhere(clinics: dict, tmp_path: Path) -> None:
     metrics = evaluated(clinics, "none", "calibrated", "evaluation.calibration=temperature")
     calibration = metrics["calibration"]
-    assert calibration["temperature"] > 0 and calibration["fitted_on"].startswith("the validation predictions")
+    assert calibration["temperature"] > 0 and calibration["fitted_on"] == "the model's validation split"
     assert {"val/ece_before", "val/ece_after", "test/ece_before", "test/ece_after"} <= set(calibration)
     test = pd.read_csv(clinics["folder"] / "calibrated" / "predictions_test.csv")
     run_in_process(

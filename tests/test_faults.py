@@ -193,7 +193,12 @@ def test_three_jobs_started_together_on_a_fresh_data_root_agree(tmp_path: Path) 
     args = [
         "data=synthetic",
         *("data.synthetic.n_train=80", "data.synthetic.n_test=24", "data.synthetic.image_size=40"),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=16", "data.num_workers=0"),
+        *(
+            "model.preprocessing.resize_size=36",
+            "model.preprocessing.crop_size=32",
+            "data.batch_size=16",
+            "data.num_workers=0",
+        ),
         *("model.weights=null", "trainer=cpu", "trainer.max_epochs=1", "evaluation.bootstrap.resamples=0"),
         *("trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"),
     ]

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_image_folder, split_settings
+from conftest import make_image_folder, preprocessing_of, split_settings
 from PIL import Image
 
-from skinclf.data.dataset import LesionDataset
+from skinclf.data.dataset import eval_dataset
 from skinclf.data.images import load_rgb
 from skinclf.data.inputs import read_inputs
 from skinclf.data.splits import load_splits, prepare_splits
-from skinclf.data.transforms import eval_pipeline
 from skinclf.errors import SkinclfError
 
 
@@ -152,7 +151,7 @@ def test_names_with_spaces_and_non_ascii_letters(dataset: Path) -> None:
     tables = split(dataset)
     reread, _ = load_splits(dataset / "splits")  # through the CSV files
     table = next(t for t in reread.values() if f"train/malignant/{name}" in set(t.path))
-    item = LesionDataset(dataset, table[table.path == f"train/malignant/{name}"], eval_pipeline(16, 16))[0]
+    item = eval_dataset(preprocessing_of(16), dataset, table[table.path == f"train/malignant/{name}"])[0]
     assert item["image"].shape == (3, 16, 16) and item["label"] == 1
     assert f"train/malignant/{name}" in listed(tables)
 

@@ -49,7 +49,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     common = [
         *("data=table", f"data.table={table}", f"data.images={folder / 'images'}", "data.label_column=label"),
         *("data.near_duplicates=off", f"data.split_dir={folder / 'splits'}", "data.val_min_malignant=0"),
-        *("model.weights=null", "trainer=cpu", "data.resize_size=16", "data.crop_size=16", "data.batch_size=32"),
+        *(
+            "model.weights=null",
+            "trainer=cpu",
+            "model.preprocessing.resize_size=16",
+            "model.preprocessing.crop_size=16",
+            "data.batch_size=32",
+        ),
         *("data.num_workers=0", "trainer.max_epochs=5", "optim.lr=3e-3", "optim.warmup_epochs=1"),
         *(
             "evaluation.bootstrap.resamples=0",
@@ -80,7 +86,7 @@ def test_metadata_that_carries_the_signal_is_learnt(runs: dict[str, Path]) -> No
 
 def test_predict_and_export_read_the_same_columns(runs: dict[str, Path], tmp_path: Path) -> None:
     ckpt = runs["fused"] / "checkpoints" / "last.ckpt"
-    root = load_model(ckpt).data_root
+    root = load_model(ckpt).split("test").root
     test = pd.read_csv(runs["fused"] / "predictions_test.csv")
     table = pd.read_csv(runs["fused"].parent / "lesions.csv").set_index("image")
     ids = [Path(p).stem for p in test["path"]]

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import train_settings
+from conftest import sizes, train_settings
 from torchvision.models import get_model
 
+import skinclf
 from skinclf.errors import SkinclfError
 from skinclf.fitting.builders import build_model
-from skinclf.fitting.checkpoints import load_classifier
+from skinclf.fitting.checkpoints import VERSION_KEY, load_classifier
 from skinclf.inference import VIEWS, Predictor, view
 from skinclf.models import LesionClassifier
 from skinclf.models.backbones import build_backbone, preprocessing_preset
-from skinclf.models.module import VERSION_KEY
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights download to
 
@@ -72,7 +72,9 @@ def test_preprocessing_comes_from_the_weights_transforms() -> None:
 
 
 def test_forward_normalises_0_255_pixels_with_the_mean_and_std() -> None:
-    model = classifier("model.weights=null", "data.mean=[0.5,0.4,0.3]", "data.std=[0.2,0.25,0.3]").eval()
+    model = classifier(
+        "model.weights=null", "model.preprocessing.mean=[0.5,0.4,0.3]", "model.preprocessing.std=[0.2,0.25,0.3]"
+    ).eval()
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
     std = torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
@@ -134,7 +136,7 @@ def test_head_dropout_sits_before_the_new_head_and_the_weights_still_load(torch_
 def test_load_from_checkpoint_never_fetches_imagenet_weights(tmp_path: Path, torch_home: Path) -> None:
     (torch_home / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(fake_imagenet_state_dict(), torch_home / "hub" / "checkpoints" / RESNET18_FILE)
-    model = classifier("model.weights=IMAGENET1K_V1", "data.resize_size=40", "data.crop_size=32")
+    model = classifier("model.weights=IMAGENET1K_V1", *sizes(40, 32))
     checkpoint = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),
@@ -145,39 +147,22 @@ def test_load_from_checkpoint_never_fetches_imagenet_weights(tmp_path: Path, tor
 
     restored = LesionClassifier.load_from_checkpoint(tmp_path / "model.ckpt")
 
-    assert restored.settings.model.weights == "IMAGENET1K_V1" and restored.settings.preprocessing.crop_size == 32
+    assert restored.settings.model.weights == "IMAGENET1K_V1" and restored.settings.model.preprocessing.crop_size == 32
     torch.testing.assert_close(
         restored.backbone.state_dict()["conv1.weight"], model.backbone.state_dict()["conv1.weight"]
     )
 
 
-def test_checkpoints_of_earlier_versions_load_with_their_flat_hyperparameters(tmp_path: Path) -> None:
-    model = classifier("model.weights=null", "data.resize_size=40", "data.crop_size=32", "optim.lr=3e-3")
-    flat = {  # LesionClassifier's keyword arguments before they were grouped
-        "arch": "resnet18",
-        "weights": None,
-        "mean": model.settings.preprocessing.mean,
-        "std": model.settings.preprocessing.std,
-        "resize_size": 40,
-        "crop_size": 32,
-        "optimizer": "torch.optim.Adam",
-        "lr": 3e-3,
-        "optimizer_kwargs": {},
-        "warmup_epochs": 2,
-        "pos_weight": None,
-        "channels_last": None,
-        "diagnoses": None,
-        "malignant_diagnoses": None,
-        "class_weights": None,
-        "metadata_encoding": None,
-        "metadata_dropout": 0.0,
-    }
-    torch.save(
-        {VERSION_KEY: "0.1.0", "state_dict": model.state_dict(), "hyper_parameters": flat}, tmp_path / "old.ckpt"
-    )
-    restored, _ = load_classifier(tmp_path / "old.ckpt")
-    assert restored.settings.optim.lr == 3e-3 and restored.settings.preprocessing.resize_size == 40
+def test_a_checkpoint_of_another_release_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    model = classifier("model.weights=null", *sizes(40, 32))
+    contents = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+    torch.save({VERSION_KEY: skinclf.__version__, **contents}, tmp_path / "this.ckpt")
+    restored, _ = load_classifier(tmp_path / "this.ckpt")
     torch.testing.assert_close(restored.state_dict(), model.state_dict())
+
+    torch.save({VERSION_KEY: "0.0.9", **contents}, tmp_path / "older.ckpt")
+    with pytest.raises(SkinclfError, match=rf"written by skinclf 0.0.9, and this is skinclf {skinclf.__version__}"):
+        load_classifier(tmp_path / "older.ckpt")
 
 
 def test_test_time_views_are_the_flips_and_the_symmetries_of_the_square() -> None:

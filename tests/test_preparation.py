@@ -9,18 +9,17 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_image_folder, split_settings, synthetic_overrides, train_settings
+from conftest import make_image_folder, preprocessing_of, split_settings, synthetic_overrides, train_settings
 from PIL import Image
 
 from skinclf.data.cache import Staging, build_cache
-from skinclf.data.color import Decoding
 from skinclf.data.images import load_rgb
 from skinclf.data.near_duplicates import near_duplicate_pairs
+from skinclf.data.preprocessing import resize_step
 from skinclf.data.reading import CachedPixels
 from skinclf.data.records import check_and_hash
 from skinclf.data.splits import prepare_splits
 from skinclf.data.synthetic import CLASS_LOOKS, render_lesion
-from skinclf.data.transforms import resize_step
 from skinclf.errors import SkinclfError
 from skinclf.fitting.builders import build_datamodule
 
@@ -38,7 +37,9 @@ def photograph(path: Path, size: tuple[int, int] = (2400, 1800), seed: int = 0) 
 def test_a_large_jpeg_is_cached_close_to_an_area_resize_of_its_whole_decode(tmp_path: Path) -> None:
     photo = photograph(tmp_path / "images" / "photo.jpg")
     table = pd.DataFrame({"path": ["photo.jpg"], "label": [1]})
-    pixels = CachedPixels(128, Decoding(side=128))  # data.jpeg_dct_scaling: decoded at 1/8, 300 x 225
+    pixels = CachedPixels(
+        preprocessing_of(128, jpeg_dct_scaling=True)
+    )  # model.preprocessing.jpeg_dct_scaling: decoded at 1/8, 300 x 225
     cached = build_cache(tmp_path / "images", table, pixels, tmp_path / "cache", "train").image(0)
     whole = load_rgb(photo)
     reference = cv2.resize(whole, (cached.shape[1], cached.shape[0]), interpolation=cv2.INTER_AREA)
@@ -46,8 +47,8 @@ def test_a_large_jpeg_is_cached_close_to_an_area_resize_of_its_whole_decode(tmp_
     assert cached.shape == (128, 171, 3)
     # measured: mean 0.35, 99th percentile 1-2 grey levels (ISIC 2017 images enlarged to 4096 x 3072: 0.2 and 1)
     assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 4, (difference.mean(), difference.max())
-    # decoded whole and resized bilinearly (data.jpeg_dct_scaling=false), the noise aliases: 1.4 from it
-    bilinear = resize_step(128)(image=whole)["image"].astype(float)
+    # decoded whole and resized bilinearly (model.preprocessing.jpeg_dct_scaling=false), the noise aliases: 1.4 from it
+    bilinear = resize_step(preprocessing_of(128))(image=whole)["image"].astype(float)
     assert np.abs(bilinear - reference).mean() > 2 * difference.mean()
 
 
@@ -57,7 +58,11 @@ def test_the_near_duplicate_hashes_and_so_the_split_do_not_depend_on_the_cache(t
     records = pd.DataFrame({"path": ["photo.jpg", "copy.jpg"], "label": [1, 1]})
     hashes = {}
     for side in (None, 128, 256, 1000):  # no cache; caches decoded at 1/8, at 1/4 as the hash is, whole
-        staged = Staging(tmp_path / f"cache_{side}", CachedPixels(side or 128, Decoding(side))) if side else None
+        staged = (
+            Staging(tmp_path / f"cache_{side}", CachedPixels(preprocessing_of(side, jpeg_dct_scaling=True)))
+            if side
+            else None
+        )
         _, hashes[side], _ = check_and_hash(records, tmp_path / "images", True, False, True, 0, staged)
     np.testing.assert_array_equal(hashes[128], hashes[None])
     np.testing.assert_array_equal(hashes[256], hashes[None])
@@ -72,7 +77,7 @@ def test_an_unreadable_large_jpeg_is_named_and_leaves_no_staged_file(tmp_path: P
     whole = photograph(tmp_path / "whole.jpg", (4000, 3000)).read_bytes()
     broken = root / "train" / "malignant" / "large.jpg"
     broken.write_bytes(whole[: len(whole) // 2])
-    staged = Staging(tmp_path / "cache", CachedPixels(64, Decoding(side=64)))
+    staged = Staging(tmp_path / "cache", CachedPixels(preprocessing_of(64, jpeg_dct_scaling=True)))
     settings = split_settings(val_fraction=0.2)
 
     with pytest.raises(SkinclfError, match=f"1 image\\(s\\) under .* cannot be read:\n  {broken}: OSError"):
@@ -86,7 +91,11 @@ def test_several_processes_give_the_splits_and_caches_of_one(learnable_root: Pat
     prepared = {}
     for workers in (0, 2):
         split_dir = tmp_path / f"workers_{workers}"
-        overrides = [*synthetic_overrides(learnable_root), "data.resize_size=20", "data.crop_size=16"]
+        overrides = [
+            *synthetic_overrides(learnable_root),
+            "model.preprocessing.resize_size=20",
+            "model.preprocessing.crop_size=16",
+        ]
         settings = train_settings([*overrides, f"data.split_dir={split_dir}", f"data.prepare_workers={workers}"])
         build_datamodule(settings).prepare_data()  # 64 px JPEGs decoded at 1/2, staged, the caches copied
         files = sorted(p for p in split_dir.rglob("*") if p.is_file() and not p.name.startswith("."))

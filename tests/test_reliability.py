@@ -23,12 +23,13 @@ from conftest import (
     trained_metrics,
 )
 
+import skinclf
 from skinclf.atomic import atomic_path
 from skinclf.errors import SkinclfError
 from skinclf.fitting.builders import resume_checkpoint
+from skinclf.fitting.checkpoints import VERSION_KEY
 from skinclf.fitting.run import train
 from skinclf.models import LesionClassifier
-from skinclf.models.module import VERSION_KEY
 
 
 @pytest.mark.timeout(300)
@@ -80,7 +81,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
 
 def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable_root: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "other.ckpt"
-    torch.save({VERSION_KEY: "0.1.0", "hyper_parameters": {"arch": "resnet18", "lr": 1e-3}, "state_dict": {}}, ckpt)
+    stored = {"settings": {"model": {"arch": "resnet18", "library": "torchvision"}}}
+    torch.save({VERSION_KEY: skinclf.__version__, "hyper_parameters": stored, "state_dict": {}}, ckpt)
     cfg = train_settings(tiny(learnable_root, "model.arch=mobilenet_v3_small", f"ckpt={ckpt}"))
     with pytest.raises(SkinclfError, match=r"holds a torchvision resnet18 model but .* model.arch=mobilenet_v3_small"):
         resume_checkpoint(cfg, tmp_path)

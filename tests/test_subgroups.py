@@ -30,7 +30,7 @@ def test_a_subgroup_the_threshold_misses_is_flagged_and_ages_are_banded() -> Non
     test.loc[hidden, "probability"] -= 0.6  # the model misses malignant lesions of men
     test["age"] = np.resize([25.0, 38.0, 52.0, 66.0, 80.0, np.nan], 360)
 
-    subgroups = audit(validation, test, ["sex", "age"], [0.9], BOOTSTRAP, [30, 45, 60, 75])
+    subgroups = audit(validation, test, ["sex", "age"], [0.9], BOOTSTRAP, [30, 45, 60, 75], "validation_precision")
 
     by_sex = {entry["value"]: entry for entry in subgroups["sex"]}
     assert by_sex["male"]["malignant"] == 40 and by_sex["female"]["images"] == 240
@@ -53,6 +53,6 @@ def test_subgroup_columns_the_test_set_lacks_or_mixed_numbers_are_named() -> Non
     test = pd.DataFrame({"label": [0, 1] * 10, "probability": np.linspace(0, 1, 20), "age": ages})
     validation = test[["label", "probability"]]
     with pytest.raises(SkinclfError, match=r"names site, which the test images do not have: their columns are age"):
-        audit(validation, test, ["site"], [0.9], BOOTSTRAP, [30])
+        audit(validation, test, ["site"], [0.9], BOOTSTRAP, [30], "validation_precision")
     with pytest.raises(SkinclfError, match=r"the column age holds numbers but also sixty"):
-        audit(validation, test, ["age"], [0.9], BOOTSTRAP, [30])
+        audit(validation, test, ["age"], [0.9], BOOTSTRAP, [30], "validation_precision")

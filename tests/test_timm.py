@@ -45,10 +45,13 @@ def test_presets_take_sizes_and_normalisation_from_the_pretrained_config() -> No
     b4 = train_settings(["model=efficientnet_b4"])
     assert (b4.model.library, b4.model.arch) == ("timm", "tf_efficientnet_b4.ns_jft_in1k")
     assert b4.model.weights == "pretrained"
-    assert (b4.data.resize_size, b4.data.crop_size) == (412, 380)  # 380 px at timm's crop_pct 0.922
+    assert (b4.model.preprocessing.resize_size, b4.model.preprocessing.crop_size) == (
+        412,
+        380,
+    )  # 380 px at timm's crop_pct 0.922
     convnext = train_settings(["model=convnext_small_384"])
-    assert (convnext.data.resize_size, convnext.data.crop_size) == (384, 384)
-    assert train_settings(["model=timm", f"model.arch={SMALL}"]).data.crop_size == 160
+    assert (convnext.model.preprocessing.resize_size, convnext.model.preprocessing.crop_size) == (384, 384)
+    assert train_settings(["model=timm", f"model.arch={SMALL}"]).model.preprocessing.crop_size == 160
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -99,4 +102,4 @@ def test_a_small_timm_model_trains_end_to_end_and_learns(learnable_root: Path, t
     # chance is 0.50 ± 0.05 on these 160 images; 0.693-0.709 across instruction sets, one thread and seeds 0-2
     assert metrics["test/auroc"] > 0.62
     classifier, _ = load_classifier(run_dir / metrics["run"]["checkpoint"])
-    assert classifier.settings.model.library == "timm" and classifier.settings.preprocessing.crop_size == 32
+    assert classifier.settings.model.library == "timm" and classifier.settings.model.preprocessing.crop_size == 32

@@ -26,7 +26,12 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
     cfg = train_settings(
         [
             *synthetic_overrides(learnable_root),
-            *("data.resize_size=45", "data.crop_size=40", "data.batch_size=32", "data.num_workers=0"),
+            *(
+                "model.preprocessing.resize_size=45",
+                "model.preprocessing.crop_size=40",
+                "data.batch_size=32",
+                "data.num_workers=0",
+            ),
             *("trainer.max_epochs=8", "optim.lr=1e-3", "optim.warmup_epochs=1"),
         ]
     )
@@ -71,7 +76,7 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
         "validation_malignant": 0,
     }
     chosen = LesionClassifier.load_from_checkpoint(tmp_path / metrics["run"]["checkpoint"])
-    assert chosen.settings.preprocessing.crop_size == 40 and chosen.settings.model.arch == "resnet18"
+    assert chosen.settings.model.preprocessing.crop_size == 40 and chosen.settings.model.arch == "resnet18"
 
 
 def test_experiments_set_the_reference_recipe() -> None:
@@ -82,8 +87,13 @@ def test_experiments_set_the_reference_recipe() -> None:
     }
     for experiment, (arch, weights, aug, resize) in expected.items():
         cfg = compose_train_config([f"experiment={experiment}"])
-        assert (cfg.model.arch, cfg.model.weights, cfg.aug.name, cfg.data.resize_size) == (arch, weights, aug, resize)
-        assert (cfg.data.crop_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (224, 256, 20)
+        assert (cfg.model.arch, cfg.model.weights, cfg.aug.name, cfg.model.preprocessing.resize_size) == (
+            arch,
+            weights,
+            aug,
+            resize,
+        )
+        assert (cfg.model.preprocessing.crop_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (224, 256, 20)
         assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.warmup_epochs) == ("torch.optim.Adam", 2e-4, 2)
         assert cfg.loss.pos_weight is None and cfg.name == experiment
 
@@ -92,8 +102,13 @@ def test_experiments_set_the_reference_recipe() -> None:
 def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> None:
     overrides = [
         *synthetic_overrides(learnable_root),
-        *("data.resize_size=36", "data.crop_size=32", "data.batch_size=64", "data.num_workers=0"),
-        *("trainer.max_epochs=1", "trainer.limit_train_batches=2", "checkpoint.select=best"),
+        *(
+            "model.preprocessing.resize_size=36",
+            "model.preprocessing.crop_size=32",
+            "data.batch_size=64",
+            "data.num_workers=0",
+        ),
+        *("trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks=[default,best_checkpoint]"),
     ]
     result = run_in_process(
         "train", "-m", "experiment=r18_baseline,r18_albu,rx50_albu", *overrides, f"hydra.sweep.dir={tmp_path / 'sweep'}"
@@ -105,7 +120,7 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
     archs = [json.loads(p.read_text())["run"]["arch"] for p in runs]
     assert archs == ["resnet18", "resnet18", "resnext50_32x4d"]
     assert result.stdout.count("test AUROC") == 3
-    for path in runs:  # checkpoint.select=best: chosen on validation, and metrics.json says on how many images
+    for path in runs:  # best_checkpoint: chosen on validation, and metrics.json says on how many images
         metrics = json.loads(path.read_text())
         choice = metrics["run"]["checkpoint_choice"]
         assert metrics["run"]["checkpoint"] == "checkpoints/best-epoch000.ckpt"

@@ -1,4 +1,4 @@
-"""ema.decay, early_stopping and gradient clipping: Lightning's own, as settings of a run."""
+"""EMA, early stopping (callbacks of the callbacks group) and gradient clipping: Lightning's own, as run settings."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ import torch
 from conftest import FEW_BATCHES, tiny, train_settings
 
 from skinclf.errors import SkinclfError
+from skinclf.fitting.builders import build_trainer
 from skinclf.fitting.checkpoints import read_checkpoint, stored_validation
 from skinclf.fitting.run import train
 
 
 def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_root: Path, tmp_path: Path) -> None:
     # min_delta=1: no validation can beat the first by a whole unit of AUPRC, so patience 1 stops after epoch 2
-    aids = ("ema.decay=0.5", "early_stopping.patience=1", "early_stopping.min_delta=1.0", "trainer.max_epochs=5")
+    aids = ("callbacks=[default,ema,early_stopping]", "callbacks.ema.decay=0.5", "trainer.max_epochs=5")
+    aids += ("callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0")
     aids += (FEW_BATCHES,)
     metrics = train(train_settings(tiny(learnable_root, *aids, "evaluation.tta=flips")), tmp_path)
 
-    assert metrics["run"]["ema_decay"] == 0.5
+    assert metrics["run"]["callbacks"] == ["early_stopping", "ema", "last_checkpoint", "nonfinite_stop"]
     assert metrics["run"]["checkpoint_choice"]["of_epochs"] == 2
     assert metrics["run"]["checkpoint_choice"]["stopped_early"] is True
     checkpoint = read_checkpoint(tmp_path / metrics["run"]["checkpoint"])
@@ -42,9 +44,27 @@ def test_gradient_clipping_trains_in_mixed_precision(learnable_root: Path, tmp_p
 
 
 @pytest.mark.parametrize(
-    ("override", "key"),
-    [("ema.decay=1.0", "ema.decay"), ("early_stopping.patience=0", "early_stopping.patience")],
+    ("overrides", "message"),
+    [
+        (["+callbacks.last_checkpoint.every_n_epoch=2"], "callbacks.last_checkpoint cannot be made: .*every_n_epoch"),
+        (["callbacks=[default,early_stopping]", "callbacks.early_stopping.mode=maximum"], "callbacks.early_stopping"),
+        (["callbacks=[nonfinite_stop]"], "save no checkpoint to evaluate: keep best_checkpoint or last_checkpoint"),
+    ],
 )
-def test_out_of_range_aids_are_refused_by_name(override: str, key: str) -> None:
-    with pytest.raises(SkinclfError, match=key):
-        train_settings(["model.weights=null", override])
+def test_a_callback_that_cannot_be_made_is_refused_by_name(overrides: list[str], message: str, tmp_path: Path) -> None:
+    with pytest.raises(SkinclfError, match=message):
+        build_trainer(train_settings(["model.weights=null", "trainer=cpu", *overrides]), tmp_path)
+
+
+def test_a_new_callback_is_one_yaml_file(tmp_path: Path) -> None:
+    """conf/callbacks/<name>.yaml with a _target_ is all a callback takes (here Lightning's timer)."""
+    folder = tmp_path / "callbacks"
+    folder.mkdir()
+    (folder / "timer.yaml").write_text(
+        "timer:\n  _target_: pytorch_lightning.callbacks.Timer\n  duration: 00:01:00:00\n"
+    )
+    settings = train_settings(
+        ["model.weights=null", "trainer=cpu", f"hydra.searchpath=[file://{tmp_path}]", "callbacks=[default,timer]"]
+    )
+    trainer, callbacks = build_trainer(settings, tmp_path)
+    assert type(callbacks["timer"]).__name__ == "Timer" and callbacks["timer"] in trainer.callbacks

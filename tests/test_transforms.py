@@ -5,18 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train_config
+from conftest import compose_train_config, preprocessing_of, sizes
 from hydra.utils import instantiate
 
-from skinclf.data.transforms import eval_pipeline, train_pipeline
+from skinclf.data.preprocessing import eval_transform, train_transform
+from skinclf.schema import validate
 
 
 @pytest.mark.parametrize("aug", ["none", "albu"])
 def test_pipelines_give_uint8_crops_of_the_configured_size(aug: str) -> None:
-    cfg = compose_train_config([f"aug={aug}", "data.resize_size=40", "data.crop_size=32"])
+    cfg = compose_train_config([f"aug={aug}", *sizes(40, 32)])
     steps = instantiate(cfg.aug.train) if cfg.aug.train else None
-    train = train_pipeline(steps, cfg.data.resize_size, cfg.data.crop_size)
-    evaluate = eval_pipeline(cfg.data.resize_size, cfg.data.crop_size)
+    preprocessing = validate(cfg).model.preprocessing
+    train, evaluate = train_transform(preprocessing, steps), eval_transform(preprocessing)
     image = np.random.default_rng(0).integers(0, 256, size=(60, 90, 3), dtype=np.uint8)
 
     for pipeline in (train, evaluate):
@@ -32,7 +33,7 @@ def test_pipelines_give_uint8_crops_of_the_configured_size(aug: str) -> None:
 def test_eval_pipeline_resizes_the_shorter_side_then_centre_crops() -> None:
     image = np.zeros((40, 80, 3), dtype=np.uint8)
     image[:, 30:50] = 255  # a white band in the middle
-    out = eval_pipeline(resize_size=20, crop_size=10)(image=image)["image"]
+    out = eval_transform(preprocessing_of(20, 10))(image=image)["image"]
     assert out.shape == (3, 10, 10)
     # 40x80 -> 20x40, centre 10x10 is columns 15..25 of the resized image, the band is 15..25
     assert out.float().mean() > 200
@@ -40,16 +41,17 @@ def test_eval_pipeline_resizes_the_shorter_side_then_centre_crops() -> None:
 
 def test_albu_yaml_is_the_reference_pipeline() -> None:
     cfg = compose_train_config(["aug=albu", "model=resnext50"])
-    steps = instantiate(cfg.aug.train)
-    assert [type(s).__name__ for s in steps] == [
-        "SmallestMaxSize",
+    pipeline = train_transform(validate(cfg).model.preprocessing, instantiate(cfg.aug.train))
+    assert [type(s).__name__ for s in pipeline.transforms] == [
+        "SmallestMaxSize",  # the model's resize, before the aug group's steps
         "Affine",
         "RandomCrop",
         "RGBShift",
         "RandomBrightnessContrast",
+        "ToTensorV2",
     ]
-    assert cfg.aug.train[0].max_size == 232 and cfg.aug.train[2].height == 224
-    affine = cfg.aug.train[1]
+    assert pipeline.transforms[0].max_size == 232 and cfg.aug.train[1].height == 224
+    affine = cfg.aug.train[0]
     assert (list(affine.scale), list(affine.rotate), list(affine.shear), affine.p) == (
         [0.9, 1.1],
         [-180, 180],

@@ -11,20 +11,22 @@ theirs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from skinclf.artifact import ENSEMBLE, Run, find_runs, load_model, union
-from skinclf.commands.entry import command, output_folder, recorded_unless_given
+from skinclf.commands.entry import command, given_keys
 from skinclf.errors import SkinclfError, examples
+from skinclf.explain import evaluation_explainer
 from skinclf.metrics.combining import combined_test, combined_validation, member_figures
+from skinclf.metrics.decisions import choose_policy
 from skinclf.metrics.figures import summary_line
 from skinclf.rendering import write_reports
-from skinclf.results import evaluation_loggers, evaluation_step
-from skinclf.schema import EnsembleConfig, EvaluationSettings
+from skinclf.results import RunRecord, Seen, evaluation_loggers, write_results
+from skinclf.schema import EnsembleConfig, EvaluationSettings, recorded_unless_given
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def members_evaluation(members: list[Run], composed: EvaluationSettings) -> Eval
             f"the runs were evaluated with other settings than {members[0].directory}, e.g. {examples(differ, 2)}: "
             "make an ensemble of runs evaluated alike (their .hydra/config.yaml, evaluation)"
         )
-    evaluation = recorded_unless_given(members[0].recorded_evaluation, composed, "evaluation")
+    evaluation = recorded_unless_given(members[0].recorded_evaluation, composed, given_keys("evaluation"))
     views = {m.tta for m in members}
     if views != {evaluation.tta}:
         raise SkinclfError(
@@ -64,40 +66,34 @@ def members_evaluation(members: list[Run], composed: EvaluationSettings) -> Eval
 
 
 @command("ensemble")
-def main(settings: EnsembleConfig) -> None:
-    folder = output_folder()
+def main(settings: EnsembleConfig, run_folder: Path) -> None:
     members = training_runs(settings.runs)
     evaluation = members_evaluation(members, settings.evaluation)
     validation, chosen_on = combined_validation(members, settings.combine)
-    test = combined_test(members, settings.combine)
     models = [load_model(member.checkpoint) for member in members]
-    first = models[0]  # its test images and preprocessing show the errors, with the maps of the members that share it
     tested = [m.metrics["test/auroc"] for m in members]
-    info = {
+    identity = {
         "kind": ENSEMBLE,
         "name": f"ensemble of {len(members)}",
         "combine": settings.combine,
         "members": [member_figures(m) for m in members],
-        "thresholds_chosen_on": chosen_on,
         "members_test_auroc": {"mean": float(np.mean(tested)), "sd": float(np.std(tested, ddof=1))},
-        "evaluated_on": "test split",
-        "evaluation": dataclasses.asdict(evaluation),
-        **({"tta": evaluation.tta} if evaluation.tta != "none" else {}),
     }
+    policy = choose_policy(validation, chosen_on, evaluation, None)  # its score is of malignancy alone
+    record = RunRecord(identity, "test split", evaluation, policy)
     params = {"members": [str(m.directory) for m in members], "combine": settings.combine}
-    loggers = evaluation_loggers(settings.logger, folder, params)
+    loggers = evaluation_loggers(settings.logger, run_folder, params)
+    # the errors are shown as the first member saw its test images, with the maps of the members that see alike
+    first = models[0]
     alike = [c for model in models if model.preprocessing == first.preprocessing for c in model.classifiers]
-    seen = first.seen(first.split("test").root, settings.explain, evaluation.tta, alike)
-    predictions = {"val": validation, "test": test}
+    explainer = evaluation_explainer(alike, settings.explain, evaluation.tta)
+    seen = Seen(first.split("test").root, first.preprocessing, explainer, settings.explain.enabled)
+    predictions = {"val": validation, "test": combined_test(members, settings.combine)}
     trained_on = union([model.training_images() for model in models])
-    metrics = evaluation_step(folder, predictions, evaluation, info, seen, loggers, training=trained_on.table)
-    write_reports([*(m.directory for m in members), folder], folder)  # the members beside the ensemble
-    spread = metrics["run"]["members_test_auroc"]
+    metrics = write_results(run_folder, record, predictions, seen, loggers, training=trained_on.table)
+    write_reports([*(m.directory for m in members), run_folder], run_folder)  # the members beside the ensemble
+    spread = identity["members_test_auroc"]
     print(f"members: test AUROC {spread['mean']:.3f} ± {spread['sd']:.3f} (mean ± sd of {len(members)})")
     print(f"ensemble ({settings.combine}): {summary_line(metrics)}")
     print(f"thresholds chosen on the {chosen_on}")
-    print(f"output directory: {folder}  (report.html, metrics.json, report.md, pr_curve.png)")
-
-
-if __name__ == "__main__":
-    main()
+    print(f"output directory: {run_folder}  (report.html, metrics.json, report.md, pr_curve.png)")

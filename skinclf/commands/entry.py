@@ -31,10 +31,11 @@ T = TypeVar("T")
 
 
 def renamed(key: str) -> str | None:
-    """What replaced a key (or a key below it) of an earlier version, if it was renamed."""
+    """What replaced a key (or a key below it) of an earlier version, if it was renamed: the new key, or what to
+    write instead (a value with '=')."""
     for old, new in RENAMED_KEYS.items():
         if key == old or key.startswith(old + "."):
-            return new + key[len(old) :]
+            return new if "=" in new else new + key[len(old) :]
     return None
 
 
@@ -73,14 +74,14 @@ def refuse_renamed_keys(arguments: Sequence[str]) -> None:
         key = argument.lstrip("+~").split("=", 1)[0]
         new = renamed(key)
         if new is not None:
-            raise SkinclfError(f"{key}= is no longer a setting: use {new}=")
+            raise SkinclfError(f"{key}= is no longer a setting: use {new if '=' in new else new + '='}")
 
 
-#: Where Hydra puts each run's folder: the values the command's own config gives (a rerun's config has none).
+#: Where Hydra puts each run's folder: the values conf/paths gives every command (a rerun's config has none).
 OUTPUT_FOLDERS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
 
 
-def unresolved(config: dict, key: str) -> Any:
+def value_at(config: dict, key: str) -> Any:
     """The value at a dotted key of a plain config, or None where there is none."""
     for part in key.split("."):
         if not isinstance(config, dict) or part not in config:
@@ -104,9 +105,9 @@ def rerun_arguments(config_name: str, arguments: Sequence[str]) -> list[str]:
             f"skinclf.{config_name}, e.g. outputs/<name>/<date_time>"
         )
     given = {a.partition("=")[0] for a in arguments}
-    # the command's own folder names, unresolved: ${now:...} and ${name} are for Hydra to fill in
-    own = OmegaConf.to_container(OmegaConf.load(importlib.resources.files("skinclf.conf") / f"{config_name}.yaml"))
-    named = {key: unresolved(own, key) for key in OUTPUT_FOLDERS if key not in given}
+    # the folder names every command has, unresolved: ${now:...} and ${name} are for Hydra to fill in
+    paths = OmegaConf.load(importlib.resources.files("skinclf.conf") / "paths" / "default.yaml")
+    named = {key: value_at(OmegaConf.to_container(paths), key) for key in OUTPUT_FOLDERS if key not in given}
     folders = [f"{key}={value}" for key, value in named.items() if value is not None]
     rest = [a for a in arguments if not a.startswith("rerun=")]
     return [f"--config-dir={recorded.parent}", "--config-name=config", *folders, *rest]
@@ -163,32 +164,21 @@ def given_keys(group: str) -> list[str]:
     return keys
 
 
-def recorded_unless_given(recorded: dict | None, composed: T, group: str) -> T:
-    """The settings of a group as a trained model recorded them, but for the keys this command line gives, which
-    come from the composed config (as do keys an earlier version did not record); without a record, the composed."""
-    given = given_keys(group)
-    if recorded is None or "" in given:
-        return composed
-    merged = OmegaConf.merge(OmegaConf.structured(composed), recorded)
-    for key in given:
-        OmegaConf.update(merged, key, OmegaConf.select(OmegaConf.structured(composed), key), merge=False)
-    return OmegaConf.to_object(merged)
-
-
 def module_name(task: Callable[..., Any]) -> str:
     """The dotted name of the task's module, also when it runs as ``python -m skinclf.<name>``."""
     spec = getattr(sys.modules.get(task.__module__), "__spec__", None)
     return spec.name if task.__module__ == "__main__" and spec is not None else task.__module__
 
 
-def command(config_name: str) -> Callable[[Callable[[Any], T]], Callable[[], T | None]]:
-    """The entry point of a command whose task takes the validated settings of conf/<config_name>.yaml."""
+def command(config_name: str) -> Callable[[Callable[[Any, Path], T]], Callable[[], T | None]]:
+    """The entry point of a command whose task takes the validated settings of conf/<config_name>.yaml and the run
+    folder it writes into (Hydra's)."""
 
-    def decorate(task: Callable[[Any], T]) -> Callable[[], T | None]:
+    def decorate(task: Callable[[Any, Path], T]) -> Callable[[], T | None]:
         register_configs()
 
         def run_task(cfg: DictConfig) -> T:
-            return task(validate(typed(config_name, cfg)))
+            return task(validate(typed(config_name, cfg)), output_folder())
 
         run_task.__module__ = module_name(task)  # Hydra names the job (and its log file) after this module
         run = hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(

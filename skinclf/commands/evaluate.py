@@ -12,10 +12,10 @@ names the images the model trained on that it meets again, and says how the mode
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 from skinclf.artifact import Images, TrainedModel, load_model, table_images
-from skinclf.commands.entry import command, output_folder
+from skinclf.commands.entry import command, given_keys
 from skinclf.data.inputs import missing_paths, read_inputs
 from skinclf.data.overlap import Hashed, Overlap, overlap
 from skinclf.data.records import reads_tables
@@ -25,7 +25,7 @@ from skinclf.fitting.tracking import config_params
 from skinclf.inference import Inference
 from skinclf.metrics.figures import summary_line
 from skinclf.metrics.transfer import transfer
-from skinclf.results import evaluation_loggers, evaluation_step
+from skinclf.results import RunRecord, evaluation_loggers, write_results
 from skinclf.schema import EvaluateConfig
 
 
@@ -69,10 +69,9 @@ def without(images: Images, paths: set[str]) -> Images:
 
 
 @command("evaluate")
-def main(settings: EvaluateConfig) -> None:
-    folder = output_folder()
+def main(settings: EvaluateConfig, run_folder: Path) -> None:
     model = load_model(settings.ckpt)
-    evaluation = model.evaluation_settings(settings.evaluation)
+    evaluation = model.evaluation_settings(settings.evaluation, given_keys("evaluation"))
     images = labelled_images(settings, model)
     trained_on = model.training_images()
     copies = training_copies(trained_on, images) if is_external(settings) else None
@@ -80,31 +79,23 @@ def main(settings: EvaluateConfig) -> None:
         images = without(images, copies.evaluated)
     inference = Inference.of(settings.data, settings.trainer)
     run_root = settings.data.root if not is_external(settings) else None
-    validation, chosen_on = model.operating_predictions(evaluation, inference, run_root)
+    policy, sample = model.decision_policy(evaluation, inference, run_root)
     evaluated = model.predict(images, inference, evaluation.tta)
-    info = {
-        **model.run_info,
-        "checkpoint": str(model.path.resolve()),
-        "evaluated_on": images.described,
-        "thresholds_chosen_on": chosen_on,
-        "evaluation": dataclasses.asdict(evaluation),
-        **({"tta": evaluation.tta} if evaluation.tta != "none" else {}),
-    }
-    loggers = evaluation_loggers(settings.logger, folder, config_params(settings))
-    predictions = {"val": validation, "test": evaluated}
+    record = RunRecord(model.identity, images.described, evaluation, policy, checkpoint=str(model.path.resolve()))
+    loggers = evaluation_loggers(settings.logger, run_folder, config_params(settings))
 
     def external(metrics: dict) -> dict:  # what an external evaluation adds to metrics.json
         overlap_record = copies.record(evaluation.exclude_training_duplicates)
         return {"overlap_with_training": overlap_record, "transfer": transfer(metrics, model.internal_run())}
 
-    seen = model.seen(images.root, settings.explain, evaluation.tta)
-    extend = external if copies is not None else None
-    metrics = evaluation_step(
-        folder, predictions, evaluation, info, seen, loggers, extend=extend, training=trained_on.table
+    metrics = write_results(
+        run_folder,
+        record,
+        {"val": sample, "test": evaluated},
+        model.seen(images.root, settings.explain, evaluation.tta),
+        loggers,
+        extend=external if copies is not None else None,
+        training=trained_on.table,
     )
     print(f"{images.described}: {summary_line(metrics)}")
-    print(f"output directory: {folder}  (report.html, metrics.json, report.md, pr_curve.png)")
-
-
-if __name__ == "__main__":
-    main()
+    print(f"output directory: {run_folder}  (report.html, metrics.json, report.md, pr_curve.png)")

@@ -16,23 +16,22 @@ import dataclasses
 import logging
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from skinclf.artifact import CheckpointModel, EnsembleModel, TrainedModel, load_model
+from skinclf.artifact import TrainedModel, load_model
 from skinclf.atomic import atomic_path, write_json
-from skinclf.commands.entry import command, output_folder
-from skinclf.data.color import SHADES_OF_GRAY_HOW
+from skinclf.commands.entry import command, given_keys
 from skinclf.data.metadata import feature_names
+from skinclf.data.preprocessing import description as preprocessing_description
 from skinclf.errors import SkinclfError
 from skinclf.inference import Inference, inference_trainer
-from skinclf.metrics.calibration import TemperatureScaled, calibrate
-from skinclf.metrics.thresholds import thresholds_for_recalls
-from skinclf.schema import EvaluationSettings, ExportConfig, Preprocessing
+from skinclf.metrics.calibration import TemperatureScaled
+from skinclf.metrics.decisions import DecisionPolicy
+from skinclf.schema import EvaluationSettings, ExportConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +41,12 @@ OUTPUTS = ("probability", "diagnosis_probabilities")
 
 
 def outputs_of(model: TrainedModel) -> list[str]:
-    """The names of the exported model's outputs: an ensemble's score, or a checkpoint's probabilities."""
-    diagnoses = isinstance(model, CheckpointModel) and model.settings.head.diagnoses
-    return list(OUTPUTS if diagnoses else OUTPUTS[:1])
+    """The names of the exported model's outputs: its score of malignancy, and each diagnosis' where it gives them."""
+    return list(OUTPUTS if model.diagnoses else OUTPUTS[:1])
 
 
 #: Names of the inputs: the images, and for a model with metadata the encoded metadata.
 INPUTS = ("image", "metadata")
-
-
-def metadata_encoding(model: TrainedModel) -> list[dict] | None:
-    return model.settings.metadata_encoding if isinstance(model, CheckpointModel) else None
 
 
 def example_inputs(model: TrainedModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -60,7 +54,7 @@ def example_inputs(model: TrainedModel, batch: int, seed: int = 0) -> tuple[torc
     generator = torch.Generator().manual_seed(seed)
     crop = model.preprocessing.crop_size
     images = torch.randint(0, 256, (batch, 3, crop, crop), dtype=torch.uint8, generator=generator)
-    encoding = metadata_encoding(model)
+    encoding = model.metadata_encoding
     if not encoding:
         return (images,)
     return images, torch.randn(batch, len(feature_names(encoding)), generator=generator)
@@ -133,11 +127,7 @@ def export_checked(model: TrainedModel, module: nn.Module, settings: ExportConfi
     """Write the export of the model's module to output only if it matches PyTorch within the tolerance; returns the
     largest difference."""
     export, run_export = EXPORTERS[settings.format]
-    tolerance = settings.tolerance
-    if isinstance(model, EnsembleModel) and model.rule == "rank":
-        # a percentile is a step function: a probability within float precision of a member's validation
-        # value may land one step (1 / (2 x its validation images)) away in the export; allow that much
-        tolerance += max(1 / (2 * len(run.val)) for run in model.member_runs) / len(model.members)
+    tolerance = settings.tolerance + model.score_step
     with atomic_path(output) as partial:  # kept only if it passes the parity check
         try:
             export(module, example_inputs(model, 2), partial, outputs_of(model))
@@ -169,119 +159,63 @@ def metadata_input(encoding: list[dict] | None) -> dict | None:
     }
 
 
-def input_description(preprocessing: Preprocessing) -> dict:
-    """The image input of an exported model, and how to prepare it."""
-    return {
-        "name": "image",
-        "dtype": "uint8",
-        "layout": "NCHW, RGB, pixel values 0-255",
-        "preprocessing": f"resize the shorter side to {preprocessing.resize_size} px (bilinear), then centre-crop "
-        f"{preprocessing.crop_size}x{preprocessing.crop_size}; EXIF orientation applied"
-        + (
-            f"; a JPEG decoded by DCT scaling (libjpeg scale 1/2, 1/4 or 1/8, the smallest whose shorter side is "
-            f">= {preprocessing.resize_size} px; Pillow's Image.draft) before the resize"
-            if preprocessing.jpeg_dct_scaling
-            else ""
-        ),
-        "resize_size": preprocessing.resize_size,
-        "crop_size": preprocessing.crop_size,
-        "mean": list(preprocessing.mean),
-        "std": list(preprocessing.std),
-        "normalisation": "inside the model: (pixels / 255 - mean) / std",
-        "color_constancy": preprocessing.color_constancy,
-        **({"color_constancy_how": SHADES_OF_GRAY_HOW} if preprocessing.color_constancy == "shades_of_gray" else {}),
-    }
-
-
 def output_description(model: TrainedModel) -> dict:
     """The outputs of an exported model, and what they mean."""
-    if isinstance(model, EnsembleModel):
-        averaged = "probabilities" if model.rule == "mean" else "percentiles among their own validation probabilities"
-        return {
-            "names": outputs_of(model),
-            "meaning": f"the ensemble's score of malignancy, one per image: the {model.rule} of its members' "
-            + averaged,
-        }
-    return {
-        "names": outputs_of(model),
-        "meaning": "probability of malignancy, one per image; diagnosis_probabilities: one per image and diagnosis",
-        "diagnoses": model.settings.head.diagnoses,
-    }
+    return {"names": outputs_of(model), "meaning": model.score_meaning, "diagnoses": model.diagnoses}
 
 
-@dataclass(frozen=True)
-class Operating:
-    """What the exported model decides with: its thresholds, what chose them, and its temperature, if calibrated."""
-
-    thresholds: dict[str, float]
-    chosen_on: str
-    temperature: float | None
-
-
-def operating(model: TrainedModel, evaluation: EvaluationSettings) -> Operating:
-    """The thresholds for each target recall, chosen on the predictions the model's operating points are chosen on
-    (its stored validation, or evaluation.threshold_source), at its temperature if calibrated; none where the model
-    keeps no validation predictions and no threshold_source is given."""
+def decision_policy(model: TrainedModel, evaluation: EvaluationSettings) -> DecisionPolicy:
+    """The model's decision policy for the evaluation settings, without test-time views (the exported model sees each
+    image once)."""
     inference = Inference(inference_trainer("cpu"), batch_size=64, num_workers=0)
-    if evaluation.threshold_source is None and model.stored_validation("none") is None:
-        return Operating({}, "nothing: the model keeps no validation predictions", None)
-    # the exported model sees each image once: no test-time views
-    validation, chosen_on = model.operating_predictions(dataclasses.replace(evaluation, tta="none"), inference)
-    temperature = None
-    if evaluation.calibration == "temperature":
-        calibration, validation, _ = calibrate(validation, {}, model.malignant_diagnoses, chosen_on)
-        temperature = calibration.temperature
-    return Operating(thresholds_for_recalls(validation, evaluation.target_recalls), chosen_on, temperature)
+    policy, _ = model.decision_policy(dataclasses.replace(evaluation, tta="none"), inference)
+    return policy
 
 
-def at_temperature(module: nn.Module, model: TrainedModel, temperature: float | None) -> nn.Module:
-    """The module export writes: the model's probabilities, at its temperature when calibrated."""
-    if temperature is None:
+def at_temperature(module: nn.Module, model: TrainedModel, policy: DecisionPolicy) -> nn.Module:
+    """The module export writes: the model's probabilities, at its policy's temperature where it has one."""
+    if policy.temperature is None:
         return module
-    diagnoses = isinstance(model, CheckpointModel) and model.settings.head.diagnoses
+    diagnoses = model.diagnoses
     mask = torch.tensor([d in model.malignant_diagnoses for d in diagnoses]) if diagnoses else None
-    return TemperatureScaled(module, temperature, mask).eval()
+    return TemperatureScaled(module, policy.temperature, mask).eval()
 
 
 def description(
-    model: TrainedModel, settings: ExportConfig, output: Path, difference: float, chosen: Operating
+    model: TrainedModel, settings: ExportConfig, output: Path, difference: float, policy: DecisionPolicy
 ) -> dict:
-    """What a user of the exported file needs: its input, preprocessing, output and thresholds."""
-    meaning = f"malignant when probability >= threshold; chosen on {chosen.chosen_on} per target recall"
+    """What a user of the exported file needs: its input, preprocessing, output and decision policy."""
     return {
         "model": output.name,
         "format": settings.format,
-        "input": input_description(model.preprocessing),
+        "input": {"name": "image", "dtype": "uint8", "layout": "NCHW, RGB, pixel values 0-255"}
+        | preprocessing_description(model.preprocessing),
         "output": output_description(model),
-        "calibration": {"method": "temperature", "temperature": chosen.temperature, "inside the model": True}
-        if chosen.temperature is not None
+        "calibration": {"method": "temperature", "temperature": policy.temperature, "inside the model": True}
+        if policy.temperature is not None
         else None,
-        "thresholds": chosen.thresholds,
-        "thresholds_meaning": meaning,
-        "metadata": metadata_input(metadata_encoding(model)),
+        "thresholds": policy.thresholds,
+        "thresholds_meaning": f"malignant when probability >= threshold; chosen on {policy.chosen_on} per target",
+        "decision_policy": policy.record(),
+        "metadata": metadata_input(model.metadata_encoding),
         "parity_check": {
             "max_abs_difference": difference,
             "tolerance": settings.tolerance,
             "images": PARITY_IMAGES,
         },
         "source": str(model.path.resolve()),
-        "run": model.run_info,
+        "run": model.identity,
     }
 
 
 @command("export")
-def main(settings: ExportConfig) -> None:
-    folder = output_folder()
+def main(settings: ExportConfig, run_folder: Path) -> None:
     model = load_model(settings.ckpt)
     module = model.probability_model()  # first: it says why a model cannot be exported as one module
-    chosen = operating(model, model.evaluation_settings(settings.evaluation))
-    output = folder / f"model{SUFFIXES[settings.format]}"
-    difference = export_checked(model, at_temperature(module, model, chosen.temperature), settings, output)
+    policy = decision_policy(model, model.evaluation_settings(settings.evaluation, given_keys("evaluation")))
+    output = run_folder / f"model{SUFFIXES[settings.format]}"
+    difference = export_checked(model, at_temperature(module, model, policy), settings, output)
     metadata_path = output.with_name(output.name + ".json")
-    write_json(metadata_path, description(model, settings, output, difference, chosen))
+    write_json(metadata_path, description(model, settings, output, difference, policy))
     print(f"wrote {output} and {metadata_path}")
     print(f"largest difference from PyTorch: {difference:.2e} (tolerance {settings.tolerance:g})")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,38 +9,40 @@ predicts with every member and combines them as it was evaluated.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from skinclf.artifact import Images, load_model, table_images
 from skinclf.atomic import atomic_path
-from skinclf.commands.entry import command, output_folder
+from skinclf.commands.entry import command, given_keys
 from skinclf.data.inputs import read_inputs
 from skinclf.data.records import reads_tables
 from skinclf.errors import SkinclfError
 from skinclf.explain import Explainer, explain_images
 from skinclf.inference import Inference
-from skinclf.metrics.calibration import calibrate
+from skinclf.metrics.decisions import DecisionPolicy, policy_at
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
-from skinclf.metrics.thresholds import thresholds_for_recalls
 from skinclf.schema import PredictConfig
 
 
-def decisions(predictions: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
-    """The predictions with a decision column per threshold (``decision_<name>``: malignant or benign); unreadable
-    images get no probability and no decision."""
+def with_decisions(predictions: pd.DataFrame, policy: DecisionPolicy) -> pd.DataFrame:
+    """The predictions (at the policy's temperature) with a decision column per operating point (``decision_<name>``:
+    malignant or benign); unreadable images get no probability and no decision."""
+    predictions = policy.calibrated(predictions)
     readable = predictions["error"] == ""
     predictions.loc[~readable, "probability"] = np.nan
-    for name, threshold in thresholds.items():
-        decided = np.where(predictions["probability"] >= threshold, "malignant", "benign")
-        predictions[f"decision_{name}"] = np.where(readable, decided, "")
+    decided = policy.decisions(predictions["probability"].to_numpy())
+    for name, malignant in decided.items():
+        predictions[f"decision_{name}"] = np.where(readable, np.where(malignant, "malignant", "benign"), "")
     per_diagnosis = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
     columns = [
         "path",
         *(["label"] if "label" in predictions else []),
         "probability",
         *per_diagnosis,
-        *(f"decision_{name}" for name in thresholds),
+        *(f"decision_{name}" for name in decided),
         "error",
     ]
     return predictions[columns]
@@ -57,45 +59,31 @@ def images_to_predict(settings: PredictConfig) -> Images:
 
 
 @command("predict")
-def main(settings: PredictConfig) -> None:
-    folder = output_folder()
+def main(settings: PredictConfig, run_folder: Path) -> None:
     model = load_model(settings.ckpt)
-    evaluation = model.evaluation_settings(settings.evaluation)
+    evaluation = model.evaluation_settings(settings.evaluation, given_keys("evaluation"))
     inference = Inference.of(settings.data, settings.trainer)
     images = images_to_predict(settings)
-    predictions = model.predict(images, inference, evaluation.tta, True)
     if settings.threshold is not None:
-        thresholds = {f"at_{settings.threshold:g}": settings.threshold}
-        source = "given on the command line"
+        policy = policy_at(settings.threshold, "given on the command line")
     else:
-        validation, chosen_on = model.operating_predictions(evaluation, inference)
-        if evaluation.calibration == "temperature":
-            fitted_on = f"the predictions thresholds are chosen on ({chosen_on})"
-            _, validation, others = calibrate(validation, {"new": predictions}, model.malignant_diagnoses, fitted_on)
-            predictions = others["new"]
-        thresholds = {
-            f"at_recall_{recall}": threshold
-            for recall, threshold in thresholds_for_recalls(validation, evaluation.target_recalls).items()
-        }
-        tta = f", evaluation.tta={evaluation.tta}" if evaluation.tta != "none" else ""
-        calibration = ", calibrated by temperature" if evaluation.calibration == "temperature" else ""
-        source = f"chosen on {chosen_on}{tta}{calibration}"
-    predictions = decisions(predictions, thresholds)
+        policy, _ = model.decision_policy(evaluation, inference)
+    predictions = with_decisions(model.predict(images, inference, evaluation.tta, True), policy)
     if settings.explain.enabled:
         explainer = Explainer(model.classifiers, settings.explain, evaluation.tta)
-        predictions["explanation"] = explain_images(explainer, images.root, images.table, model.preprocessing, folder)
-    output = folder / "predictions.csv"
+        explained = explain_images(explainer, images.root, images.table, model.preprocessing, run_folder)
+        predictions["explanation"] = explained
+    output = run_folder / "predictions.csv"
     with atomic_path(output) as partial:
         predictions.to_csv(partial, index=False)
     unreadable = int((predictions["error"] != "").sum())
-    print(f"{len(predictions)} image(s), {unreadable} unreadable; thresholds {source}:")
-    for name, threshold in thresholds.items():
+    tta = f", evaluation.tta={evaluation.tta}" if evaluation.tta != "none" else ""
+    calibration = ", calibrated by temperature" if policy.temperature is not None else ""
+    chosen = policy.chosen_on if policy.rule == "given" else f"chosen on {policy.chosen_on}{tta}{calibration}"
+    print(f"{len(predictions)} image(s), {unreadable} unreadable; thresholds {chosen}:")
+    for name, threshold in policy.operating_points.items():
         malignant = int((predictions[f"decision_{name}"] == "malignant").sum())
         print(f"  {name.replace('_', ' ')}: threshold {threshold:.4f}, {malignant} malignant")
     if settings.explain.enabled:
-        print(f"maps of where it looked ({settings.explain.method}): {folder / 'explanations'}")
+        print(f"maps of where it looked ({settings.explain.method}): {run_folder / 'explanations'}")
     print(f"-> {output}")
-
-
-if __name__ == "__main__":
-    main()

@@ -8,19 +8,16 @@ report.png, their test precision-recall curves overlaid.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from skinclf.artifact import find_runs
-from skinclf.commands.entry import command, output_folder
+from skinclf.commands.entry import command
 from skinclf.rendering import write_reports
 from skinclf.schema import ReportConfig
 
 
 @command("report")
-def main(settings: ReportConfig) -> None:
-    folder = output_folder()
-    written = write_reports([run.directory for run in find_runs(settings.runs)], folder)
+def main(settings: ReportConfig, run_folder: Path) -> None:
+    written = write_reports([run.directory for run in find_runs(settings.runs)], run_folder)
     print(written.markdown.read_text())
     print(f"wrote {written.html}, {written.markdown} and {written.figure}")
-
-
-if __name__ == "__main__":
-    main()

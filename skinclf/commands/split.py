@@ -7,21 +7,17 @@ would; existing CSVs are checked against the folder instead.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from skinclf.commands.entry import command
-from skinclf.data.splits import load_splits
 from skinclf.fitting.builders import build_datamodule
 from skinclf.schema import TrainConfig
 
 
 @command("split")
-def main(settings: TrainConfig) -> None:
+def main(settings: TrainConfig, run_folder: Path) -> None:
     datamodule = build_datamodule(settings)
     datamodule.prepare_data()
-    tables, _ = load_splits(datamodule.split_dir)
-    for name, table in tables.items():
+    for name, table in datamodule.tables.items():
         csv = datamodule.split_dir / f"{name}.csv"
         print(f"{name:5s} {len(table):6d} images, {int(table.label.sum()):5d} malignant -> {csv}")
-
-
-if __name__ == "__main__":
-    main()

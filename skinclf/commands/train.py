@@ -9,10 +9,12 @@ Examples::
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from skinclf.commands.entry import command, output_folder
+from skinclf.commands.entry import command
 from skinclf.errors import SkinclfError, examples
 from skinclf.fitting.run import train
 from skinclf.metrics.figures import summary_line
@@ -42,18 +44,13 @@ def objective(metrics: dict, key: str) -> float:
 
 
 @command("train")
-def main(settings: TrainConfig) -> float | None:
+def main(settings: TrainConfig, run_folder: Path) -> float | None:
     """Run one training job; returns its objective (the validation AUPRC of the chosen checkpoint) to sweepers."""
     refuse_ddp_in_local_multirun(settings)
-    run_dir = output_folder()
-    metrics = train(settings, run_dir)
+    metrics = train(settings, run_folder)
     if not metrics:  # a DDP process other than rank 0
         return None
     print(f"{settings.name}: {summary_line(metrics)}")
-    folders = [name for name in ("checkpoints/", "tensorboard/", "csv/") if (run_dir / name).is_dir()]
-    print(f"run directory: {run_dir}  ({', '.join(['report.html', 'metrics.json', 'pr_curve.png', *folders])})")
+    folders = [name for name in ("checkpoints/", "tensorboard/", "csv/") if (run_folder / name).is_dir()]
+    print(f"run directory: {run_folder}  ({', '.join(['report.html', 'metrics.json', 'pr_curve.png', *folders])})")
     return objective(metrics, settings.objective)
-
-
-if __name__ == "__main__":
-    main()

@@ -22,15 +22,12 @@ lesion, ink, gel or shadow, and ITA depends on the light the image was taken und
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
 
 from skinclf.data.images import load_rgb
-from skinclf.schema import Preprocessing
 
 #: The Minkowski norm of Shades of Gray (Finlayson & Trezzi: 6 works best across their datasets).
 SHADES_OF_GRAY_POWER = 6
@@ -53,33 +50,6 @@ def shades_of_gray(pixels: np.ndarray, power: int = SHADES_OF_GRAY_POWER) -> np.
         return pixels
     gains = np.linalg.norm(light) / (np.sqrt(3) * light)  # 1 for each channel under a neutral light
     return np.clip(np.rint(image * gains), 0, 255).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """How an image file becomes the pixels a model's pipeline starts from: decoded (with ``side``, a JPEG by DCT
-    scaling to no less than ``side`` pixels on its shorter side: see skinclf.data.images.load_rgb), then
-    ``data.color_constancy`` applied."""
-
-    side: int | None = None
-    color_constancy: str = "none"
-
-    @classmethod
-    def of(cls, preprocessing: Preprocessing) -> Decoding:
-        """A model's decoding: at its resize_size where it was trained with data.jpeg_dct_scaling."""
-        side = preprocessing.resize_size if preprocessing.jpeg_dct_scaling else None
-        return cls(side, preprocessing.color_constancy)
-
-    def __call__(self, source: Path | BinaryIO) -> np.ndarray:
-        return self.constant(load_rgb(source, self.side))
-
-    def constant(self, pixels: np.ndarray) -> np.ndarray:
-        """Decoded pixels with the colour constancy applied."""
-        return shades_of_gray(pixels) if self.color_constancy == "shades_of_gray" else pixels
-
-
-#: Every image decoded whole, without colour constancy.
-WHOLE = Decoding()
 
 
 #: The share of the shorter side, from each edge, that counts as the skin around the lesion.

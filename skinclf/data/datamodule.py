@@ -13,23 +13,23 @@ import torch
 from torch.utils.data import DataLoader
 
 from skinclf.data.cache import ImageCache, Staging, build_cache, remove_staged
-from skinclf.data.color import Decoding
-from skinclf.data.dataset import LesionDataset
+from skinclf.data.dataset import LesionDataset, eval_dataset
 from skinclf.data.folds import fold_tables, pool_of, prepare_folds, read_folds
 from skinclf.data.metadata import Encoding, encode, fit_encoding
+from skinclf.data.preprocessing import train_transform
 from skinclf.data.reading import CachedPixels
 from skinclf.data.records import data_root, default_split_dir
 from skinclf.data.sampler import EpochSampler
 from skinclf.data.splits import load_splits, prepare_splits
 from skinclf.data.synthetic import ensure_synthetic_dataset
-from skinclf.data.transforms import eval_pipeline, train_pipeline
 from skinclf.errors import SkinclfError
-from skinclf.schema import CrossValidationSettings, DataSettings
+from skinclf.schema import CrossValidationSettings, DataSettings, Preprocessing
 
 
 class LesionDataModule(pl.LightningDataModule):
     """Splits ``data.root`` (see :mod:`skinclf.data.splits`) and serves train, val and test loaders.
 
+    ``preprocessing`` is the model's (its decoding, sizes; see :mod:`skinclf.data.preprocessing`);
     ``train_steps`` are the aug group's albumentations transforms; None trains on the eval
     pipeline (resize, centre crop), as the reference's baseline did. With ``data.cache`` every
     split is decoded once into a memory-mapped uint8 cache at resize_size (see
@@ -44,6 +44,7 @@ class LesionDataModule(pl.LightningDataModule):
     def __init__(
         self,
         data: DataSettings,
+        preprocessing: Preprocessing,
         train_steps: Sequence[A.BasicTransform] | None,
         seed: int,
         diagnoses: list[str] | None = None,
@@ -62,21 +63,20 @@ class LesionDataModule(pl.LightningDataModule):
         self.split_dir = Path(data.split_dir).expanduser() if data.split_dir else default_split_dir(root, data)
         cache_dir = Path(data.cache_dir).expanduser() if data.cache_dir else self.split_dir / "cache"
         self.cache_dir = cache_dir if data.cache else None
-        self.decoding = Decoding(data.resize_size if data.jpeg_dct_scaling else None, data.color_constancy)
-        self.pixels = CachedPixels(data.resize_size, self.decoding)
-        self.train_transform = train_pipeline(train_steps, data.resize_size, data.crop_size)
-        self.eval_transform = eval_pipeline(data.resize_size, data.crop_size)
+        self.preprocessing = preprocessing
+        self.pixels = CachedPixels(preprocessing)
+        self.train_transform = train_transform(preprocessing, train_steps)
         self.seed = seed
         self.diagnoses = diagnoses
         self.cv = cv if cv is not None and cv.folds else None
         self.metadata_columns = list(metadata_columns)
         self._metadata_encoding: Encoding | None = None
+        self._tables: dict[str, pd.DataFrame] | None = None
         self.datasets: dict[str, LesionDataset] = {}
-        self._prepared = False
 
     def prepare_data(self) -> None:
-        """Generate the synthetic dataset if asked for; create or check the split CSVs (once)."""
-        if self._prepared:
+        """Generate the synthetic dataset if asked for; create or check the split CSVs (once), and build the caches."""
+        if self._tables is not None:
             return
         if self.data.synthetic is not None:
             ensure_synthetic_dataset(self.root, self.data.synthetic)
@@ -96,26 +96,31 @@ class LesionDataModule(pl.LightningDataModule):
         self._caches(tables)
         if self.cache_dir is not None:
             remove_staged(self.cache_dir)
-        self._prepared = True
+        self._tables = tables
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The split CSVs, read once: by prepare_data, or where it did not run (DDP's other processes) here."""
+        if self._tables is None:
+            self._tables, _ = load_splits(self.split_dir)
+        return self._tables
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        tables, _ = load_splits(self.split_dir)
-        caches = self._caches(tables)
+        caches = self._caches(self.tables)
         encoding = self.metadata_encoding()
-        for name, table in self.run_tables(tables).items():
-            transform = self.train_transform if name == "train" else self.eval_transform
+        for name, table in self.run_tables().items():
             metadata = encode(table, encoding, f"the {name} split") if encoding else None
-            self.datasets[name] = LesionDataset(
-                self.root,
-                table,
-                transform,
-                cache=caches[name],
-                diagnoses=self.diagnoses,
-                metadata=metadata,
-                decoding=self.decoding,
-            )
+            cache, root = caches[name], self.root
+            if name == "train":
+                self.datasets[name] = LesionDataset(
+                    root, table, self.train_transform, self.pixels.decoding, False, cache, self.diagnoses, metadata
+                )
+            else:
+                self.datasets[name] = eval_dataset(
+                    self.preprocessing, root, table, metadata=metadata, cache=cache, diagnoses=self.diagnoses
+                )
 
     def metadata_encoding(self) -> Encoding | None:
         """How model.metadata_columns are encoded, fitted on the run's training split; None without metadata."""
@@ -123,15 +128,14 @@ class LesionDataModule(pl.LightningDataModule):
             return None
         if self._metadata_encoding is None:
             self.prepare_data()
-            tables, _ = load_splits(self.split_dir)
-            self._metadata_encoding = fit_encoding(self.run_tables(tables)["train"], self.metadata_columns)
+            self._metadata_encoding = fit_encoding(self.run_tables()["train"], self.metadata_columns)
         return self._metadata_encoding
 
-    def run_tables(self, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    def run_tables(self) -> dict[str, pd.DataFrame]:
         """The run's train, val and test tables: the splits, or with cross-validation those of its fold."""
         if self.cv is None:
-            return tables
-        return fold_tables(tables, read_folds(self.split_dir, tables, self.cv.folds), self.cv.fold)
+            return self.tables
+        return fold_tables(self.tables, read_folds(self.split_dir, self.tables, self.cv.folds), self.cv.fold)
 
     def _caches(self, tables: dict[str, pd.DataFrame]) -> dict[str, ImageCache | None]:
         """The image cache of each of the run's tables (None without data.cache), built once for all jobs."""
@@ -154,11 +158,10 @@ class LesionDataModule(pl.LightningDataModule):
     def diagnosis_counts(self) -> pd.Series:
         """How many training images each diagnosis has (the splits are made first if need be)."""
         self.prepare_data()
-        tables, _ = load_splits(self.split_dir)
-        return self.run_tables(tables)["train"]["diagnosis"].value_counts()
+        return self.run_tables()["train"]["diagnosis"].value_counts()
 
-    def state_dict(self) -> dict[str, str | int]:
-        """Saved in every checkpoint, so that evaluate can find the run's splits (and fold) again."""
+    def location(self) -> dict[str, str | int]:
+        """Where the run's splits (and fold) are: every checkpoint records it, so that evaluate finds them again."""
         folds = {"cv_folds": self.cv.folds, "cv_fold": self.cv.fold} if self.cv is not None else {}
         return {"root": str(self.root), "split_dir": str(self.split_dir), **folds}
 

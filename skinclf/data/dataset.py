@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import albumentations as A
@@ -12,8 +13,9 @@ import torch
 from torch.utils.data import Dataset
 
 from skinclf.data.cache import ImageCache
-from skinclf.data.color import WHOLE, Decoding
+from skinclf.data.preprocessing import decoding, eval_transform
 from skinclf.errors import SkinclfError
+from skinclf.schema import Preprocessing
 
 BLANK = np.zeros((8, 8, 3), dtype=np.uint8)
 
@@ -27,8 +29,8 @@ class LesionDataset(Dataset):
     ``error`` ("" for the others) instead of stopping the run. With a ``cache`` the decoded,
     resized pixels come from it rather than from the files. With ``metadata`` (the encoded
     metadata of each row, see :mod:`skinclf.data.metadata`) items carry their row as ``metadata``.
-    ``decoding`` says how each file is decoded (DCT scaling, colour constancy; a cache holds the pixels
-    decoded so).
+    ``decode`` turns a file into pixels (the model's decoder: DCT scaling, colour constancy; a cache holds the
+    pixels decoded so).
     """
 
     def __init__(
@@ -36,11 +38,11 @@ class LesionDataset(Dataset):
         root: Path,
         table: pd.DataFrame,
         transform: A.Compose,
+        decode: Callable[[Path], np.ndarray],
         tolerate_unreadable: bool = False,
         cache: ImageCache | None = None,
         diagnoses: list[str] | None = None,
         metadata: np.ndarray | None = None,
-        decoding: Decoding = WHOLE,
     ) -> None:
         self.root = root
         self.table = table
@@ -55,7 +57,7 @@ class LesionDataset(Dataset):
         self.transform = transform
         self.tolerate_unreadable = tolerate_unreadable
         self.cache = cache
-        self.decoding = decoding
+        self.decode = decode
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -72,7 +74,7 @@ class LesionDataset(Dataset):
         if self.metadata is not None:
             item["metadata"] = self.metadata[index]
         try:
-            pixels = self.cache.image(index) if self.cache is not None else self.decoding(path)
+            pixels = self.cache.image(index) if self.cache is not None else self.decode(path)
             item["image"] = self.transform(image=pixels)["image"]
         except Exception as error:
             reason = f"{type(error).__name__}: {error}"
@@ -87,3 +89,20 @@ class LesionDataset(Dataset):
         if self.tolerate_unreadable:
             item["error"] = ""
         return item
+
+
+def eval_dataset(
+    preprocessing: Preprocessing,
+    root: Path,
+    table: pd.DataFrame,
+    tolerate_unreadable: bool = False,
+    metadata: np.ndarray | None = None,
+    cache: ImageCache | None = None,
+    diagnoses: list[str] | None = None,
+) -> LesionDataset:
+    """The images of a table as a model with this preprocessing sees them: validation and test in training, and
+    every image evaluate, predict, explain and the error gallery read."""
+    transform = eval_transform(preprocessing)
+    return LesionDataset(
+        root, table, transform, decoding(preprocessing), tolerate_unreadable, cache, diagnoses, metadata
+    )

@@ -21,11 +21,11 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from skinclf.data.color import WHOLE, Decoding
 from skinclf.data.images import content_sha1, decoded_size, load_rgb
 from skinclf.data.near_duplicates import perceptual_hash
-from skinclf.data.transforms import resize_step
+from skinclf.data.preprocessing import Decoding, decoding, resize_step
 from skinclf.machine import usable_cpus
+from skinclf.schema import Preprocessing
 
 #: Fewer images than this per worker process are read with fewer workers (none below it): starting a worker
 #: costs more than it saves on a small set.
@@ -39,11 +39,18 @@ HASH_SIDE = 256
 
 @dataclass(frozen=True)
 class CachedPixels:
-    """How a cache's pixels are made from an image file: decoded so, then resized so that the shorter side is
-    resize_size (bilinear, as the pipelines' first step)."""
+    """How a cache's pixels are made from an image file: decoded and resized as the model's preprocessing says (its
+    decoder, and its pipelines' first step)."""
 
-    resize_size: int
-    decoding: Decoding = WHOLE
+    preprocessing: Preprocessing
+
+    @property
+    def resize_size(self) -> int:
+        return self.preprocessing.resize_size
+
+    @cached_property
+    def decoding(self) -> Decoding:
+        return decoding(self.preprocessing)
 
     def identity(self) -> dict[str, Any]:
         """What of it a cache's key holds (only what differs from a whole decode without colour constancy)."""
@@ -54,7 +61,7 @@ class CachedPixels:
 
     @cached_property
     def _resize(self) -> A.SmallestMaxSize:
-        return resize_step(self.resize_size)
+        return resize_step(self.preprocessing)
 
     def of_decoded(self, pixels: np.ndarray) -> np.ndarray:
         """The cached pixels of an image decoded by load_rgb at decoding.side."""

@@ -35,16 +35,8 @@ METADATA_FILE = "split.json"
 #: The largest share of the training pool that validation may take to reach val_min_malignant.
 MAX_VAL_FRACTION = 0.25
 
-#: Values of settings that split.json files written before the setting existed were made with.
-LEGACY_SETTINGS = {"val_min_malignant": 0, "near_duplicates": "off", "missing_groups": "error"}
 #: Settings that only tables use: they play no part in the splits of an image folder.
 TABLE_SETTINGS = frozenset({*SOURCE_KEYS, "sources", "skip_unlabelled", "missing_groups"}) - {"group_column"}
-#: Names of settings in split.json files of earlier versions.
-LEGACY_NAMES = {
-    "seed": "split_seed",
-    "metadata": "metadata_table",
-    "metadata_image_column": "metadata_table_image_column",
-}
 
 
 def group_classes(labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,7 +178,6 @@ def assign_splits(records: pd.DataFrame, settings: SplitSettings) -> tuple[dict[
 
 def _settings_that_differ(saved: dict, settings: SplitSettings, metadata: dict) -> list[str]:
     """The settings that would make other splits than the saved ones (given where the data's splits came from)."""
-    saved = {**LEGACY_SETTINGS, **{LEGACY_NAMES.get(key, key): value for key, value in saved.items()}}
     wanted = dataclasses.asdict(settings)
     unused = set() if metadata.get("input") == "tables" else set(TABLE_SETTINGS)
     if metadata.get("test_source") in ("folder", "table"):
@@ -256,8 +247,8 @@ def prepare_splits(
     workers: int | None = None,
     staged: Staging | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Reuse the split CSVs in split_dir after checking them against the folder, or create them (see
-    create_splits).
+    """The split CSVs of split_dir as read (each once): reused after checking them against the data, or created
+    (see create_splits).
 
     Jobs started together make them once: the first takes the lock, the others wait and reuse them.
     """
@@ -266,8 +257,9 @@ def prepare_splits(
         if any((split_dir / f"{name}.csv").exists() for name in SPLITS):
             return _reuse_splits(root, split_dir, settings)
         _make_folder(split_dir)  # a folder the user may not write to is said before any image is read
-        tables, metadata = create_splits(root, settings, check_images, skip_corrupt, workers, staged)
-        _write_splits(split_dir, tables, metadata)
+        created, metadata = create_splits(root, settings, check_images, skip_corrupt, workers, staged)
+        _write_splits(split_dir, created, metadata)
+        tables, _ = load_splits(split_dir)  # as every later run reads them
     counts = ", ".join(f"{n} {c['images']} ({c['malignant']} malignant)" for n, c in metadata["counts"].items())
     log.info("wrote splits to %s: %s", split_dir, counts)
     return tables

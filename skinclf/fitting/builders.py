@@ -12,32 +12,30 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
-from pytorch_lightning.callbacks import (
-    Callback,
-    EarlyStopping,
-    EMAWeightAveraging,
-    LearningRateMonitor,
-    ModelCheckpoint,
-    TQDMProgressBar,
-)
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.data.metadata import Encoding
 from skinclf.data.records import reads_tables
 from skinclf.errors import SkinclfError, examples
-from skinclf.fitting.callbacks import AtomicCheckpointIO, FiniteLossGuard, RunRecordInCheckpoints
+from skinclf.fitting.callbacks import AtomicCheckpointIO, CheckpointContents
 from skinclf.fitting.checkpoints import read_checkpoint
 from skinclf.fitting.tracking import build_loggers
 from skinclf.machine import runs_on_gpu
 from skinclf.models import LesionClassifier
-from skinclf.models.settings import ClassifierSettings, Head, stored_model
+from skinclf.models.settings import ClassifierSettings, Head
 from skinclf.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
-#: How each value of checkpoint.select chooses, in words for metrics.json.
-CHECKPOINT_RULES = {"best": "highest val/auprc", "last": "last epoch (validation plays no part)"}
+#: The checkpoint callbacks a run evaluates the checkpoint of, the first present (conf/callbacks), and their rule in
+#: words for metrics.json.
+EVALUATED_CHECKPOINTS = {
+    "best_checkpoint": "highest val/auprc",
+    "last_checkpoint": "last epoch (validation plays no part)",
+}
 
 
 def diagnoses(settings: TrainConfig) -> list[str] | None:
@@ -54,8 +52,15 @@ def diagnoses(settings: TrainConfig) -> list[str] | None:
 
 def build_datamodule(settings: TrainConfig) -> LesionDataModule:
     steps = instantiate(settings.aug.train) if settings.aug.train else None
+    model = settings.model
     return LesionDataModule(
-        settings.data, steps, settings.seed, diagnoses(settings), settings.cv, settings.model.metadata_columns
+        settings.data,
+        model.preprocessing,
+        steps,
+        settings.seed,
+        diagnoses(settings),
+        settings.cv,
+        model.metadata_columns,
     )
 
 
@@ -87,7 +92,6 @@ def build_model(
         optim=settings.optim,
         loss=settings.loss,
         speed=settings.speed,
-        preprocessing=settings.data.preprocessing(),
         head=head,
         metadata_encoding=metadata_encoding,
     )
@@ -104,7 +108,7 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
         "aug": settings.aug.name,
         "task": settings.task.name,
         "seed": settings.seed,
-        **({"ema_decay": settings.ema.decay} if settings.ema.decay else {}),
+        "callbacks": sorted(settings.callbacks),
         **({"cv": {"folds": settings.cv.folds, "fold": settings.cv.fold}} if settings.cv.folds else {}),
         "recipe": recipe(settings),
         "evaluation": dataclasses.asdict(settings.evaluation),
@@ -113,66 +117,64 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
 
 def recipe(settings: TrainConfig) -> dict[str, Any]:
     """How the model was trained, in words a model card shows."""
-    data, optim = settings.data, settings.optim
+    optim, preprocessing = settings.optim, settings.model.preprocessing
     optimizer = optim.optimizer.rsplit(".", 1)[-1]
     return {
         "optimizer": f"{optimizer}, learning rate {optim.lr:g}, warmup {optim.warmup_epochs:g} epoch(s), cosine decay",
         "epochs": settings.trainer.max_epochs,
-        "batch": data.batch_size,
-        "images": f"shorter side {data.resize_size} px, centre {data.crop_size} px",
-        "colour constancy": data.color_constancy,
+        "batch": settings.data.batch_size,
+        "images": f"shorter side {preprocessing.resize_size} px, centre {preprocessing.crop_size} px",
+        "colour constancy": preprocessing.color_constancy,
         "augmentation": settings.aug.name,
         "loss": "cross-entropy over the diagnoses" if settings.task.name == "diagnosis" else "BCE with logits",
     }
 
 
-def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str, ModelCheckpoint]]:
-    """The Trainer with its checkpoint callbacks: the latest, and with checkpoint.select=best the best by val/auprc."""
-    every_n_epochs = settings.checkpoint.every_n_epochs
-    # no monitor: every save replaces the previous one (ModelCheckpoint's save_last only refreshes
-    # last.ckpt when a new best is saved)
-    folder = run_dir / "checkpoints"
-    checkpoints = {"last": ModelCheckpoint(dirpath=folder, filename="last", every_n_epochs=every_n_epochs)}
-    if settings.checkpoint.select == "best":
-        checkpoints["best"] = ModelCheckpoint(
-            dirpath=folder,
-            filename="best-epoch{epoch:03d}",
-            auto_insert_metric_name=False,
-            monitor="val/auprc",
-            mode="max",
-            save_top_k=1,
-            every_n_epochs=every_n_epochs,
+def build_callbacks(configs: dict[str, Any], run_dir: Path) -> dict[str, Callback]:
+    """The callbacks group's callbacks by name, each instantiated from its _target_; a ModelCheckpoint writes into
+    the run folder's checkpoints/."""
+    callbacks = {}
+    for name, config in configs.items():
+        if not isinstance(config, dict) or "_target_" not in config:
+            raise SkinclfError(
+                f"callbacks.{name} is not a callback: select them with callbacks=[default,...] (conf/callbacks/*.yaml)"
+            )
+        try:
+            checkpoint = issubclass(get_class(config["_target_"]), ModelCheckpoint)
+            callbacks[name] = instantiate(config, **({"dirpath": run_dir / "checkpoints"} if checkpoint else {}))
+        except (InstantiationException, ImportError, ValueError, TypeError) as error:
+            raise SkinclfError(f"callbacks.{name} cannot be made: {error.__cause__ or error}") from error
+    if not any(name in callbacks for name in EVALUATED_CHECKPOINTS):
+        kept = " or ".join(EVALUATED_CHECKPOINTS)
+        raise SkinclfError(
+            f"the callbacks {examples(sorted(callbacks))} save no checkpoint to evaluate: keep {kept} among them "
+            "(callbacks=[default,...])"
         )
+    return callbacks
+
+
+def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str, Callback]]:
+    """The Trainer with the callbacks group's callbacks (returned by name) and skinclf's own: what its checkpoints
+    hold, the learning rate to the loggers, a progress bar that reads the loss back every few steps."""
+    callbacks = build_callbacks(settings.callbacks, run_dir)
     loggers = build_loggers(settings.logger, run_dir)
-    callbacks = [
-        *checkpoints.values(),
-        RunRecordInCheckpoints(run_info(settings)),
+    own = [
+        CheckpointContents(run_info(settings)),
         *([LearningRateMonitor(logging_interval="step")] if loggers else []),
-        FiniteLossGuard(every_n_steps=settings.speed.nonfinite_check_steps),
-        *training_aids(settings),
     ]
     arguments = dataclasses.asdict(settings.trainer)
     if arguments["enable_progress_bar"] is not False:
         # each refresh reads the loss back from the device: not every step
-        callbacks.append(TQDMProgressBar(refresh_rate=settings.speed.progress_refresh_steps))
+        own.append(TQDMProgressBar(refresh_rate=settings.speed.progress_refresh_steps))
     warn_of_slow_precision(arguments["accelerator"], arguments["precision"])
     trainer = pl.Trainer(
-        **arguments, default_root_dir=run_dir, logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+        **arguments,
+        default_root_dir=run_dir,
+        logger=loggers,
+        callbacks=[*callbacks.values(), *own],
+        plugins=[AtomicCheckpointIO()],
     )
-    return trainer, checkpoints
-
-
-def training_aids(settings: TrainConfig) -> list[Callback]:
-    """Lightning's EMA of the weights and early stopping on val/auprc, where the settings ask for them."""
-    aids: list[Callback] = []
-    if settings.ema.decay is not None:
-        aids.append(EMAWeightAveraging(decay=settings.ema.decay))
-    if settings.early_stopping.patience is not None:
-        stopping = settings.early_stopping
-        aids.append(
-            EarlyStopping(monitor="val/auprc", mode="max", patience=stopping.patience, min_delta=stopping.min_delta)
-        )
-    return aids
+    return trainer, callbacks
 
 
 def warn_of_slow_precision(accelerator: str, precision: str | None) -> None:
@@ -187,12 +189,15 @@ def warn_of_slow_precision(accelerator: str, precision: str | None) -> None:
         )
 
 
-def chosen_checkpoint(checkpoints: dict[str, ModelCheckpoint], select: str) -> tuple[str, str]:
-    """The checkpoint to evaluate, and the rule that chose it: checkpoint.select, or last when no validation ran."""
-    if select == "best" and not checkpoints["best"].best_model_path:
+def chosen_checkpoint(callbacks: dict[str, Callback]) -> tuple[str, str]:
+    """The checkpoint to evaluate and the callback that saved it: best_checkpoint's where it is among the callbacks
+    and validation ran, else last_checkpoint's."""
+    chosen = [name for name in EVALUATED_CHECKPOINTS if name in callbacks and callbacks[name].best_model_path]
+    if "best_checkpoint" in callbacks and chosen != ["best_checkpoint", "last_checkpoint"][: len(chosen)]:
         log.warning("no validation ran, so no best checkpoint: evaluating the last one")
-        select = "last"
-    return checkpoints[select].best_model_path, select
+    if not chosen:
+        raise SkinclfError("the run saved no checkpoint to evaluate (trainer.max_epochs, the checkpoint callbacks)")
+    return callbacks[chosen[0]].best_model_path, chosen[0]
 
 
 def resume_checkpoint(settings: TrainConfig, run_dir: Path) -> Path | None:
@@ -216,7 +221,7 @@ def resume_checkpoint(settings: TrainConfig, run_dir: Path) -> Path | None:
         path = Path(settings.ckpt).expanduser()
     else:
         return None
-    model = stored_model(read_checkpoint(path)["hyper_parameters"])
+    model = read_checkpoint(path)["hyper_parameters"]["settings"]["model"]
     arch, library = model["arch"], model["library"]
     if (arch, library) != (settings.model.arch, settings.model.library):
         raise SkinclfError(

@@ -10,9 +10,17 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 
+import skinclf
 from skinclf.atomic import save_torch
 from skinclf.errors import SkinclfError
-from skinclf.fitting.checkpoints import RUN_KEY, VALIDATION_KEY, validation_record
+from skinclf.fitting.checkpoints import (
+    DATA_KEY,
+    RUN_KEY,
+    VALIDATION_KEY,
+    VERSION_KEY,
+    validation_key,
+    validation_record,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -58,20 +66,30 @@ class FiniteLossGuard(pl.Callback):
             )
 
 
-class RunRecordInCheckpoints(pl.Callback):
-    """Every checkpoint keeps the run's description and, for a validated epoch, its validation predictions.
-
-    So that evaluate, predict and export can choose thresholds from any checkpoint of a run
-    (last.ckpt as well as the best) without the data.
-    """
+class CheckpointContents(pl.Callback):
+    """The one writer of what a skinclf checkpoint holds besides Lightning's own (see skinclf.fitting.checkpoints):
+    the skinclf version, the run's description, where its data is, and for a validated epoch its validation
+    predictions, so that evaluate, predict and export can choose thresholds from any checkpoint of a run (last.ckpt
+    as well as the best) without the data."""
 
     def __init__(self, run_info: dict[str, Any]) -> None:
         self.run_info = run_info
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[VERSION_KEY] = skinclf.__version__
         checkpoint[RUN_KEY] = self.run_info
-        scores = module.validation_scores
-        paths = trainer.datamodule.datasets["val"].paths if trainer.datamodule is not None else []
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            return
+        checkpoint[DATA_KEY] = datamodule.location()
+        scores, paths = module.validation_scores, datamodule.datasets["val"].paths
         if scores is not None and scores.epoch == trainer.current_epoch and len(scores.labels) == len(paths):
             predictions = {"path": paths, "label": scores.labels.numpy(), "probability": scores.probabilities.numpy()}
             checkpoint[VALIDATION_KEY] = validation_record(pd.DataFrame(predictions))
+
+    @staticmethod
+    def add_validation(path: Path, checkpoint: dict[str, Any], predictions: pd.DataFrame, tta: str) -> None:
+        """Store validation predictions made with the views ``tta`` in a written checkpoint (its contents, as read
+        from path), atomically: the thresholds of later commands with those views are chosen on them."""
+        checkpoint[validation_key(tta)] = validation_record(predictions)
+        save_torch(checkpoint, path)

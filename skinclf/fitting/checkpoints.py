@@ -1,16 +1,16 @@
-"""skinclf checkpoints: loading them with a clear error, and what they carry besides the weights.
+"""skinclf checkpoints: what they carry besides the weights, and reading them back with a clear error.
 
-A checkpoint written by ``skinclf.train`` is a Lightning checkpoint with, besides the weights and
-the hyperparameters of :class:`LesionClassifier` (architecture, preprocessing):
+A checkpoint written by ``skinclf.train`` is a Lightning checkpoint (the weights, and the settings of
+:class:`LesionClassifier`: its architecture and preprocessing) whose other entries
+:class:`~skinclf.fitting.callbacks.CheckpointContents` writes, the one writer of them:
 
-- ``skinclf_version``: marks it as a skinclf checkpoint;
-- ``LesionDataModule``: the data root and split folder of the run (and its fold, under cross-validation);
-- ``skinclf_run``: the run's name, architecture, augmentation, seed and evaluation settings;
-- ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability
-  of every validation image, from which a threshold for any target recall can be chosen later;
-  ``skinclf_validation_<tta>`` the same predicted with test-time views (evaluation.tta), in the
-  checkpoint a run with them evaluated.
-  A checkpoint without them gets them from the run's validation split (skinclf.artifact).
+- ``skinclf_version``: the skinclf version that wrote it; a checkpoint of another major or minor version is refused;
+- ``skinclf_run``: the run's name, architecture, augmentation, seed, recipe and evaluation settings;
+- ``skinclf_data``: the data root and split folder of the run (and its fold, under cross-validation);
+- ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability of every
+  validation image, from which a threshold for any target recall can be chosen later;
+  ``skinclf_validation_<tta>`` the same predicted with test-time views (evaluation.tta), in the checkpoint a run
+  with them evaluated. A checkpoint without them gets them from the run's validation split (skinclf.artifact).
 """
 
 from __future__ import annotations
@@ -20,18 +20,23 @@ from typing import Any
 
 import pandas as pd
 
-from skinclf.atomic import load_torch, save_torch
+import skinclf
+from skinclf.atomic import load_torch
 from skinclf.data.folds import fold_tables, read_folds
 from skinclf.data.splits import load_splits
 from skinclf.errors import SkinclfError
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
-from skinclf.models.module import VERSION_KEY
-from skinclf.models.settings import grouped
 
-VALIDATION_KEY = "skinclf_validation"
+VERSION_KEY = "skinclf_version"
 RUN_KEY = "skinclf_run"
-DATA_KEY = "LesionDataModule"
+DATA_KEY = "skinclf_data"
+VALIDATION_KEY = "skinclf_validation"
+
+
+def release(version: str) -> str:
+    """The major.minor of a version: checkpoints of one release read alike."""
+    return ".".join(version.split(".")[:2])
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -43,13 +48,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not a skinclf checkpoint (no '{VERSION_KEY}' entry): "
             "expected a .ckpt file from the checkpoints/ folder of a skinclf.train run"
         )
+    written_by = str(checkpoint[VERSION_KEY])
+    if release(written_by) != release(skinclf.__version__):
+        raise SkinclfError(
+            f"{path} was written by skinclf {written_by}, and this is skinclf {skinclf.__version__}: checkpoints are "
+            f"read by the release that wrote them (install skinclf=={written_by} to use it), or train the model again"
+        )
     return checkpoint
 
 
 def load_classifier(path: str | Path) -> tuple[LesionClassifier, dict[str, Any]]:
     """The trained classifier of a skinclf checkpoint, in eval mode, and the checkpoint's contents."""
     checkpoint = read_checkpoint(path)
-    model = LesionClassifier(**grouped(checkpoint["hyper_parameters"]))
+    model = LesionClassifier(**checkpoint["hyper_parameters"])
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
@@ -77,27 +88,18 @@ def validation_key(tta: str) -> str:
     return VALIDATION_KEY if tta == "none" else f"{VALIDATION_KEY}_{tta}"
 
 
-def store_validation(
-    path: str | Path, checkpoint: dict[str, Any], predictions: pd.DataFrame, tta: str = "none"
-) -> None:
-    """Store validation predictions (made with the views ``tta``) in a checkpoint that lacks them (its contents,
-    as read from path), atomically."""
-    checkpoint[validation_key(tta)] = validation_record(predictions)
-    save_torch(checkpoint, Path(path))
-
-
 def stored_validation(checkpoint: dict[str, Any], tta: str = "none") -> pd.DataFrame | None:
     """The validation predictions (made with the views ``tta``) stored in a checkpoint, or None; for a diagnosis
     head, None unless they hold each diagnosis' probability."""
     stored = checkpoint.get(validation_key(tta))
-    diagnoses = grouped(checkpoint["hyper_parameters"])["settings"].get("head", {}).get("diagnoses")
+    diagnoses = checkpoint["hyper_parameters"]["settings"]["head"]["diagnoses"]
     if not stored or (diagnoses and "diagnosis" not in stored):
         return None
     return pd.DataFrame(stored)
 
 
 def stored_run_info(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Name, architecture, augmentation and seed of the run that wrote the checkpoint, if stored."""
+    """Name, architecture, augmentation and seed of the run that wrote the checkpoint."""
     return dict(checkpoint.get(RUN_KEY, {}))
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback
 
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.explain import Explainer, evaluation_explainer
 from skinclf.fitting.builders import (
-    CHECKPOINT_RULES,
+    EVALUATED_CHECKPOINTS,
     build_datamodule,
     build_model,
     build_trainer,
@@ -20,10 +20,12 @@ from skinclf.fitting.builders import (
     resume_checkpoint,
     run_info,
 )
-from skinclf.fitting.checkpoints import load_classifier, store_validation, stored_validation
+from skinclf.fitting.callbacks import CheckpointContents
+from skinclf.fitting.checkpoints import load_classifier, stored_validation
 from skinclf.fitting.tracking import config_params
 from skinclf.inference import inference_trainer, predict_loader
-from skinclf.results import Seen, evaluation_step
+from skinclf.metrics.decisions import VALIDATION, choose_policy
+from skinclf.results import RunRecord, Seen, write_results
 from skinclf.schema import TrainConfig
 
 
@@ -41,18 +43,18 @@ def train(settings: TrainConfig, run_dir: Path) -> dict:
     )
     if settings.explain.enabled:  # a layer or target that is not there: said before training, not after
         Explainer([model], settings.explain)
-    trainer, checkpoints = build_trainer(settings, run_dir)
+    trainer, callbacks = build_trainer(settings, run_dir)
     for logger in trainer.loggers:
         logger.log_hyperparams(config_params(settings))
     fitted = torch.compile(model) if settings.speed.compile else model
     trainer.fit(fitted, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}
-    return evaluate_chosen_checkpoint(settings, run_dir, trainer, checkpoints, datamodule)
+    return evaluate_chosen_checkpoint(settings, run_dir, trainer, callbacks, datamodule)
 
 
 def stopped_early(trainer: pl.Trainer) -> bool:
-    """Whether early_stopping ended the training before trainer.max_epochs."""
+    """Whether early stopping ended the training before trainer.max_epochs."""
     stopping = trainer.early_stopping_callback
     return stopping is not None and stopping.stopped_epoch > 0
 
@@ -61,11 +63,11 @@ def evaluate_chosen_checkpoint(
     settings: TrainConfig,
     run_dir: Path,
     trainer: pl.Trainer,
-    checkpoints: dict[str, ModelCheckpoint],
+    callbacks: dict[str, Callback],
     datamodule: LesionDataModule,
 ) -> dict:
-    """Thresholds from the chosen checkpoint's validation predictions, figures on test: the run's files."""
-    ckpt_path, rule = chosen_checkpoint(checkpoints, settings.checkpoint.select)
+    """The decision policy from the chosen checkpoint's validation predictions, figures on test: the run's files."""
+    ckpt_path, chosen_by = chosen_checkpoint(callbacks)
     classifier, checkpoint = load_classifier(ckpt_path)
     predictor = inference_trainer(settings.trainer.accelerator, settings.trainer.precision)  # one device after DDP
     tta = settings.evaluation.tta
@@ -74,35 +76,28 @@ def evaluate_chosen_checkpoint(
     validation = stored_validation(checkpoint, tta)
     if validation is None:
         validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), views=tta)
-        store_validation(ckpt_path, checkpoint, validation, tta)
+        CheckpointContents.add_validation(Path(ckpt_path), checkpoint, validation, tta)
     test = predict_loader(predictor, classifier, datamodule.test_dataloader(), views=tta)
-    predictions = {"val": validation, "test": test}
-    looked_at = validation if rule == "best" else validation.iloc[:0]  # what the rule chose on
-    info = {
-        **run_info(settings),
-        "checkpoint": str(Path(ckpt_path).relative_to(run_dir)),
-        "checkpoint_choice": {
-            "rule": CHECKPOINT_RULES[rule],
+    head = classifier.settings.head
+    policy = choose_policy(validation, VALIDATION, settings.evaluation, head.malignant_diagnoses)
+    looked_at = validation if chosen_by == "best_checkpoint" else validation.iloc[:0]  # what the rule chose on
+    record = RunRecord(
+        run_info(settings),
+        "test split",
+        settings.evaluation,
+        policy,
+        checkpoint=str(Path(ckpt_path).relative_to(run_dir)),
+        checkpoint_choice={
+            "rule": EVALUATED_CHECKPOINTS[chosen_by],
             "epoch": checkpoint["epoch"],
             "of_epochs": trainer.current_epoch,
             **({"stopped_early": True} if stopped_early(trainer) else {}),
             "validation_images": len(looked_at),
             "validation_malignant": int(looked_at["label"].sum()),
         },
-        "evaluated_on": "test split",
-        **({"tta": tta} if tta != "none" else {}),
-    }
+    )
     explainer = evaluation_explainer([classifier], settings.explain, tta)
-    head = classifier.settings.head
-    seen = Seen(
-        datamodule.root,
-        classifier.settings.preprocessing,
-        head.malignant_diagnoses,
-        explainer,
-        settings.explain.enabled,
-    )
-    step = trainer.global_step
+    seen = Seen(datamodule.root, classifier.settings.model.preprocessing, explainer, settings.explain.enabled)
     training = datamodule.datasets["train"].table
-    return evaluation_step(
-        run_dir, predictions, settings.evaluation, info, seen, trainer.loggers, step, training=training
-    )
+    predictions = {"val": validation, "test": test}
+    return write_results(run_dir, record, predictions, seen, trainer.loggers, trainer.global_step, training=training)

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
 from skinclf.errors import SkinclfError, examples
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
@@ -104,3 +106,35 @@ def member_figures(member: Member) -> dict:
         **{key: run[key] for key in ("name", "arch", "seed", "cv") if key in run},
         **{key: member.metrics.get(key) for key in ("val/auroc", "test/auroc", "test/auprc")},
     }
+
+
+class EnsembleProbabilities(nn.Module):
+    """The combination as one exported model (skinclf.export), of members' probability models (see
+    ``LesionClassifier.probability_model``): the mean of their
+    probabilities of malignancy, or, given each member's validation probabilities as ``references``
+    (combine rule rank), the mean of each probability's mid-rank percentile among its member's references."""
+
+    def __init__(self, members: list[nn.Module], references: list[torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.ranked = references is not None
+        for i, reference in enumerate(references or []):
+            self.register_buffer(f"reference_{i}", reference.float().flatten())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        scores = []
+        for i, member in enumerate(self.members):
+            probability = member(images)
+            if isinstance(probability, tuple):  # task=diagnosis: (malignancy, diagnoses)
+                probability = probability[0]
+            if self.ranked:
+                probability = self.percentile(getattr(self, f"reference_{i}"), probability)
+            scores.append(probability)
+        return torch.stack(scores).mean(0)
+
+    @staticmethod
+    def percentile(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """The share of the reference below each score, ties counted half (as :func:`percentiles`)."""
+        below = (reference < scores[:, None]).sum(1)
+        at_most = (reference <= scores[:, None]).sum(1)
+        return (below + at_most).float() / (2 * reference.numel())

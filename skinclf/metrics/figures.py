@@ -19,6 +19,7 @@ from skinclf.metrics.curves import (
     rates_at_threshold,
     reference_precision_at_recall,
 )
+from skinclf.metrics.decisions import recall_key, thresholds_by_rule
 from skinclf.metrics.transfer import transfer_warnings
 from skinclf.schema import BootstrapSettings
 
@@ -30,19 +31,16 @@ TEST_RATES = ("precision", "recall", "specificity", "npv")
 MIN_MALIGNANT_ALLOWED_BELOW = 2
 
 
-def recall_key(target_recall: float) -> str:
-    """'0.999' for 0.999: the suffix of metric names that belong to a target recall."""
-    return f"{target_recall:g}"
-
-
 def figures(
     val_scores: np.ndarray,
     val_labels: np.ndarray,
     test_scores: np.ndarray,
     test_labels: np.ndarray,
     target_recalls: Sequence[float],
+    rule: str,
 ) -> dict[str, np.ndarray]:
-    """Every figure of metrics.json, one value per row of the (resampled) scores."""
+    """Every figure of metrics.json, one value per row of the (resampled) scores; each operating point's threshold
+    chosen on val by the decision policy's rule (skinclf.metrics.decisions)."""
     val, test = rank(val_scores, val_labels), rank(test_scores, test_labels)
     values = {
         "val/auroc": auroc(val),
@@ -55,7 +53,7 @@ def figures(
         key = recall_key(target)
         values[f"test/precision_at_recall_{key}"] = best_precision_at_recall(test, target)[0]
         values[f"test/reference_precision_at_recall_{key}"] = reference_precision_at_recall(test, target)
-        _, threshold = best_precision_at_recall(val, target)
+        threshold = thresholds_by_rule(val, target, rule)
         val_rates = rates_at_threshold(val_scores, val_labels, threshold)
         test_rates = rates_at_threshold(test_scores, test_labels, threshold)
         values[f"op/{key}/threshold"] = threshold
@@ -105,13 +103,14 @@ def evaluate(
     test_labels: np.ndarray,
     target_recalls: Sequence[float],
     bootstrap: BootstrapSettings | None = None,
+    rule: str = "validation_precision",
 ) -> dict:
     """The metrics.json of a run ("val" chooses thresholds, "test" is what is evaluated).
 
     - ``val/*``, ``test/*``: AUROC, AUPRC (average precision), image counts; test accuracy at 0.5.
-    - ``operating_points``: for each target recall r, the threshold chosen on validation (highest
-      validation precision with validation recall >= r) and the test precision, recall,
-      specificity and NPV it gives: what a deployed model would do.
+    - ``operating_points``: for each target recall r, the threshold chosen on validation by the decision policy's
+      rule (by default the highest validation precision with validation recall >= r) and the test precision,
+      recall, specificity and NPV it gives: what a deployed model would do.
     - ``test/precision_at_recall_<r>`` (oracle): the highest test precision among thresholds whose
       test recall is >= r; it picks the threshold with the test labels, an optimistic bound.
     - ``test/reference_precision_at_recall_<r>``: the reference's reading, precision at the lowest
@@ -121,11 +120,13 @@ def evaluate(
     """
     val_scores, test_scores = np.asarray(val_scores, dtype=float), np.asarray(test_scores, dtype=float)
     val_labels, test_labels = np.asarray(val_labels, dtype=int), np.asarray(test_labels, dtype=int)
-    point = {k: v[0] for k, v in figures(val_scores, val_labels, test_scores, test_labels, target_recalls).items()}
+    point = {
+        k: v[0] for k, v in figures(val_scores, val_labels, test_scores, test_labels, target_recalls, rule).items()
+    }
     intervals: dict[str, tuple[float, float]] = {}
     if bootstrap is not None and bootstrap.resamples > 0:
         intervals = bootstrap_intervals(
-            lambda vs, vl, ts, tl: figures(vs, vl, ts, tl, target_recalls),
+            lambda vs, vl, ts, tl: figures(vs, vl, ts, tl, target_recalls, rule),
             (val_scores, val_labels),
             (test_scores, test_labels),
             bootstrap,

@@ -60,6 +60,7 @@ def audit(
     target_recalls: Sequence[float],
     bootstrap: BootstrapSettings,
     age_edges: Sequence[float],
+    rule: str,
 ) -> dict[str, list[dict]]:
     """{column: [one entry per subgroup]} for metrics.json; see the module's docstring."""
     missing = [c for c in columns if c not in test.columns]
@@ -75,7 +76,8 @@ def audit(
         groups = subgroup_values(test[column], column, age_edges)
         entries = []
         for value, rows in test.groupby(groups, sort=True, observed=True):
-            metrics = evaluate(val_scores, val_labels, rows["probability"], rows["label"], target_recalls, bootstrap)
+            test_rows = (rows["probability"], rows["label"])
+            metrics = evaluate(val_scores, val_labels, *test_rows, target_recalls, bootstrap, rule)
             entries.append(subgroup_entry(str(value), metrics))
         results[column] = entries
     return results

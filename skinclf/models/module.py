@@ -1,4 +1,5 @@
-"""The LightningModule: a torchvision or timm backbone with one logit, trained with BCE, Adam and warmup-cosine."""
+"""The LightningModule: a torchvision or timm backbone with one logit (BCE) or one per diagnosis (cross-entropy), and
+the optim group's optimizer with warmup then cosine decay."""
 
 from __future__ import annotations
 
@@ -15,15 +16,11 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.aggregation import CatMetric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
-import skinclf
 from skinclf.data.metadata import feature_names
 from skinclf.errors import SkinclfError
 from skinclf.models.backbones import build_backbone, load_pretrained
 from skinclf.models.schedule import WarmupCosine
 from skinclf.models.settings import ClassifierSettings, as_hyperparameters, classifier_settings
-
-#: Checkpoint entry that marks a checkpoint as written by this class, with the package version.
-VERSION_KEY = "skinclf_version"
 
 #: Optimizers with a fused kernel on a CPU and CUDA in every PyTorch this package supports (2.4 on).
 FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
@@ -84,7 +81,7 @@ def joint_logits(
     if branch is None:
         return logits
     if metadata is None:
-        raise SkinclfError("this model reads metadata beside each image (model.metadata), but none was given")
+        raise SkinclfError("this model reads metadata beside each image (model.metadata_columns), but none was given")
     return logits + branch(metadata.to(logits.dtype))
 
 
@@ -104,8 +101,8 @@ class LesionClassifier(pl.LightningModule):
     diagnosis, cross-entropy, and the probability of malignancy is the sum of the probabilities of
     the malignant diagnoses; every binary figure is computed on it alike.
 
-    The preprocessing a checkpoint needs at inference is part of its settings: resize and crop sizes
-    for the image pipeline, mean and std applied here as the first step of forward.
+    How it sees an image is part of its settings (``settings.model.preprocessing``): the image pipeline's decoding
+    and sizes (skinclf.data.preprocessing), and mean and std, applied here as the first step of forward.
 
     With a ``metadata_encoding`` (model.metadata_columns; see :mod:`skinclf.data.metadata`) a small
     branch reads the encoded metadata beside the image: a hidden layer with dropout, whose logits add
@@ -129,7 +126,8 @@ class LesionClassifier(pl.LightningModule):
         self.metadata_branch = (
             metadata_branch(len(feature_names(encoding)), outputs, model.metadata_dropout) if encoding else None
         )
-        self.normalize = PixelNormalize(self.settings.preprocessing.mean, self.settings.preprocessing.std)
+        preprocessing = model.preprocessing
+        self.normalize = PixelNormalize(preprocessing.mean, preprocessing.std)
         if head.diagnoses:
             weights = torch.tensor(head.class_weights) if head.class_weights else None
             self.loss = nn.CrossEntropyLoss(weight=weights)
@@ -139,7 +137,7 @@ class LesionClassifier(pl.LightningModule):
             pos_weight = self.settings.loss.pos_weight
             self.loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight) if pos_weight is not None else None)
             self.malignant_mask = None
-        # outputs of a validation or test epoch for AUROC, AUPRC and the PR curve; every process
+        # outputs of a validation epoch for AUROC, AUPRC and the PR curve; every process
         # evaluates the whole set (trainer.use_distributed_sampler=false), so nothing to gather
         self.epoch_probabilities = CatMetric(sync_on_compute=False)
         self.epoch_labels = CatMetric(sync_on_compute=False)
@@ -166,22 +164,26 @@ class LesionClassifier(pl.LightningModule):
         self._set_memory_format()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluation_step("val", batch)
+        logits = self(batch["image"], batch.get("metadata"))
+        self.log("val/loss", self._loss(logits, batch), sync_dist=True)
+        if self.trainer.sanity_checking:  # a couple of batches, maybe of one class: no ranking metrics
+            return
+        self.epoch_probabilities.update(self.malignancy(logits).float())
+        self.epoch_labels.update(batch["label"])
 
     def on_validation_epoch_end(self) -> None:
-        scores = self._evaluation_epoch_end("val")
-        if scores is not None:
-            probabilities, labels = scores
-            self.validation_scores = ValidationScores(self.current_epoch, probabilities.cpu(), labels.cpu())
-            for logger in self.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluation_step("test", batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
+        """Log the epoch's AUROC and AUPRC, and keep its scores for the checkpoints of the epoch."""
+        if self.trainer.sanity_checking:
+            return
+        probabilities, labels = self.epoch_probabilities.compute(), self.epoch_labels.compute().int()
+        self.epoch_probabilities.reset()
+        self.epoch_labels.reset()
+        self.log("val/auroc", binary_auroc(probabilities, labels))
+        self.log("val/auprc", binary_average_precision(probabilities, labels), prog_bar=True)
+        self.validation_scores = ValidationScores(self.current_epoch, probabilities.cpu(), labels.cpu())
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Probabilities of malignancy (and of each diagnosis); label and error pass through where given."""
@@ -217,9 +219,6 @@ class LesionClassifier(pl.LightningModule):
             "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"},
         }
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[VERSION_KEY] = skinclf.__version__
-
     def probability_model(self) -> nn.Module:
         """A plain module from pixels 0-255 to the probability of malignancy (and of each diagnosis), for export."""
         return Probabilities(self).eval()
@@ -234,25 +233,6 @@ class LesionClassifier(pl.LightningModule):
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.loss(logits, batch["label"] if self.malignant_mask is None else batch["diagnosis"])
-
-    def _evaluation_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
-        logits = self(batch["image"], batch.get("metadata"))
-        self.log(f"{stage}/loss", self._loss(logits, batch), sync_dist=True)
-        if self.trainer.sanity_checking:  # a couple of batches, maybe of one class: no ranking metrics
-            return
-        self.epoch_probabilities.update(self.malignancy(logits).float())
-        self.epoch_labels.update(batch["label"])
-
-    def _evaluation_epoch_end(self, stage: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Log the epoch's AUROC and AUPRC; returns its probabilities and labels (None while sanity checking)."""
-        if self.trainer.sanity_checking:
-            return None
-        probabilities, labels = self.epoch_probabilities.compute(), self.epoch_labels.compute().int()
-        self.epoch_probabilities.reset()
-        self.epoch_labels.reset()
-        self.log(f"{stage}/auroc", binary_auroc(probabilities, labels))
-        self.log(f"{stage}/auprc", binary_average_precision(probabilities, labels), prog_bar=stage == "val")
-        return probabilities, labels
 
 
 class Probabilities(nn.Module):

@@ -18,7 +18,8 @@ from typing import Any
 import jinja2
 
 from skinclf.atomic import write_text
-from skinclf.metrics.figures import recall_key, summary_line
+from skinclf.metrics.decisions import recall_key
+from skinclf.metrics.figures import summary_line
 from skinclf.metrics.plots import plot_forest
 from skinclf.metrics.subgroups import MIN_IMAGES_TO_JUDGE
 from skinclf.rendering.runs import Runs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from skinclf.metrics.figures import recall_key
+from skinclf.metrics.decisions import recall_key
 
 
 def shown(figure: float | None) -> str:

@@ -22,6 +22,7 @@ from statistics import median
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from skinclf.atomic import write_json
@@ -103,14 +104,13 @@ def lightning_loop(settings: BenchConfig, datamodule: pl.LightningDataModule, de
     trainer_settings = dataclasses.replace(
         settings.trainer, max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0
     )
-    # no validation runs, so nothing for early stopping to watch
-    no_stopping = dataclasses.replace(settings.early_stopping, patience=None)
-    timed = dataclasses.replace(settings, trainer=trainer_settings, early_stopping=no_stopping)
+    timed = dataclasses.replace(settings, trainer=trainer_settings)
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer, checkpoints = build_trainer(timed, Path(run_dir))
+        trainer, callbacks = build_trainer(timed, Path(run_dir))
         meter = Throughput(bench.warmup_batches, bench.batches, device)
-        # no validation runs, so no checkpoint to keep; everything else is as in training
-        trainer.callbacks = [c for c in trainer.callbacks if c not in checkpoints.values()] + [meter]
+        # no validation runs, so no checkpoint to keep and nothing for early stopping to watch; the rest as in training
+        watching = [c for c in callbacks.values() if isinstance(c, ModelCheckpoint | EarlyStopping)]
+        trainer.callbacks = [c for c in trainer.callbacks if c not in watching] + [meter]
         trainer.fit(random_init_model(timed), datamodule=datamodule)
     return meter.images_per_second
 
@@ -144,7 +144,7 @@ def print_table(results: dict) -> None:
 
 def measure_pipeline(settings: BenchConfig, train_set: LesionDataset, worker_counts: list[int]) -> list[dict]:
     """(a): images per second from the JPEG files and from the cache, at each worker count."""
-    decoded = LesionDataset(train_set.root, train_set.table, train_set.transform, decoding=train_set.decoding)
+    decoded = LesionDataset(train_set.root, train_set.table, train_set.transform, train_set.decode)
     rows = []
     for workers in worker_counts:
         for source, dataset in (("decode JPEG", decoded), ("uint8 cache", train_set)):
@@ -193,13 +193,13 @@ def run_bench(settings: BenchConfig, output_dir: Path) -> dict:
     datamodule.prepare_data()
     datamodule.setup("fit")
     train_set = datamodule.datasets["train"]
-    data = settings.data
+    data, sizes = settings.data, f"{settings.model.preprocessing.resize_size}->{settings.model.preprocessing.crop_size}"
     pipeline = measure_pipeline(settings, train_set, settings.bench.worker_counts or default_worker_counts())
     rounds = measure_loops(settings, datamodule, device)
     results = {
         "machine": machine_facts(device),
         "config": (
-            f"{settings.model.arch}, batch {data.batch_size}, {data.resize_size}->{data.crop_size} px, "
+            f"{settings.model.arch}, batch {data.batch_size}, {sizes} px, "
             f"aug {settings.aug.name}, precision {settings.trainer.precision}, {data.num_workers} loader workers, "
             f"{len(train_set)} training images, {settings.bench.rounds} rounds of {settings.bench.batches} batches"
         ),

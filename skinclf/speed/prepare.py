@@ -3,11 +3,11 @@
 Generates bench.prepare.images JPEGs of width x height (synthetic lesions, upscaled, with sensor-like noise so that
 they compress as photographs do), then times, in one run:
 
-- the floor in one process: each file decoded as small as DCT scaling allows for data.resize_size, then resized;
+- the floor in one process: each file decoded as small as DCT scaling allows for the model's resize_size, then resized;
 - the floor on every usable core: the same in a process pool;
 - skinclf's preparation: the split (check, byte hash, perceptual hash) and the image caches, from a fresh split
   folder, as training's first step does it;
-- with bench.prepare.whole_decode, the same with data.jpeg_dct_scaling=false: every image decoded whole.
+- with bench.prepare.whole_decode, the same with model.preprocessing.jpeg_dct_scaling=false: every image decoded whole.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from PIL import Image
 
 from skinclf.atomic import write_json
 from skinclf.data.images import load_rgb
+from skinclf.data.preprocessing import resize_step
 from skinclf.data.synthetic import CLASS_LOOKS, render_lesion
-from skinclf.data.transforms import resize_step
 from skinclf.fitting.builders import build_datamodule
 from skinclf.machine import usable_cpus
-from skinclf.schema import BenchConfig, PrepareBenchSettings
+from skinclf.schema import BenchConfig, PrepareBenchSettings, Preprocessing
 from skinclf.speed.timing import machine_facts, peak_host_memory_mb
 
 #: The share of the generated images in test/ (the rest in train/), and of malignant ones.
@@ -60,16 +60,16 @@ def write_photographs(folder: Path, settings: PrepareBenchSettings) -> list[Path
     return paths
 
 
-def floor_image(job: tuple[Path, int]) -> tuple[int, int]:
-    """One image decoded as small as DCT scaling allows for the size, then resized: the least any preparation
-    does."""
-    path, side = job
-    return resize_step(side)(image=load_rgb(path, side))["image"].shape[:2]
+def floor_image(job: tuple[Path, Preprocessing]) -> tuple[int, int]:
+    """One image decoded as small as DCT scaling allows for the model's size, then resized as it resizes: the least
+    any preparation does."""
+    path, preprocessing = job
+    return resize_step(preprocessing)(image=load_rgb(path, preprocessing.resize_size))["image"].shape[:2]
 
 
-def floor_seconds(paths: list[Path], side: int, processes: int) -> float:
+def floor_seconds(paths: list[Path], preprocessing: Preprocessing, processes: int) -> float:
     """Seconds to decode and resize every image in one process (processes=1) or a pool of processes."""
-    jobs = [(path, side) for path in paths]
+    jobs = [(path, preprocessing) for path in paths]
     start = time.perf_counter()
     if processes == 1:
         for job in jobs:
@@ -95,15 +95,11 @@ def forked_pool(processes: int) -> multiprocessing.pool.Pool:
 def preparation_seconds(settings: BenchConfig, root: Path, work: Path, dct_scaling: bool) -> float:
     """Seconds skinclf takes to make the splits and the caches of root from nothing, as training does first."""
     data = dataclasses.replace(
-        settings.data,
-        root=str(root),
-        split_dir=str(work),
-        cache_dir=None,
-        cache=True,
-        synthetic=None,
-        jpeg_dct_scaling=dct_scaling,
+        settings.data, root=str(root), split_dir=str(work), cache_dir=None, cache=True, synthetic=None
     )
-    datamodule = build_datamodule(dataclasses.replace(settings, data=data))
+    preprocessing = dataclasses.replace(settings.model.preprocessing, jpeg_dct_scaling=dct_scaling)
+    model = dataclasses.replace(settings.model, preprocessing=preprocessing)
+    datamodule = build_datamodule(dataclasses.replace(settings, data=data, model=model))
     start = time.perf_counter()
     datamodule.prepare_data()
     return time.perf_counter() - start
@@ -111,14 +107,14 @@ def preparation_seconds(settings: BenchConfig, root: Path, work: Path, dct_scali
 
 def run_prepare_bench(settings: BenchConfig, output_dir: Path) -> dict:
     """Every measurement of the prepare mode; writes bench.json into output_dir and returns its contents."""
-    prepare, side = settings.bench.prepare, settings.data.resize_size
+    prepare, preprocessing = settings.bench.prepare, settings.model.preprocessing
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(prepare.folder).expanduser() if prepare.folder else Path(scratch) / "photographs"
         paths = write_photographs(folder, prepare)
         processes = usable_cpus()
         seconds = {
-            "floor, one process": floor_seconds(paths, side, 1),
-            f"floor, {processes} processes": floor_seconds(paths, side, processes),
+            "floor, one process": floor_seconds(paths, preprocessing, 1),
+            f"floor, {processes} processes": floor_seconds(paths, preprocessing, processes),
             "skinclf": preparation_seconds(settings, folder, Path(scratch) / "dct", True),
         }
         if prepare.whole_decode:
@@ -128,7 +124,8 @@ def run_prepare_bench(settings: BenchConfig, output_dir: Path) -> dict:
         "machine": machine_facts(torch.device("cpu")),
         "config": (
             f"{prepare.images} JPEGs of {prepare.width}x{prepare.height} (quality {prepare.quality}, "
-            f"{sum(p.stat().st_size for p in paths) / len(paths) / 1e6:.1f} MB each) -> {side} px, "
+            f"{sum(p.stat().st_size for p in paths) / len(paths) / 1e6:.1f} MB each) -> "
+            f"{preprocessing.resize_size} px, "
             f"{processes} usable CPUs, data.prepare_workers={settings.data.prepare_workers}"
         ),
         "seconds": seconds,

@@ -1,0 +1,91 @@
+"""How a model prepares an image: the one place its preprocessing becomes a decoder, a resize and an eval transform.
+
+A model's :class:`~skinclf.schema.Preprocessing` (the model group's ``model.preprocessing``: its weights' own eval
+transforms unless set, kept in every checkpoint) says how a file becomes the crop the model sees: decoded (a JPEG by
+DCT scaling to no less than ``resize_size`` on its shorter side, with ``jpeg_dct_scaling``), colour constancy, the
+shorter side resized to ``resize_size``, the centre ``crop_size`` square; then, inside the model, ``(pixels / 255 -
+mean) / std``. Training (its pipelines and image caches), evaluate, predict, explain and export all take it from here
+(the eval dataset: :func:`skinclf.data.dataset.eval_dataset`), so that a new setting acts everywhere once it acts here.
+Pipelines take uint8 (H, W, 3) arrays and give uint8 (3, H, W) tensors: the model normalises on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import albumentations as A
+import numpy as np
+from albumentations.pytorch import ToTensorV2
+
+from skinclf.data.color import SHADES_OF_GRAY_HOW, shades_of_gray
+from skinclf.data.images import load_rgb
+from skinclf.schema import Preprocessing
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How an image file becomes the pixels a pipeline starts from: decoded (with ``side``, a JPEG by DCT scaling to
+    no less than ``side`` pixels on its shorter side: see skinclf.data.images.load_rgb), then colour constancy."""
+
+    side: int | None = None
+    color_constancy: str = "none"
+
+    def __call__(self, source: Path | BinaryIO) -> np.ndarray:
+        return self.constant(load_rgb(source, self.side))
+
+    def constant(self, pixels: np.ndarray) -> np.ndarray:
+        """Decoded pixels with the colour constancy applied."""
+        return shades_of_gray(pixels) if self.color_constancy == "shades_of_gray" else pixels
+
+
+#: Every image decoded whole, without colour constancy.
+WHOLE = Decoding()
+
+
+def decoding(preprocessing: Preprocessing) -> Decoding:
+    """The model's decoder: at its resize_size where it decodes JPEGs by DCT scaling, with its colour constancy."""
+    side = preprocessing.resize_size if preprocessing.jpeg_dct_scaling else None
+    return Decoding(side, preprocessing.color_constancy)
+
+
+def resize_step(preprocessing: Preprocessing) -> A.SmallestMaxSize:
+    """The shorter side resized to resize_size, the aspect ratio kept: every pipeline's first step, and the cache's."""
+    return A.SmallestMaxSize(max_size=preprocessing.resize_size)
+
+
+def eval_transform(preprocessing: Preprocessing) -> A.Compose:
+    """Resize, then the centre crop_size square."""
+    crop = preprocessing.crop_size
+    return A.Compose([resize_step(preprocessing), A.CenterCrop(height=crop, width=crop), ToTensorV2()])
+
+
+def train_transform(preprocessing: Preprocessing, steps: Sequence[A.BasicTransform] | None) -> A.Compose:
+    """Resize, then the aug group's steps (which end at crop_size); no steps trains on the eval transform, as the
+    reference's baseline did. Its randomness is seeded per image by the dataset (see skinclf.data.sampler)."""
+    if not steps:
+        return eval_transform(preprocessing)
+    return A.Compose([resize_step(preprocessing), *steps, ToTensorV2()])
+
+
+def description(preprocessing: Preprocessing) -> dict[str, Any]:
+    """How to prepare an image for the exported model, in words and numbers (its JSON file's ``input``)."""
+    p = preprocessing
+    how = f"resize the shorter side to {p.resize_size} px (bilinear), then centre-crop {p.crop_size}x{p.crop_size}"
+    if p.jpeg_dct_scaling:
+        how += (
+            f"; a JPEG decoded by DCT scaling (libjpeg scale 1/2, 1/4 or 1/8, the smallest whose shorter side is "
+            f">= {p.resize_size} px; Pillow's Image.draft) before the resize"
+        )
+    return {
+        "preprocessing": how + "; EXIF orientation applied",
+        "resize_size": p.resize_size,
+        "crop_size": p.crop_size,
+        "mean": list(p.mean),
+        "std": list(p.std),
+        "normalisation": "inside the model: (pixels / 255 - mean) / std",
+        "color_constancy": p.color_constancy,
+        **({"color_constancy_how": SHADES_OF_GRAY_HOW} if p.color_constancy == "shades_of_gray" else {}),
+    }

@@ -33,7 +33,7 @@ from skinclf.inference import Inference, predict_images
 from skinclf.metrics.combining import EnsembleProbabilities, combine, without_diagnoses
 from skinclf.metrics.decisions import VALIDATION, DecisionPolicy, choose_policy
 from skinclf.models import LesionClassifier
-from skinclf.results import Seen
+from skinclf.results import ImagesAsSeen
 from skinclf.schema import DataSettings, EvaluationSettings, ExplainSettings, Preprocessing, recorded_unless_given
 
 #: metrics.json of an ensemble says so in run.kind.
@@ -77,7 +77,7 @@ def table_images(data: DataSettings, split: str | None) -> Images:
 class Run:
     """A finished run's folder (a training run, an evaluation or an ensemble): its metrics.json and predictions."""
 
-    directory: Path
+    folder: Path
     metrics: dict
 
     @cached_property
@@ -92,9 +92,9 @@ class Run:
     def checkpoint(self) -> Path | None:
         """The checkpoint the run evaluated; None for evaluations and ensembles, which trained nothing."""
         recorded = self.metrics.get("run", {}).get("checkpoint")
-        if recorded is None or not (self.directory / "checkpoints").is_dir():
+        if recorded is None or not (self.folder / "checkpoints").is_dir():
             return None
-        return self.directory / recorded
+        return self.folder / recorded
 
     @property
     def recorded_evaluation(self) -> dict[str, Any]:
@@ -107,17 +107,17 @@ class Run:
         return self.recorded_evaluation["tta"]
 
     def _predictions(self, split: str) -> pd.DataFrame:
-        path = self.directory / f"predictions_{split}.csv"
+        path = self.folder / f"predictions_{split}.csv"
         if not path.is_file():
-            raise SkinclfError(f"{self.directory} is not a finished run: {path.name} is missing")
+            raise SkinclfError(f"{self.folder} is not a finished run: {path.name} is missing")
         return pd.read_csv(path, dtype={"path": str})
 
 
-def read_run(directory: Path) -> Run:
-    metrics = directory / "metrics.json"
+def read_run(folder: Path) -> Run:
+    metrics = folder / "metrics.json"
     if not metrics.is_file():
-        raise SkinclfError(f"{directory} is not the folder of a finished run: it has no metrics.json")
-    return Run(directory, json.loads(metrics.read_text()))
+        raise SkinclfError(f"{folder} is not the folder of a finished run: it has no metrics.json")
+    return Run(folder, json.loads(metrics.read_text()))
 
 
 def find_runs(folders: Sequence[str | Path]) -> list[Run]:
@@ -130,7 +130,7 @@ def find_runs(folders: Sequence[str | Path]) -> list[Run]:
         found = sorted(p.parent for p in folder.rglob("metrics.json"))
         if not found:
             raise SkinclfError(f"{folder} holds no run (no metrics.json below it)")
-        runs += [read_run(directory) for directory in found]
+        runs += [read_run(run_folder) for run_folder in found]
     return runs
 
 
@@ -162,13 +162,13 @@ class TrainedModel(ABC):
         """How it sees an image (an ensemble: its first member; they may differ, see probability_model)."""
 
     @abstractmethod
-    def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
+    def predict(self, images: Images, inference: Inference, tta: str, tolerant: bool = False) -> pd.DataFrame:
         """The images' predictions (path, label where known, probability, the table's other columns); ``tolerant``:
         an unreadable image gets its reason in the column error instead of stopping the run."""
 
     @abstractmethod
-    def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
-        """The validation predictions, made with the views ``views``, on which its thresholds are chosen."""
+    def validation(self, inference: Inference, tta: str, data_root: str | None = None) -> pd.DataFrame:
+        """The validation predictions, made with the test-time views ``tta``, on which its thresholds are chosen."""
 
     @property
     @abstractmethod
@@ -209,11 +209,11 @@ class TrainedModel(ABC):
     def classifiers(self) -> list[LesionClassifier]:
         """Its classifiers that take its images (an ensemble: the members with its first member's preprocessing)."""
 
-    def seen(self, root: Path, explain: ExplainSettings, views: str = "none") -> Seen:
+    def seen(self, root: Path, explain: ExplainSettings, tta: str = "none") -> ImagesAsSeen:
         """How the model sees images below root, for an evaluation; its maps (its classifiers', averaged) for the error
         gallery, and for every test image with explain.enabled."""
-        explainer = evaluation_explainer(self.classifiers, explain, views)
-        return Seen(root, self.preprocessing, explainer, explain.enabled)
+        explainer = evaluation_explainer(self.classifiers, explain, tta)
+        return ImagesAsSeen(root, self.preprocessing, explainer, explain.enabled)
 
     @abstractmethod
     def training_images(self) -> Images:
@@ -294,28 +294,28 @@ class CheckpointModel(TrainedModel):
     def classifiers(self) -> list[LesionClassifier]:
         return [self.classifier]
 
-    def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
-        return predict_images(inference, self.classifier, images.root, images.table, tolerant, views)
+    def predict(self, images: Images, inference: Inference, tta: str, tolerant: bool = False) -> pd.DataFrame:
+        return predict_images(inference, self.classifier, images.root, images.table, tolerant, tta)
 
     @property
     def described_validation(self) -> str:
         return VALIDATION
 
-    def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
+    def validation(self, inference: Inference, tta: str, data_root: str | None = None) -> pd.DataFrame:
         """Stored in the checkpoint, or else predicted on its run's validation split with the same views, so that
         thresholds are chosen on scores of the kind they are applied to."""
-        stored = stored_validation(self.checkpoint, views)
+        stored = stored_validation(self.checkpoint, tta)
         if stored is not None:
             return stored
         try:
             images = self.split("val", data_root)
         except SkinclfError as error:
-            why = "holds no validation predictions" + (f" with evaluation.tta={views}" if views != "none" else "")
+            why = "holds no validation predictions" + (f" with evaluation.tta={tta}" if tta != "none" else "")
             raise SkinclfError(
                 f"the checkpoint {self.path} {why} to choose thresholds on, and its validation split cannot be read "
                 f"({error}): pass data.root=<data root> if the data moved, or threshold=<value> to predict"
             ) from error
-        return self.predict(images, inference, views)
+        return self.predict(images, inference, tta)
 
     def split(self, name: str, data_root: str | None = None) -> Images:
         root, table = run_split(self.checkpoint, name, data_root)
@@ -345,7 +345,7 @@ class EnsembleModel(TrainedModel):
         self.run = read_run(path)
         recorded = self.run.metrics["run"]
         self.rule: str = recorded["combine"]
-        folders = [Path(m["directory"]) for m in recorded["members"]]
+        folders = [Path(m["run_folder"]) for m in recorded["members"]]
         gone = [str(f) for f in folders if not (f / "metrics.json").is_file()]
         if gone:
             raise SkinclfError(
@@ -398,21 +398,21 @@ class EnsembleModel(TrainedModel):
         return [m.classifier for m in self.members if m.preprocessing == self.preprocessing]
 
     @property
-    def views(self) -> str:
+    def tta(self) -> str:
         """The test-time views its members were evaluated with, on which its thresholds were chosen."""
         return self.member_runs[0].tta
 
-    def _check_views(self, views: str) -> None:
-        if views != self.views:
+    def _check_tta(self, tta: str) -> None:
+        if tta != self.tta:
             raise SkinclfError(
-                f"the ensemble {self.path} was evaluated with evaluation.tta={self.views}, and its thresholds were "
-                f"chosen on those scores: pass evaluation.tta={self.views}"
+                f"the ensemble {self.path} was evaluated with evaluation.tta={self.tta}, and its thresholds were "
+                f"chosen on those scores: pass evaluation.tta={self.tta}"
             )
 
-    def predict(self, images: Images, inference: Inference, views: str, tolerant: bool = False) -> pd.DataFrame:
+    def predict(self, images: Images, inference: Inference, tta: str, tolerant: bool = False) -> pd.DataFrame:
         """Every member's predictions (each with its own preprocessing and metadata), combined by its rule."""
-        self._check_views(views)
-        per_member = [m.predict(images, inference, views, tolerant) for m in self.members]
+        self._check_tta(tta)
+        per_member = [m.predict(images, inference, tta, tolerant) for m in self.members]
         predictions = without_diagnoses(per_member[0])
         probabilities = [p["probability"].to_numpy() for p in per_member]
         predictions["probability"] = combine(self.member_runs, probabilities, self.rule)
@@ -422,9 +422,9 @@ class EnsembleModel(TrainedModel):
     def described_validation(self) -> str:
         return f"the ensemble's validation ({self.run.metrics['run']['thresholds_chosen_on']})"
 
-    def validation(self, inference: Inference, views: str, data_root: str | None = None) -> pd.DataFrame:
+    def validation(self, inference: Inference, tta: str, data_root: str | None = None) -> pd.DataFrame:
         """Its own: the members' pooled out-of-fold (or averaged) validation predictions, combined."""
-        self._check_views(views)
+        self._check_tta(tta)
         return self.run.val
 
     def split(self, name: str, data_root: str | None = None) -> Images:
@@ -440,9 +440,9 @@ class EnsembleModel(TrainedModel):
 
     def probability_model(self) -> nn.Module:
         """The members as one module, combined as evaluated; only for members that one exported input can feed."""
-        if self.views != "none":
+        if self.tta != "none":
             raise SkinclfError(
-                f"the members of {self.path} were evaluated with evaluation.tta={self.views}, so its thresholds (and "
+                f"the members of {self.path} were evaluated with evaluation.tta={self.tta}, so its thresholds (and "
                 "ranks) hold for scores averaged over views, which one exported model does not make: predict with "
                 "python -m skinclf.predict ckpt=<the ensemble folder>, or make an ensemble of runs evaluated without"
             )

@@ -154,8 +154,8 @@ class Explainer:
     """Maps of one or more classifiers (an ensemble's members, averaged) for crops they all take, with test-time
     views turned back and averaged."""
 
-    def __init__(self, classifiers: list[LesionClassifier], settings: ExplainSettings, views: str = "none") -> None:
-        self.classifiers, self.settings, self.views = classifiers, settings, VIEWS[views]
+    def __init__(self, classifiers: list[LesionClassifier], settings: ExplainSettings, tta: str = "none") -> None:
+        self.classifiers, self.settings, self.views = classifiers, settings, VIEWS[tta]
         self.layers = [target_layer(c, settings.layer) for c in classifiers]
         self.targets = [target_of(c, settings) for c in classifiers]
 
@@ -177,13 +177,13 @@ class Explainer:
 
 
 def evaluation_explainer(
-    classifiers: list[LesionClassifier], settings: ExplainSettings, views: str = "none"
+    classifiers: list[LesionClassifier], settings: ExplainSettings, tta: str = "none"
 ) -> Explainer | None:
     """The explainer of an evaluation: with explain.enabled, of every test image (an error where no map can be
     made); otherwise of the error gallery alone, None, said in the log, where no map can be made (the gallery then
     shows the images alone)."""
     try:
-        return Explainer(classifiers, settings, views)
+        return Explainer(classifiers, settings, tta)
     except SkinclfError as error:
         if settings.enabled:
             raise

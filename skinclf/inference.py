@@ -24,7 +24,7 @@ from skinclf.models import LesionClassifier
 from skinclf.schema import DataSettings, TrainerSettings
 
 #: Columns of a split table that say nothing about the image (its metadata columns are kept beside its predictions).
-NOT_DESCRIPTIVE = ("group", "sha1")
+BOOKKEEPING_COLUMNS = ("group", "sha1")
 
 #: Test-time augmentation (evaluation.tta): the views of an image whose probabilities are averaged,
 #: as (quarter turns, flipped left-right): the image as it is; its four flips (by the two axes);
@@ -45,10 +45,10 @@ def view(images: torch.Tensor, turns: int, flipped: bool) -> torch.Tensor:
 class Predictor(pl.LightningModule):
     """A classifier at prediction time: its probabilities, averaged over the test-time views."""
 
-    def __init__(self, classifier: LesionClassifier, views: str = "none") -> None:
+    def __init__(self, classifier: LesionClassifier, tta: str = "none") -> None:
         super().__init__()
         self.classifier = classifier
-        self.views = VIEWS[views]
+        self.views = VIEWS[tta]
 
     def on_predict_start(self) -> None:
         self.classifier.on_predict_start()
@@ -90,7 +90,7 @@ class Inference:
 
 
 def predict_loader(
-    trainer: pl.Trainer, classifier: LesionClassifier, loader: DataLoader, views: str = "none"
+    trainer: pl.Trainer, classifier: LesionClassifier, loader: DataLoader, tta: str = "none"
 ) -> pd.DataFrame:
     """Probability of malignancy for every image of the loader's LesionDataset, in its order.
 
@@ -98,7 +98,7 @@ def predict_loader(
     unreadable images.
     """
     dataset: LesionDataset = loader.dataset
-    batches = trainer.predict(Predictor(classifier, views), dataloaders=loader)
+    batches = trainer.predict(Predictor(classifier, tta), dataloaders=loader)
     table = pd.DataFrame({"path": dataset.paths})
     labels = torch.cat([b["label"] for b in batches]).numpy()
     if not np.isnan(labels).all():
@@ -112,7 +112,7 @@ def predict_loader(
     if dataset.tolerate_unreadable:
         table["error"] = [error for b in batches for error in b["error"]]
     described = dataset.table.drop(
-        columns=[c for c in (*table.columns, *NOT_DESCRIPTIVE) if c in dataset.table.columns]
+        columns=[c for c in (*table.columns, *BOOKKEEPING_COLUMNS) if c in dataset.table.columns]
     )
     return pd.concat([table, described.reset_index(drop=True)], axis=1)
 
@@ -123,7 +123,7 @@ def predict_images(
     root: Path,
     table: pd.DataFrame,
     tolerate_unreadable: bool = False,
-    views: str = "none",
+    tta: str = "none",
 ) -> pd.DataFrame:
     """Probabilities for the images of a table, preprocessed as the classifier was trained (its metadata
     columns encoded as in training, for a model with metadata)."""
@@ -131,4 +131,4 @@ def predict_images(
     metadata = encode(table, encoding, "the table of images to predict") if encoding else None
     dataset = eval_dataset(classifier.settings.model.preprocessing, root, table, tolerate_unreadable, metadata)
     loader = DataLoader(dataset, batch_size=inference.batch_size, num_workers=inference.num_workers)
-    return predict_loader(inference.trainer, classifier, loader, views)
+    return predict_loader(inference.trainer, classifier, loader, tta)

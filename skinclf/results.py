@@ -24,7 +24,6 @@ from skinclf.atomic import write_json
 from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, skin_tones
 from skinclf.data.dataset import eval_dataset
 from skinclf.explain import Explainer, explain_images, overlay
-from skinclf.fitting.tracking import build_loggers, log_results
 from skinclf.metrics.calibration import expected_calibration_error
 from skinclf.metrics.decisions import DecisionPolicy
 from skinclf.metrics.diagnosis import diagnosis_columns, diagnosis_figures
@@ -34,10 +33,11 @@ from skinclf.metrics.plots import plot_confusion_matrix
 from skinclf.metrics.subgroups import audit, subgroup_values
 from skinclf.rendering import write_reports
 from skinclf.schema import EvaluationSettings, Preprocessing
+from skinclf.tracking import build_loggers, log_results
 
 
 @dataclass(frozen=True)
-class Seen:
+class ImagesAsSeen:
     """How the evaluated model saw the test images: the folder their paths are relative to, its preprocessing, and
     what maps where it looked (None where none can be made), for the error gallery and, with explain_every_image,
     for every test image (explanations/, and the column explanation of predictions_test.csv)."""
@@ -72,7 +72,7 @@ class RunRecord:
         }
 
 
-def error_images(seen: Seen, test: pd.DataFrame) -> Errors:
+def error_images(seen: ImagesAsSeen, test: pd.DataFrame) -> Errors:
     """The most confident errors on test with their images as the model saw them, each beside its map's overlay."""
     errors = {}
     for kind, rows in confident_errors(test).items():
@@ -87,7 +87,7 @@ def error_images(seen: Seen, test: pd.DataFrame) -> Errors:
     return errors
 
 
-def figures(validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSettings, rule: str) -> dict:
+def evaluation_figures(validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSettings, rule: str) -> dict:
     """metrics.json's figures: of val (which chooses the thresholds) and of test, by subgroup and diagnosis too."""
     metrics = evaluate(
         validation["probability"].to_numpy(),
@@ -121,14 +121,14 @@ def calibration_record(policy: DecisionPolicy, before: dict[str, pd.DataFrame], 
     return record
 
 
-def with_skin_tone(test: pd.DataFrame, settings: EvaluationSettings, seen: Seen) -> pd.DataFrame:
+def with_skin_tone(test: pd.DataFrame, settings: EvaluationSettings, seen: ImagesAsSeen) -> pd.DataFrame:
     """The test predictions with the estimated skin tone of each image, where the audit asks for it."""
     if SKIN_TONE_COLUMN not in settings.subgroups or SKIN_TONE_COLUMN in test.columns:
         return test
     return test.assign(**{SKIN_TONE_COLUMN: skin_tones(seen.root, test["path"].tolist())})
 
 
-def with_explanations(test: pd.DataFrame, seen: Seen, folder: Path) -> pd.DataFrame:
+def with_explanations(test: pd.DataFrame, seen: ImagesAsSeen, folder: Path) -> pd.DataFrame:
     """The test predictions with the path of each image's heatmap, written into folder, where asked for."""
     if not seen.explain_every_image or seen.explainer is None:
         return test
@@ -139,7 +139,7 @@ def write_results(
     folder: Path,
     record: RunRecord,
     predictions: dict[str, pd.DataFrame],
-    seen: Seen,
+    seen: ImagesAsSeen,
     loggers: list[Logger],
     step: int = 0,
     extend: Callable[[dict], dict] | None = None,
@@ -155,7 +155,7 @@ def write_results(
     predictions = {split: policy.calibrated(table) for split, table in predictions.items()}
     test = with_explanations(with_skin_tone(predictions["test"], settings, seen), seen, folder)
     predictions["test"] = test
-    metrics = {"run": record.as_dict(), **figures(predictions["val"], test, settings, policy.rule)}
+    metrics = {"run": record.as_dict(), **evaluation_figures(predictions["val"], test, settings, policy.rule)}
     if policy.temperature is not None:
         metrics["calibration"] = calibration_record(policy, uncalibrated, predictions)
     if SKIN_TONE_COLUMN in settings.subgroups:

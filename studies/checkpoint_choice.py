@@ -93,8 +93,8 @@ def study_run(overrides: list[str]) -> dict:
     datamodule.setup("fit")
     probe = Probe(datamodule.test_dataloader())
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer, _ = build_trainer(cfg, Path(run_dir))
+    with tempfile.TemporaryDirectory() as run_folder:
+        trainer, _ = build_trainer(cfg, Path(run_folder))
         trainer.callbacks.append(probe)
         trainer.fit(build_model(cfg, load_pretrained_weights=True), datamodule=datamodule)
     return {

@@ -108,12 +108,12 @@ def configurations(folder: Path) -> dict[str, tuple[list[str], Callable[[dict], 
     }
 
 
-def run(overrides: list[str], seed: int, variant: dict[str, str], run_dir: Path) -> dict:
+def run(overrides: list[str], seed: int, variant: dict[str, str], run_folder: Path) -> dict:
     environment = {**os.environ, **variant, "PYTHONWARNINGS": "ignore"}
     environment.pop("SKINCLF_DATA", None)
-    command = command_line("train", *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}")
+    command = command_line("train", *overrides, f"seed={seed}", f"hydra.run.dir={run_folder}")
     subprocess.run(command, env=environment, check=True, capture_output=True, timeout=1800)
-    return json.loads((run_dir / "metrics.json").read_text())
+    return json.loads((run_folder / "metrics.json").read_text())
 
 
 def main() -> None:
@@ -130,8 +130,8 @@ def main() -> None:
                 continue
             for variant in args.variants:
                 for seed in args.seeds:
-                    run_dir = Path(folder) / "runs" / f"{len(results)}-{variant}-{seed}"
-                    measured = figures(run(overrides, seed, VARIANTS[variant], run_dir))
+                    run_folder = Path(folder) / "runs" / f"{len(results)}-{variant}-{seed}"
+                    measured = figures(run(overrides, seed, VARIANTS[variant], run_folder))
                     results.setdefault(name, {})[f"{variant}, seed {seed}"] = measured
                     print(f"{name} | {variant} | seed {seed} | {json.dumps(measured)}", flush=True)
                     args.out.write_text(json.dumps(results, indent=2))

@@ -255,15 +255,15 @@ TRAINED_RUN_EPOCHS = "trainer.max_epochs=2"
 @pytest.fixture(scope="session")
 def trained_run(learnable_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory with a small trained ResNet18 (two epochs at 32 px), made once for every test process."""
-    run_dir = shared_folder(tmp_path_factory, "trained_run")
-    with exclusive_lock(run_dir.with_suffix(".lock"), "the shared trained run"):
-        if not (run_dir / "metrics.json").is_file():
-            run_in_process("train", *tiny(learnable_root, TRAINED_RUN_EPOCHS), f"hydra.run.dir={run_dir}")
-    return run_dir
+    run_folder = shared_folder(tmp_path_factory, "trained_run")
+    with exclusive_lock(run_folder.with_suffix(".lock"), "the shared trained run"):
+        if not (run_folder / "metrics.json").is_file():
+            run_in_process("train", *tiny(learnable_root, TRAINED_RUN_EPOCHS), f"hydra.run.dir={run_folder}")
+    return run_folder
 
 
-def trained_metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
+def trained_metrics(run_folder: Path) -> dict:
+    return json.loads((run_folder / "metrics.json").read_text())
 
 
 def compose_train_config(overrides: list[str]) -> DictConfig:

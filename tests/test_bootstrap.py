@@ -49,13 +49,13 @@ def test_intervals_are_seeded_and_vectorised(monkeypatch: pytest.MonkeyPatch) ->
     data = (*scores_and_labels(600, 1), *scores_and_labels(2000, 2))
     settings = BootstrapSettings(resamples=2000, confidence=0.95, seed=5)
     calls = []
-    figures = metrics_module.figures
+    figures = metrics_module.resampled_figures
 
     def counted(*arrays: object, **kwargs: object) -> dict:
         calls.append(np.shape(arrays[0]))
         return figures(*arrays, **kwargs)
 
-    monkeypatch.setattr(metrics_module, "figures", counted)
+    monkeypatch.setattr(metrics_module, "resampled_figures", counted)
     first = evaluate(*data, [0.95, 0.99, 0.995, 0.999], settings)
     assert first == evaluate(*data, [0.95, 0.99, 0.995, 0.999], settings)
     # the 2,000 resamples go through the figures a chunk of rows at a time, not one resample per call

@@ -27,8 +27,8 @@ from skinclf.fitting.checkpoints import (
 from skinclf.inference import Inference, inference_trainer
 
 
-def chosen_checkpoint(run_dir: Path) -> Path:
-    return run_dir / json.loads((run_dir / "metrics.json").read_text())["run"]["checkpoint"]
+def chosen_checkpoint(run_folder: Path) -> Path:
+    return run_folder / json.loads((run_folder / "metrics.json").read_text())["run"]["checkpoint"]
 
 
 def test_training_stores_validation_and_writes_every_file(trained_run: Path) -> None:
@@ -284,7 +284,7 @@ def test_rerun_repeats_a_run_exactly_on_a_clean_first_screen(trained_run: Path, 
     # no third-party advertisement or deprecation; the run's own lines come last
     for unwanted in ("litlogger", "Tip:", "Warning", "is deprecated"):
         assert unwanted not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
-    assert result.stdout.splitlines()[-1].startswith(f"run directory: {again}")
+    assert result.stdout.splitlines()[-1].startswith(f"run folder: {again}")
 
     composed = run_in_process("train", f"rerun={trained_run}", "seed=3", "trainer.max_epochs=1", "--cfg", "job")
     config = yaml.safe_load(composed.stdout)

@@ -122,7 +122,7 @@ def test_predict_with_an_ensemble_combines_its_members_as_evaluated(fold_ensembl
     tested = pd.read_csv(fold_ensemble / "predictions_test.csv")
     images = tmp_path / "images.csv"
     tested[["path"]].to_csv(images, index=False)
-    member = Path(json.loads((fold_ensemble / "metrics.json").read_text())["run"]["members"][0]["directory"])
+    member = Path(json.loads((fold_ensemble / "metrics.json").read_text())["run"]["members"][0]["run_folder"])
     data_root = load_model(member / "checkpoints" / "last.ckpt").split("test").root
     predict = ("predict", f"ckpt={fold_ensemble}", f"input={images}", f"data.root={data_root}")
 

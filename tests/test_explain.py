@@ -63,13 +63,16 @@ def test_a_backbone_without_spatial_layers_or_a_wrong_name_is_named() -> None:
 
 
 def test_maps_turn_back_with_the_views_and_members_average() -> None:
+    torch.manual_seed(0)  # an untrained model whose maps of these crops are not flat
     classifier = untrained()
     crops = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     all_views = Explainer([classifier], GRAD_CAM, "flips_rot")
     # averaged over the 8 symmetries of the square, a map turns as its image turns
     np.testing.assert_allclose(all_views.maps(crops.flip(-1)), all_views.maps(crops)[..., ::-1], atol=1e-5)
     single = Explainer([classifier], GRAD_CAM).maps(crops)
-    assert single.shape == (3, 32, 32) and single.min() >= 0 and single.max() <= 1
+    assert single.shape == (3, 32, 32)
+    np.testing.assert_allclose(single.min(axis=(1, 2)), 0)  # each map scaled to span [0, 1]
+    np.testing.assert_allclose(single.max(axis=(1, 2)), 1)
     np.testing.assert_allclose(Explainer([classifier, classifier], GRAD_CAM).maps(crops), single, atol=1e-6)
 
 

@@ -77,13 +77,13 @@ def test_a_full_disk_at_each_write_stops_in_one_line_and_resume_completes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    split_dir, run_dir = tmp_path / "splits", tmp_path / "run"
-    args = [*tiny(learnable_root, TRAINED_RUN_EPOCHS), f"data.split_dir={split_dir}", f"hydra.run.dir={run_dir}"]
+    split_dir, run_folder = tmp_path / "splits", tmp_path / "run"
+    args = [*tiny(learnable_root, TRAINED_RUN_EPOCHS), f"data.split_dir={split_dir}", f"hydra.run.dir={run_folder}"]
     stages = [
         (r"^\.train\..*\.csv$", 0, split_dir / "train.csv"),  # the split CSVs
         (r"^\.train-.*\.u8$", 0, split_dir / "cache"),  # the image cache
-        (r"\.ckpt$", 1, run_dir / "checkpoints"),  # the checkpoint of the second epoch
-        (r"^\.metrics\..*\.json$", 0, run_dir / "metrics.json"),  # metrics.json
+        (r"\.ckpt$", 1, run_folder / "checkpoints"),  # the checkpoint of the second epoch
+        (r"^\.metrics\..*\.json$", 0, run_folder / "metrics.json"),  # metrics.json
     ]
     for pattern, after, named in stages:
         with monkeypatch.context() as patch:
@@ -94,11 +94,11 @@ def test_a_full_disk_at_each_write_stops_in_one_line_and_resume_completes(
         assert last_line.startswith(f"error: no space left on the device while writing {named}"), last_line
         assert "data.split_dir" in last_line and "resume=true" in last_line
         assert not leftovers(tmp_path), leftovers(tmp_path)
-        if named.parent == run_dir / "checkpoints":  # the first epoch's checkpoints are whole
-            assert LesionClassifier.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        if named.parent == run_folder / "checkpoints":  # the first epoch's checkpoints are whole
+            assert LesionClassifier.load_from_checkpoint(run_folder / "checkpoints" / "last.ckpt")
 
     run_train(*args, "resume=true", status=0)
-    assert trained_metrics(run_dir) == trained_metrics(trained_run)  # as if the disk had never filled up
+    assert trained_metrics(run_folder) == trained_metrics(trained_run)  # as if the disk had never filled up
 
 
 def test_a_split_folder_the_user_may_not_write_to_is_named_with_what_to_do(
@@ -112,12 +112,12 @@ def test_a_split_folder_the_user_may_not_write_to_is_named_with_what_to_do(
     assert not list(split_dir.glob("*.csv")) and not leftovers(tmp_path)
 
 
-def training_refuses_the_split_folder(learnable_root: Path, split_dir: Path, run_dir: Path) -> None:
+def training_refuses_the_split_folder(learnable_root: Path, split_dir: Path, run_folder: Path) -> None:
     """Training stops in one line that names the split folder, the reason and what to do."""
     stderr = run_train(
         *tiny(learnable_root, "trainer.max_epochs=1"),
         f"data.split_dir={split_dir}",
-        f"hydra.run.dir={run_dir}",
+        f"hydra.run.dir={run_folder}",
         status=USER_ERROR_EXIT_CODE,
     )
     last_line = stderr.strip().splitlines()[-1]

@@ -20,10 +20,10 @@ pytestmark = [
 ]
 
 
-def gpu_run(root: Path, run_dir: Path, *more: str) -> dict:
+def gpu_run(root: Path, run_folder: Path, *more: str) -> dict:
     overrides = [o if o != "trainer=cpu" else "trainer=gpu" for o in tiny(root, "trainer.max_epochs=8", *more)]
-    run_in_process("train", *overrides, f"hydra.run.dir={run_dir}")
-    return trained_metrics(run_dir)
+    run_in_process("train", *overrides, f"hydra.run.dir={run_folder}")
+    return trained_metrics(run_folder)
 
 
 def test_the_gpu_preset_trains_in_bf16_and_learns(learnable_root: Path, tmp_path: Path) -> None:
@@ -45,5 +45,5 @@ def test_deterministic_gpu_runs_repeat_exactly(learnable_root: Path, tmp_path: P
 
 
 def test_compiled_training_runs_on_the_gpu(learnable_root: Path, tmp_path: Path) -> None:
-    metrics = gpu_run(learnable_root, tmp_path, "speed.compile=true", "trainer.max_epochs=2")
-    assert 0 <= metrics["test/auroc"] <= 1 and metrics["test/images"] == 160
+    metrics = gpu_run(learnable_root, tmp_path, "speed.compile=true")
+    assert metrics["test/auroc"] > 0.65 and metrics["test/images"] == 160  # learns as the eager run above does

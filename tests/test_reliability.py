@@ -98,19 +98,19 @@ def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable
 
 @pytest.mark.timeout(300)
 def test_two_process_cpu_ddp_writes_the_metrics_once(learnable_root: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "ddp"
+    run_folder = tmp_path / "ddp"
     result = run_command(
         "train",
         *tiny(learnable_root, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"),
         *("trainer.precision=32-true", "trainer.max_epochs=2", FEW_BATCHES),
-        f"hydra.run.dir={run_dir}",
+        f"hydra.run.dir={run_folder}",
         cwd=tmp_path,
     )
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_folder / "metrics.json").read_text())
     assert metrics["test/images"] == 160 and metrics["val/images"] > 0  # the whole test set, on rank 0
     assert result.stdout.count("test AUROC") == 1
-    assert len(list(run_dir.rglob("metrics.json"))) == 1
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert len(list(run_folder.rglob("metrics.json"))) == 1
+    assert torch.load(run_folder / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
 
 
 def test_ddp_inside_a_local_multirun_is_refused(learnable_root: Path, tmp_path: Path) -> None:

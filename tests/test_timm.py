@@ -94,12 +94,12 @@ def test_unknown_names_are_refused_with_similar_ones() -> None:
 
 
 def test_a_small_timm_model_trains_end_to_end_and_learns(learnable_root: Path, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
+    run_folder = tmp_path / "run"
     overrides = tiny(learnable_root, "model=timm", f"model.arch={SMALL}", "model.weights=null", "trainer.max_epochs=15")
-    run_in_process("train", *overrides, f"hydra.run.dir={run_dir}")
-    metrics = trained_metrics(run_dir)
+    run_in_process("train", *overrides, f"hydra.run.dir={run_folder}")
+    metrics = trained_metrics(run_folder)
     assert metrics["run"]["library"] == "timm" and metrics["run"]["arch"] == SMALL
     # chance is 0.50 ± 0.05 on these 160 images; 0.693-0.709 across instruction sets, one thread and seeds 0-2
     assert metrics["test/auroc"] > 0.62
-    classifier, _ = load_classifier(run_dir / metrics["run"]["checkpoint"])
+    classifier, _ = load_classifier(run_folder / metrics["run"]["checkpoint"])
     assert classifier.settings.model.library == "timm" and classifier.settings.model.preprocessing.crop_size == 32

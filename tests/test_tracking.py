@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from skinclf.errors import SkinclfError
 from skinclf.fitting.builders import build_trainer
-from skinclf.fitting.tracking import build_loggers
+from skinclf.tracking import build_loggers
 
 EPOCHS = 2
 
@@ -53,7 +53,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def tracked_run(learnable_root: Path, run_dir: Path, *loggers: str) -> dict:
+def tracked_run(learnable_root: Path, run_folder: Path, *loggers: str) -> dict:
     overrides = tiny(
         learnable_root,
         f"trainer.max_epochs={EPOCHS}",
@@ -61,8 +61,8 @@ def tracked_run(learnable_root: Path, run_dir: Path, *loggers: str) -> dict:
         "trainer.log_every_n_steps=2",
         *loggers,
     )
-    run_in_process("train", *overrides, f"hydra.run.dir={run_dir}")
-    return json.loads((run_dir / "metrics.json").read_text())
+    run_in_process("train", *overrides, f"hydra.run.dir={run_folder}")
+    return json.loads((run_folder / "metrics.json").read_text())
 
 
 def artifact_files(client: MlflowClient, run_id: str, folder: str) -> list[str]:
@@ -146,10 +146,10 @@ def test_wandb_offline_keeps_the_run_in_the_run_folder(
     learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run_dir = tmp_path / "run"
-    metrics = tracked_run(learnable_root, run_dir, "logger=wandb", "logger.wandb.offline=true")
+    run_folder = tmp_path / "run"
+    metrics = tracked_run(learnable_root, run_folder, "logger=wandb", "logger.wandb.offline=true")
 
-    (offline,) = (run_dir / "wandb").glob("offline-run-*")  # for `wandb sync` once online
+    (offline,) = (run_folder / "wandb").glob("offline-run-*")  # for `wandb sync` once online
     assert json.loads((offline / "files" / "metrics.json").read_text()) == metrics
     assert {"predictions_test.csv", "pr_curve.png"} <= {p.name for p in (offline / "files").iterdir()}
     # the run's records (W&B's own binary format, read by `wandb sync`): the config, the curves, the test figures.

@@ -40,7 +40,9 @@ def test_gradient_clipping_trains_in_mixed_precision(learnable_root: Path, tmp_p
     then (it is otherwise, tests/test_models.py)."""
     clipped = ("trainer.gradient_clip_val=1.0", "trainer.precision=bf16-mixed", "trainer.limit_train_batches=2")
     metrics = train(train_settings(tiny(learnable_root, *clipped, "trainer.max_epochs=1")), tmp_path)
-    assert metrics["test/images"] == 160 and 0 <= metrics["test/auroc"] <= 1
+    probabilities = pd.read_csv(tmp_path / "predictions_test.csv")["probability"]
+    assert metrics["test/images"] == 160 and probabilities.notna().all()  # trained through, finite scores
+    assert probabilities.nunique() > 20  # the images told apart (bf16 keeps 3 digits: 72 values), not one for all
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from skinclf.metrics.combining import combined_test, combined_validation, member
 from skinclf.metrics.decisions import choose_policy
 from skinclf.metrics.figures import summary_line
 from skinclf.rendering import write_reports
-from skinclf.results import RunRecord, Seen, evaluation_loggers, write_results
+from skinclf.results import ImagesAsSeen, RunRecord, evaluation_loggers, write_results
 from skinclf.schema import EnsembleConfig, EvaluationSettings, recorded_unless_given
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def training_runs(folders: list[str]) -> list[Run]:
         if run.checkpoint is not None:
             members.append(run)
         else:
-            log.info("leaving out %s: not a training run (no checkpoints/)", run.directory)
+            log.info("leaving out %s: not a training run (no checkpoints/)", run.folder)
     if len(members) < 2:
         raise SkinclfError(
             f"found {len(members)} training run(s) below {examples(folders)}: an ensemble needs two or more"
@@ -50,9 +50,9 @@ def members_evaluation(members: list[Run], composed: EvaluationSettings) -> Eval
     """How the members were evaluated (they must agree), but for the keys the command line gives."""
     recorded = [json.dumps(m.recorded_evaluation, sort_keys=True) for m in members]
     if len(set(recorded)) > 1:
-        differ = [str(m.directory) for m in members if json.dumps(m.recorded_evaluation, sort_keys=True) != recorded[0]]
+        differ = [str(m.folder) for m in members if json.dumps(m.recorded_evaluation, sort_keys=True) != recorded[0]]
         raise SkinclfError(
-            f"the runs were evaluated with other settings than {members[0].directory}, e.g. {examples(differ, 2)}: "
+            f"the runs were evaluated with other settings than {members[0].folder}, e.g. {examples(differ, 2)}: "
             "make an ensemble of runs evaluated alike (their .hydra/config.yaml, evaluation)"
         )
     evaluation = recorded_unless_given(members[0].recorded_evaluation, composed, given_keys("evaluation"))
@@ -81,19 +81,19 @@ def main(settings: EnsembleConfig, run_folder: Path) -> None:
     }
     policy = choose_policy(validation, chosen_on, evaluation, None)  # its score is of malignancy alone
     record = RunRecord(identity, "test split", evaluation, policy)
-    params = {"members": [str(m.directory) for m in members], "combine": settings.combine}
+    params = {"members": [str(m.folder) for m in members], "combine": settings.combine}
     loggers = evaluation_loggers(settings.logger, run_folder, params)
     # the errors are shown as the first member saw its test images, with the maps of the members that see alike
     first = models[0]
     alike = [c for model in models if model.preprocessing == first.preprocessing for c in model.classifiers]
     explainer = evaluation_explainer(alike, settings.explain, evaluation.tta)
-    seen = Seen(first.split("test").root, first.preprocessing, explainer, settings.explain.enabled)
+    seen = ImagesAsSeen(first.split("test").root, first.preprocessing, explainer, settings.explain.enabled)
     predictions = {"val": validation, "test": combined_test(members, settings.combine)}
     trained_on = union([model.training_images() for model in models])
     metrics = write_results(run_folder, record, predictions, seen, loggers, training=trained_on.table)
-    write_reports([*(m.directory for m in members), run_folder], run_folder)  # the members beside the ensemble
+    write_reports([*(m.folder for m in members), run_folder], run_folder)  # the members beside the ensemble
     spread = identity["members_test_auroc"]
     print(f"members: test AUROC {spread['mean']:.3f} ± {spread['sd']:.3f} (mean ± sd of {len(members)})")
     print(f"ensemble ({settings.combine}): {summary_line(metrics)}")
     print(f"thresholds chosen on the {chosen_on}")
-    print(f"output directory: {run_folder}  (report.html, metrics.json, report.md, pr_curve.png)")
+    print(f"run folder: {run_folder}  (report.html, metrics.json, report.md, pr_curve.png)")

@@ -129,7 +129,7 @@ def check_sweeper_plugin(arguments: Sequence[str]) -> None:
         )
 
 
-def typed(config_name: str, cfg: DictConfig) -> DictConfig:
+def with_schema(config_name: str, cfg: DictConfig) -> DictConfig:
     """The composed config against its schema: a rerun's recorded config has no defaults list naming it."""
     schema = SCHEMAS.get(f"{config_name}_schema")
     if schema is None or OmegaConf.get_type(cfg) is not dict:  # composed with its schema
@@ -178,7 +178,7 @@ def command(config_name: str) -> Callable[[Callable[[Any, Path], T]], Callable[[
         register_configs()
 
         def run_task(cfg: DictConfig) -> T:
-            return task(validate(typed(config_name, cfg)), output_folder())
+            return task(validate(with_schema(config_name, cfg)), output_folder())
 
         run_task.__module__ = module_name(task)  # Hydra names the job (and its log file) after this module
         run = hydra.main(config_path=CONFIG_PATH, config_name=config_name, version_base="1.3")(

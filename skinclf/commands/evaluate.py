@@ -21,12 +21,12 @@ from skinclf.data.overlap import Hashed, Overlap, overlap
 from skinclf.data.records import reads_tables
 from skinclf.data.splits import SPLITS
 from skinclf.errors import SkinclfError, examples
-from skinclf.fitting.tracking import config_params
 from skinclf.inference import Inference
 from skinclf.metrics.figures import summary_line
 from skinclf.metrics.transfer import transfer
 from skinclf.results import RunRecord, evaluation_loggers, write_results
 from skinclf.schema import EvaluateConfig
+from skinclf.tracking import config_params
 
 
 def labelled_images(settings: EvaluateConfig, model: TrainedModel) -> Images:
@@ -98,4 +98,4 @@ def main(settings: EvaluateConfig, run_folder: Path) -> None:
         training=trained_on.table,
     )
     print(f"{images.described}: {summary_line(metrics)}")
-    print(f"output directory: {run_folder}  (report.html, metrics.json, report.md, pr_curve.png)")
+    print(f"run folder: {run_folder}  (report.html, metrics.json, report.md, pr_curve.png)")

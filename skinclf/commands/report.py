@@ -18,6 +18,6 @@ from skinclf.schema import ReportConfig
 
 @command("report")
 def main(settings: ReportConfig, run_folder: Path) -> None:
-    written = write_reports([run.directory for run in find_runs(settings.runs)], run_folder)
+    written = write_reports([run.folder for run in find_runs(settings.runs)], run_folder)
     print(written.markdown.read_text())
     print(f"wrote {written.html}, {written.markdown} and {written.figure}")

@@ -52,5 +52,5 @@ def main(settings: TrainConfig, run_folder: Path) -> float | None:
         return None
     print(f"{settings.name}: {summary_line(metrics)}")
     folders = [name for name in ("checkpoints/", "tensorboard/", "csv/") if (run_folder / name).is_dir()]
-    print(f"run directory: {run_folder}  ({', '.join(['report.html', 'metrics.json', 'pr_curve.png', *folders])})")
+    print(f"run folder: {run_folder}  ({', '.join(['report.html', 'metrics.json', 'pr_curve.png', *folders])})")
     return objective(metrics, settings.objective)

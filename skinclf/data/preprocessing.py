@@ -30,8 +30,8 @@ class Decoding:
     """How an image file becomes the pixels a pipeline starts from: decoded (with ``side``, a JPEG by DCT scaling to
     no less than ``side`` pixels on its shorter side: see skinclf.data.images.load_rgb), then colour constancy."""
 
-    side: int | None = None
-    color_constancy: str = "none"
+    side: int | None
+    color_constancy: str
 
     def __call__(self, source: Path | BinaryIO) -> np.ndarray:
         return self.constant(load_rgb(source, self.side))
@@ -39,10 +39,6 @@ class Decoding:
     def constant(self, pixels: np.ndarray) -> np.ndarray:
         """Decoded pixels with the colour constancy applied."""
         return shades_of_gray(pixels) if self.color_constancy == "shades_of_gray" else pixels
-
-
-#: Every image decoded whole, without colour constancy.
-WHOLE = Decoding()
 
 
 def decoding(preprocessing: Preprocessing) -> Decoding:

@@ -22,11 +22,11 @@ from skinclf.data.records import reads_tables
 from skinclf.errors import SkinclfError, examples
 from skinclf.fitting.callbacks import AtomicCheckpointIO, CheckpointContents
 from skinclf.fitting.checkpoints import read_checkpoint
-from skinclf.fitting.tracking import build_loggers
 from skinclf.machine import runs_on_gpu
 from skinclf.models import LesionClassifier
 from skinclf.models.settings import ClassifierSettings, Head
 from skinclf.schema import TrainConfig
+from skinclf.tracking import build_loggers
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,12 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
         "seed": settings.seed,
         "callbacks": sorted(settings.callbacks),
         **({"cv": {"folds": settings.cv.folds, "fold": settings.cv.fold}} if settings.cv.folds else {}),
-        "recipe": recipe(settings),
+        "recipe": training_recipe(settings),
         "evaluation": dataclasses.asdict(settings.evaluation),
     }
 
 
-def recipe(settings: TrainConfig) -> dict[str, Any]:
+def training_recipe(settings: TrainConfig) -> dict[str, Any]:
     """How the model was trained, in words a model card shows."""
     optim, preprocessing = settings.optim, settings.model.preprocessing
     optimizer = optim.optimizer.rsplit(".", 1)[-1]
@@ -130,7 +130,7 @@ def recipe(settings: TrainConfig) -> dict[str, Any]:
     }
 
 
-def build_callbacks(configs: dict[str, Any], run_dir: Path) -> dict[str, Callback]:
+def build_callbacks(configs: dict[str, Any], run_folder: Path) -> dict[str, Callback]:
     """The callbacks group's callbacks by name, each instantiated from its _target_; a ModelCheckpoint writes into
     the run folder's checkpoints/."""
     callbacks = {}
@@ -141,7 +141,7 @@ def build_callbacks(configs: dict[str, Any], run_dir: Path) -> dict[str, Callbac
             )
         try:
             checkpoint = issubclass(get_class(config["_target_"]), ModelCheckpoint)
-            callbacks[name] = instantiate(config, **({"dirpath": run_dir / "checkpoints"} if checkpoint else {}))
+            callbacks[name] = instantiate(config, **({"dirpath": run_folder / "checkpoints"} if checkpoint else {}))
         except (InstantiationException, ImportError, ValueError, TypeError) as error:
             raise SkinclfError(f"callbacks.{name} cannot be made: {error.__cause__ or error}") from error
     if not any(name in callbacks for name in EVALUATED_CHECKPOINTS):
@@ -153,11 +153,11 @@ def build_callbacks(configs: dict[str, Any], run_dir: Path) -> dict[str, Callbac
     return callbacks
 
 
-def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dict[str, Callback]]:
+def build_trainer(settings: TrainConfig, run_folder: Path) -> tuple[pl.Trainer, dict[str, Callback]]:
     """The Trainer with the callbacks group's callbacks (returned by name) and skinclf's own: what its checkpoints
     hold, the learning rate to the loggers, a progress bar that reads the loss back every few steps."""
-    callbacks = build_callbacks(settings.callbacks, run_dir)
-    loggers = build_loggers(settings.logger, run_dir)
+    callbacks = build_callbacks(settings.callbacks, run_folder)
+    loggers = build_loggers(settings.logger, run_folder)
     own = [
         CheckpointContents(run_info(settings)),
         *([LearningRateMonitor(logging_interval="step")] if loggers else []),
@@ -169,7 +169,7 @@ def build_trainer(settings: TrainConfig, run_dir: Path) -> tuple[pl.Trainer, dic
     warn_of_slow_precision(arguments["accelerator"], arguments["precision"])
     trainer = pl.Trainer(
         **arguments,
-        default_root_dir=run_dir,
+        default_root_dir=run_folder,
         logger=loggers,
         callbacks=[*callbacks.values(), *own],
         plugins=[AtomicCheckpointIO()],
@@ -200,14 +200,14 @@ def chosen_checkpoint(callbacks: dict[str, Callback]) -> tuple[str, str]:
     return callbacks[chosen[0]].best_model_path, chosen[0]
 
 
-def resume_checkpoint(settings: TrainConfig, run_dir: Path) -> Path | None:
+def resume_checkpoint(settings: TrainConfig, run_folder: Path) -> Path | None:
     """The checkpoint to continue from, if any.
 
     ``ckpt=last`` or ``resume=true``: the run folder's last.ckpt (resume=true starts afresh
     when there is none yet); ``ckpt=<file>``: that checkpoint. Either must be of the
     configured architecture.
     """
-    last = run_dir / "checkpoints" / "last.ckpt"
+    last = run_folder / "checkpoints" / "last.ckpt"
     if settings.ckpt == "last" or (settings.ckpt is None and settings.resume):
         if not last.is_file():
             if settings.ckpt == "last":

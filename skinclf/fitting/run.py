@@ -22,20 +22,20 @@ from skinclf.fitting.builders import (
 )
 from skinclf.fitting.callbacks import CheckpointContents
 from skinclf.fitting.checkpoints import load_classifier, stored_validation
-from skinclf.fitting.tracking import config_params
 from skinclf.inference import inference_trainer, predict_loader
 from skinclf.metrics.decisions import VALIDATION, choose_policy
-from skinclf.results import RunRecord, Seen, write_results
+from skinclf.results import ImagesAsSeen, RunRecord, write_results
 from skinclf.schema import TrainConfig
+from skinclf.tracking import config_params
 
 
-def train(settings: TrainConfig, run_dir: Path) -> dict:
+def train(settings: TrainConfig, run_folder: Path) -> dict:
     """Fit (or continue fitting), then evaluate the chosen checkpoint on val and test.
 
-    Writes the run's files into run_dir and returns its metrics; under DDP only the process of
+    Writes the run's files into run_folder and returns its metrics; under DDP only the process of
     rank 0 evaluates and writes, the others return an empty dict.
     """
-    resume_from = resume_checkpoint(settings, run_dir)
+    resume_from = resume_checkpoint(settings, run_folder)
     pl.seed_everything(settings.seed, workers=True)
     datamodule = build_datamodule(settings)
     model = build_model(
@@ -43,14 +43,14 @@ def train(settings: TrainConfig, run_dir: Path) -> dict:
     )
     if settings.explain.enabled:  # a layer or target that is not there: said before training, not after
         Explainer([model], settings.explain)
-    trainer, callbacks = build_trainer(settings, run_dir)
+    trainer, callbacks = build_trainer(settings, run_folder)
     for logger in trainer.loggers:
         logger.log_hyperparams(config_params(settings))
     fitted = torch.compile(model) if settings.speed.compile else model
     trainer.fit(fitted, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}
-    return evaluate_chosen_checkpoint(settings, run_dir, trainer, callbacks, datamodule)
+    return evaluate_chosen_checkpoint(settings, run_folder, trainer, callbacks, datamodule)
 
 
 def stopped_early(trainer: pl.Trainer) -> bool:
@@ -61,7 +61,7 @@ def stopped_early(trainer: pl.Trainer) -> bool:
 
 def evaluate_chosen_checkpoint(
     settings: TrainConfig,
-    run_dir: Path,
+    run_folder: Path,
     trainer: pl.Trainer,
     callbacks: dict[str, Callback],
     datamodule: LesionDataModule,
@@ -75,9 +75,9 @@ def evaluate_chosen_checkpoint(
     # views the validation during training did not take; stored, so that predict and evaluate reuse it
     validation = stored_validation(checkpoint, tta)
     if validation is None:
-        validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), views=tta)
+        validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), tta=tta)
         CheckpointContents.add_validation(Path(ckpt_path), checkpoint, validation, tta)
-    test = predict_loader(predictor, classifier, datamodule.test_dataloader(), views=tta)
+    test = predict_loader(predictor, classifier, datamodule.test_dataloader(), tta=tta)
     head = classifier.settings.head
     policy = choose_policy(validation, VALIDATION, settings.evaluation, head.malignant_diagnoses)
     looked_at = validation if chosen_by == "best_checkpoint" else validation.iloc[:0]  # what the rule chose on
@@ -86,7 +86,7 @@ def evaluate_chosen_checkpoint(
         "test split",
         settings.evaluation,
         policy,
-        checkpoint=str(Path(ckpt_path).relative_to(run_dir)),
+        checkpoint=str(Path(ckpt_path).relative_to(run_folder)),
         checkpoint_choice={
             "rule": EVALUATED_CHECKPOINTS[chosen_by],
             "epoch": checkpoint["epoch"],
@@ -97,7 +97,7 @@ def evaluate_chosen_checkpoint(
         },
     )
     explainer = evaluation_explainer([classifier], settings.explain, tta)
-    seen = Seen(datamodule.root, classifier.settings.model.preprocessing, explainer, settings.explain.enabled)
+    seen = ImagesAsSeen(datamodule.root, classifier.settings.model.preprocessing, explainer, settings.explain.enabled)
     training = datamodule.datasets["train"].table
     predictions = {"val": validation, "test": test}
-    return write_results(run_dir, record, predictions, seen, trainer.loggers, trainer.global_step, training=training)
+    return write_results(run_folder, record, predictions, seen, trainer.loggers, trainer.global_step, training=training)

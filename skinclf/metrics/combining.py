@@ -27,7 +27,7 @@ from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 class Member(Protocol):
     """A finished run as an ensemble combines it (skinclf.artifact.Run): its folder, metrics and predictions."""
 
-    directory: Path
+    folder: Path
     metrics: dict
     val: pd.DataFrame
     test: pd.DataFrame
@@ -61,7 +61,7 @@ def combined_test(members: list[Member], rule: str) -> pd.DataFrame:
         if paths != set(first.index):
             differ = sorted(paths.symmetric_difference(first.index))
             raise SkinclfError(
-                f"{member.directory} was tested on other images than {members[0].directory} "
+                f"{member.folder} was tested on other images than {members[0].folder} "
                 f"(e.g. {examples(differ, 3)}): an ensemble needs members tested on the same split"
             )
     probabilities = [m.test.set_index("path")["probability"].reindex(first.index).to_numpy() for m in members]
@@ -102,7 +102,7 @@ def member_figures(member: Member) -> dict:
     """What the ensemble's metrics.json records of a member."""
     run = member.metrics.get("run", {})
     return {
-        "directory": str(member.directory.resolve()),
+        "run_folder": str(member.folder.resolve()),
         **{key: run[key] for key in ("name", "arch", "seed", "cv") if key in run},
         **{key: member.metrics.get(key) for key in ("val/auroc", "test/auroc", "test/auprc")},
     }

@@ -1,6 +1,6 @@
 """The metrics of a run: ranking quality on val and test, and operating points chosen on val.
 
-Every figure comes from :func:`figures`, vectorised over resamples, so that the point estimate
+Every figure comes from :func:`resampled_figures`, vectorised over resamples, so that the point estimate
 and its bootstrap interval are computed by the same code.
 """
 
@@ -31,7 +31,7 @@ TEST_RATES = ("precision", "recall", "specificity", "npv")
 MIN_MALIGNANT_ALLOWED_BELOW = 2
 
 
-def figures(
+def resampled_figures(
     val_scores: np.ndarray,
     val_labels: np.ndarray,
     test_scores: np.ndarray,
@@ -121,12 +121,13 @@ def evaluate(
     val_scores, test_scores = np.asarray(val_scores, dtype=float), np.asarray(test_scores, dtype=float)
     val_labels, test_labels = np.asarray(val_labels, dtype=int), np.asarray(test_labels, dtype=int)
     point = {
-        k: v[0] for k, v in figures(val_scores, val_labels, test_scores, test_labels, target_recalls, rule).items()
+        k: v[0]
+        for k, v in resampled_figures(val_scores, val_labels, test_scores, test_labels, target_recalls, rule).items()
     }
     intervals: dict[str, tuple[float, float]] = {}
     if bootstrap is not None and bootstrap.resamples > 0:
         intervals = bootstrap_intervals(
-            lambda vs, vl, ts, tl: figures(vs, vl, ts, tl, target_recalls, rule),
+            lambda vs, vl, ts, tl: resampled_figures(vs, vl, ts, tl, target_recalls, rule),
             (val_scores, val_labels),
             (test_scores, test_labels),
             bootstrap,

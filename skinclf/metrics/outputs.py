@@ -18,15 +18,15 @@ ERROR_GRID_SIZE = 8
 Errors = dict[str, tuple[pd.DataFrame, list[np.ndarray]]]
 
 
-def write_predictions(run_dir: Path, predictions: dict[str, pd.DataFrame]) -> None:
+def write_predictions(run_folder: Path, predictions: dict[str, pd.DataFrame]) -> None:
     """predictions_<split>.csv for each split."""
     for split, table in predictions.items():
-        with atomic_path(run_dir / f"predictions_{split}.csv") as partial:
+        with atomic_path(run_folder / f"predictions_{split}.csv") as partial:
             table.to_csv(partial, index=False)
 
 
 def write_curves(
-    run_dir: Path,
+    run_folder: Path,
     predictions: dict[str, pd.DataFrame],
     metrics: dict,
     title: str,
@@ -38,15 +38,15 @@ def write_curves(
         f"{split} ({int(t['label'].sum())} malignant of {len(t)})": (t["probability"].to_numpy(), t["label"].to_numpy())
         for split, t in predictions.items()
     }
-    plot_pr_curves(curves, run_dir / "pr_curve.png", f"{title}: precision-recall", metrics["operating_points"])
-    plot_roc_curves(curves, run_dir / "roc_curve.png", f"{title}: ROC")
+    plot_pr_curves(curves, run_folder / "pr_curve.png", f"{title}: precision-recall", metrics["operating_points"])
+    plot_roc_curves(curves, run_folder / "roc_curve.png", f"{title}: ROC")
     test = predictions["test"]
     reliability = {"model": test}
     if uncalibrated_test is not None:
         reliability = {"before calibration": uncalibrated_test, "after calibration": test}
     plot_reliability(
         {name: (t["probability"].to_numpy(), t["label"].to_numpy()) for name, t in reliability.items()},
-        run_dir / "reliability.png",
+        run_folder / "reliability.png",
         f"{title}: test calibration",
     )
 

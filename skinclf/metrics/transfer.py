@@ -29,7 +29,7 @@ def internal_figures(internal: Any) -> dict[str, Any]:
     figures["test/malignant"] = metrics.get("test/malignant")
     if figures["test/ece"] is None and internal.test["label"].nunique() == 2:
         figures["test/ece"] = expected_calibration_error(internal.test["probability"], internal.test["label"])
-    figures["evaluated_on"] = f"{metrics['run'].get('evaluated_on', 'test split')} of {internal.directory}"
+    figures["evaluated_on"] = f"{metrics['run'].get('evaluated_on', 'test split')} of {internal.folder}"
     return figures
 
 

@@ -105,8 +105,8 @@ def lightning_loop(settings: BenchConfig, datamodule: pl.LightningDataModule, de
         settings.trainer, max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0
     )
     timed = dataclasses.replace(settings, trainer=trainer_settings)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer, callbacks = build_trainer(timed, Path(run_dir))
+    with tempfile.TemporaryDirectory() as run_folder:
+        trainer, callbacks = build_trainer(timed, Path(run_folder))
         meter = Throughput(bench.warmup_batches, bench.batches, device)
         # no validation runs, so no checkpoint to keep and nothing for early stopping to watch; the rest as in training
         watching = [c for c in callbacks.values() if isinstance(c, ModelCheckpoint | EarlyStopping)]
@@ -185,8 +185,8 @@ def ratios_of(pipeline: list[dict], rounds: list[dict]) -> dict[str, float]:
     return ratios
 
 
-def run_bench(settings: BenchConfig, output_dir: Path) -> dict:
-    """Every measurement; writes bench.json into output_dir and returns its contents."""
+def run_bench(settings: BenchConfig, run_folder: Path) -> dict:
+    """Every measurement; writes bench.json into run_folder and returns its contents."""
     device = run_device(settings)
     pl.seed_everything(settings.seed, workers=True)
     datamodule = build_datamodule(settings)
@@ -210,5 +210,5 @@ def run_bench(settings: BenchConfig, output_dir: Path) -> dict:
         "peak_host_memory_mb": peak_host_memory_mb(),
         "cache_mb": train_set.cache.data_path.stat().st_size / 1e6 if train_set.cache else None,
     }
-    write_json(output_dir / "bench.json", results)
+    write_json(run_folder / "bench.json", results)
     return results

@@ -105,8 +105,8 @@ def preparation_seconds(settings: BenchConfig, root: Path, work: Path, dct_scali
     return time.perf_counter() - start
 
 
-def run_prepare_bench(settings: BenchConfig, output_dir: Path) -> dict:
-    """Every measurement of the prepare mode; writes bench.json into output_dir and returns its contents."""
+def run_prepare_bench(settings: BenchConfig, run_folder: Path) -> dict:
+    """Every measurement of the prepare mode; writes bench.json into run_folder and returns its contents."""
     prepare, preprocessing = settings.bench.prepare, settings.model.preprocessing
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(prepare.folder).expanduser() if prepare.folder else Path(scratch) / "photographs"
@@ -132,7 +132,7 @@ def run_prepare_bench(settings: BenchConfig, output_dir: Path) -> dict:
         "ratios": {f"{name} / all-cores floor": value / all_cores for name, value in seconds.items()},
         "peak_host_memory_mb": peak_host_memory_mb(),
     }
-    write_json(output_dir / "bench.json", results)
+    write_json(run_folder / "bench.json", results)
     return results
 
 

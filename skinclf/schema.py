@@ -356,7 +356,15 @@ class PathSettings:
 
 
 @dataclass
-class TrainConfig:
+class CommandConfig:
+    """What every command has: the name of its run folder, below the paths group's."""
+
+    name: str
+    paths: PathSettings
+
+
+@dataclass
+class TrainConfig(CommandConfig):
     """python -m skinclf.train (and skinclf.split, which composes the same config)."""
 
     data: DataSettings
@@ -366,7 +374,6 @@ class TrainConfig:
     optim: OptimSettings
     trainer: TrainerSettings
     evaluation: EvaluationSettings
-    name: str
     seed: int
     objective: str
     resume: bool
@@ -377,7 +384,6 @@ class TrainConfig:
     cv: CrossValidationSettings
     explain: ExplainSettings
     logger: dict[str, Any]
-    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(self.objective.startswith("val/"), "objective", self.objective, "a validation figure, e.g. val/auprc")
@@ -430,43 +436,44 @@ def _check_no_threshold_source(evaluation: EvaluationSettings, why: str) -> None
 
 
 @dataclass
-class EvaluateConfig:
+class TrainedModelConfig(CommandConfig):
+    """What every command on a trained model has: the model (a checkpoint or an ensemble folder), and the evaluation
+    settings whose keys the command line gives replace those the model recorded."""
+
+    ckpt: str
+    evaluation: EvaluationSettings
+
+
+@dataclass
+class ImagesConfig(TrainedModelConfig):
+    """A command that runs a trained model on images (input, or a table of the data group) on a device."""
+
+    input: Optional[str]
+    data: DataSettings
+    trainer: TrainerSettings
+    explain: ExplainSettings
+
+
+@dataclass
+class EvaluateConfig(ImagesConfig):
     """python -m skinclf.evaluate: a trained model (ckpt) on labelled images (input), as training evaluates."""
 
-    ckpt: str
-    input: Optional[str]
-    data: DataSettings
-    trainer: TrainerSettings
-    evaluation: EvaluationSettings
-    explain: ExplainSettings
     logger: dict[str, Any]
-    name: str
-    paths: PathSettings
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(ImagesConfig):
     """python -m skinclf.predict: a trained model's decisions for images, labelled or not."""
 
-    ckpt: str
-    input: Optional[str]
     threshold: Optional[float]
-    data: DataSettings
-    trainer: TrainerSettings
-    evaluation: EvaluationSettings
-    explain: ExplainSettings
-    name: str
-    paths: PathSettings
 
 
 @dataclass
-class ExportConfig:
-    ckpt: str
+class ExportConfig(TrainedModelConfig):
+    """python -m skinclf.export: a trained model as one ONNX or TorchScript file with its decision policy."""
+
     format: str
     tolerance: float
-    evaluation: EvaluationSettings
-    name: str
-    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(self.format in ("onnx", "torchscript"), "format", self.format, "onnx or torchscript")
@@ -477,7 +484,7 @@ COMBINE_RULES = ("mean", "rank")
 
 
 @dataclass
-class EnsembleConfig:
+class EnsembleConfig(CommandConfig):
     """python -m skinclf.ensemble: the runs below the folders as one model."""
 
     runs: list[str]
@@ -485,8 +492,6 @@ class EnsembleConfig:
     evaluation: EvaluationSettings
     explain: ExplainSettings
     logger: dict[str, Any]
-    name: str
-    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(bool(self.runs), "runs", self.runs, "a list of run or multirun folders")
@@ -495,12 +500,10 @@ class EnsembleConfig:
 
 
 @dataclass
-class ReportConfig:
+class ReportConfig(CommandConfig):
     """python -m skinclf.report: the runs below the folders compared."""
 
     runs: list[str]
-    name: str
-    paths: PathSettings
 
     def __post_init__(self) -> None:
         require(bool(self.runs), "runs", self.runs, "a list of run or multirun folders")

@@ -22,10 +22,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from skinclf.artifact import TrainedModel, load_model
 from skinclf.errors import SkinclfError, exit_on_user_error
 from skinclf.quiet import quiet_third_parties
 from skinclf.resolvers import CONFIG_PATH, register_configs
-from skinclf.schema import RENAMED_KEYS, SCHEMAS, SHORTHANDS, validate
+from skinclf.schema import RENAMED_KEYS, SCHEMAS, SHORTHANDS, EvaluationSettings, TrainedModelConfig, validate
 
 T = TypeVar("T")
 
@@ -162,6 +163,13 @@ def given_keys(group: str) -> list[str]:
         if key.startswith(group + "."):
             keys.append(key[len(group) + 1 :])
     return keys
+
+
+def trained_model(settings: TrainedModelConfig) -> tuple[TrainedModel, EvaluationSettings]:
+    """The trained model of ckpt=, and the evaluation settings it was made with but for the keys the command line
+    gives."""
+    model = load_model(settings.ckpt)
+    return model, model.evaluation_settings(settings.evaluation, given_keys("evaluation"))
 
 
 def module_name(task: Callable[..., Any]) -> str:

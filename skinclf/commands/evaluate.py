@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skinclf.artifact import Images, TrainedModel, load_model, table_images
-from skinclf.commands.entry import command, given_keys
+from skinclf.artifact import Images, TrainedModel, table_images
+from skinclf.commands.entry import command, trained_model
 from skinclf.data.inputs import missing_paths, read_inputs
 from skinclf.data.overlap import Hashed, Overlap, overlap
 from skinclf.data.records import reads_tables
@@ -70,8 +70,7 @@ def without(images: Images, paths: set[str]) -> Images:
 
 @command("evaluate")
 def main(settings: EvaluateConfig, run_folder: Path) -> None:
-    model = load_model(settings.ckpt)
-    evaluation = model.evaluation_settings(settings.evaluation, given_keys("evaluation"))
+    model, evaluation = trained_model(settings)
     images = labelled_images(settings, model)
     trained_on = model.training_images()
     copies = training_copies(trained_on, images) if is_external(settings) else None

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinclf.artifact import TrainedModel, load_model
+from skinclf.artifact import TrainedModel
 from skinclf.atomic import atomic_path, write_json
-from skinclf.commands.entry import command, given_keys
+from skinclf.commands.entry import command, trained_model
 from skinclf.data.metadata import feature_names
 from skinclf.data.preprocessing import description as preprocessing_description
 from skinclf.errors import SkinclfError
@@ -210,9 +210,9 @@ def description(
 
 @command("export")
 def main(settings: ExportConfig, run_folder: Path) -> None:
-    model = load_model(settings.ckpt)
+    model, evaluation = trained_model(settings)
     module = model.probability_model()  # first: it says why a model cannot be exported as one module
-    policy = decision_policy(model, model.evaluation_settings(settings.evaluation, given_keys("evaluation")))
+    policy = decision_policy(model, evaluation)
     output = run_folder / f"model{SUFFIXES[settings.format]}"
     difference = export_checked(model, at_temperature(module, model, policy), settings, output)
     metadata_path = output.with_name(output.name + ".json")

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinclf.artifact import Images, load_model, table_images
+from skinclf.artifact import Images, table_images
 from skinclf.atomic import atomic_path
-from skinclf.commands.entry import command, given_keys
+from skinclf.commands.entry import command, trained_model
 from skinclf.data.inputs import read_inputs
 from skinclf.data.records import reads_tables
 from skinclf.errors import SkinclfError
@@ -60,8 +60,7 @@ def images_to_predict(settings: PredictConfig) -> Images:
 
 @command("predict")
 def main(settings: PredictConfig, run_folder: Path) -> None:
-    model = load_model(settings.ckpt)
-    evaluation = model.evaluation_settings(settings.evaluation, given_keys("evaluation"))
+    model, evaluation = trained_model(settings)
     inference = Inference.of(settings.data, settings.trainer)
     images = images_to_predict(settings)
     if settings.threshold is not None:

@@ -46,7 +46,6 @@ def cache_key(table: pd.DataFrame, pixels: CachedPixels) -> str:
     how they were decoded."""
     identity = {
         "format": CACHE_FORMAT,
-        "resize_size": pixels.resize_size,
         "paths": table["path"].tolist(),
         "sha1": table["sha1"].tolist() if "sha1" in table.columns else None,
         **pixels.identity(),
@@ -150,7 +149,7 @@ class Staging:
     pixels: CachedPixels
 
     def identity(self) -> str:
-        return json.dumps({"format": CACHE_FORMAT, "resize_size": self.pixels.resize_size, **self.pixels.identity()})
+        return json.dumps({"format": CACHE_FORMAT, **self.pixels.identity()})
 
 
 #: A function that stages one image: its path, the SHA-1 of its bytes and its cached pixels.

@@ -9,6 +9,7 @@ images; a file that cannot be read gives its reason instead of an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,11 +54,9 @@ class CachedPixels:
         return decoding(self.preprocessing)
 
     def identity(self) -> dict[str, Any]:
-        """What of it a cache's key holds (only what differs from a whole decode without colour constancy)."""
-        return {
-            **({"color_constancy": self.decoding.color_constancy} if self.decoding.color_constancy != "none" else {}),
-            **({"dct_scaling_to": self.decoding.side} if self.decoding.side is not None else {}),
-        }
+        """What of the preprocessing a cache's key holds: all that makes its pixels (not the crop or normalisation)."""
+        made_after = ("crop_size", "mean", "std")
+        return {key: value for key, value in dataclasses.asdict(self.preprocessing).items() if key not in made_after}
 
     @cached_property
     def _resize(self) -> A.SmallestMaxSize:

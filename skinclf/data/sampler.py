@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Sampler
 
 
+@dataclass(eq=False)
 class EpochSampler(Sampler[tuple[int, int]]):
     """Shuffles a dataset each epoch and gives every image drawn its own augmentation seed.
 
@@ -22,15 +24,16 @@ class EpochSampler(Sampler[tuple[int, int]]):
     with a probability proportional to its weight: class-balanced sampling, as deterministic.
     """
 
-    def __init__(
-        self, size: int, seed: int, rank: int = 0, world_size: int = 1, weights: np.ndarray | None = None
-    ) -> None:
-        self.size = size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.probabilities = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
-        self.epoch = 0
+    size: int
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+    weights: np.ndarray | None = None
+    epoch: int = 0
+
+    @property
+    def probabilities(self) -> np.ndarray | None:
+        return None if self.weights is None else np.asarray(self.weights, dtype=float) / np.sum(self.weights)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -40,10 +43,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        if self.probabilities is None:
+        probabilities = self.probabilities
+        if probabilities is None:
             order = rng.permutation(self.size)
         else:
-            order = rng.choice(self.size, size=self.size, replace=True, p=self.probabilities)
+            order = rng.choice(self.size, size=self.size, replace=True, p=probabilities)
         seeds = rng.integers(0, 2**63 - 1, size=self.size)
         total = len(self) * self.world_size
         order, seeds = np.resize(order, total), np.resize(seeds, total)  # pad by repeating the start

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
@@ -38,6 +39,13 @@ def with_margins(
     width, height = figsize
     margins = {"left": left / width, "right": 1 - right / width, "bottom": bottom / height, "top": 1 - top / height}
     return Figure(figsize=figsize), margins
+
+
+def titled(axis: Axes, title: str, legend: str) -> None:
+    """The plot's title, a light grid, and its legend where it says."""
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc=legend, fontsize=8)
 
 
 def save_figure(figure: Figure, path: Path, dpi: int = 120) -> Path:
@@ -97,9 +105,7 @@ def plot_roc_curves(curves: Curves, path: Path, title: str) -> Path:
     axis.plot([0, 1], [0, 1], ":", color="grey")
     axis.set_xlabel("false-positive rate (1 - specificity)")
     axis.set_ylabel("true-positive rate (recall)")
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
+    titled(axis, title, "lower right")
     return save_figure(figure, path)
 
 
@@ -120,9 +126,7 @@ def plot_reliability(curves: Curves, path: Path, title: str, bins: int = CALIBRA
         ece = expected_calibration_error(scores, labels)
         axis.plot(predicted[filled], observed[filled], "o-", label=f"{name} (ECE {ece:.3f}, {bins} bins)")
     axis.set_ylabel("observed fraction malignant")
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend(loc="upper left", fontsize=8)
+    titled(axis, title, "upper left")
     hist.bar(edges[:-1], counts, width=1 / bins, align="edge", edgecolor="white")
     hist.set_yscale("log")
     hist.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # 10, 100 (not 10^1), in the margin's width

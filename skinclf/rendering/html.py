@@ -23,7 +23,7 @@ from skinclf.metrics.figures import summary_line
 from skinclf.metrics.plots import plot_forest
 from skinclf.metrics.subgroups import MIN_IMAGES_TO_JUDGE
 from skinclf.rendering.runs import Runs
-from skinclf.rendering.tables import notes, run_row, seed_summary, shown, subgroup_rows, with_interval
+from skinclf.rendering.tables import notes, ranking, run_row, seed_summary, shown, subgroup_rows, with_interval
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("skinclf.rendering", "templates"),
@@ -113,8 +113,7 @@ def model_card(metrics: dict) -> dict[str, Any]:
         "factors audited": ", ".join(metrics.get("subgroups", {})) or "none",
     }
     figures = {
-        "AUROC": with_interval(metrics, "test/auroc"),
-        "AUPRC": with_interval(metrics, "test/auprc"),
+        **ranking(metrics),
         **{f"ECE{' (calibrated)' if 'calibration' in metrics else ''}": shown(metrics.get("test/ece"))},
     }
     for point in metrics["operating_points"]:

@@ -22,6 +22,11 @@ def with_interval(metrics: dict, key: str) -> str:
     return f"{shown(metrics.get(key))} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
+def ranking(metrics: dict) -> dict[str, str]:
+    """The test AUROC and AUPRC, each with its interval."""
+    return {"AUROC": with_interval(metrics, "test/auroc"), "AUPRC": with_interval(metrics, "test/auprc")}
+
+
 def run_row(label: str, metrics: dict) -> dict[str, str]:
     """One table row: who the run is, its ranking figures and its operating points, with intervals."""
     run = metrics.get("run", {})
@@ -32,8 +37,7 @@ def run_row(label: str, metrics: dict) -> dict[str, str]:
         "aug": str(run.get("aug", "")),
         "seed": str(run.get("seed", "")),
         "evaluated on": str(run.get("evaluated_on", "")),
-        "AUROC": with_interval(metrics, "test/auroc"),
-        "AUPRC": with_interval(metrics, "test/auprc"),
+        **ranking(metrics),
     }
     for point in metrics["operating_points"]:
         r = recall_key(point["target_recall"])

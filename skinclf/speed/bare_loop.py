@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
@@ -56,55 +57,44 @@ def train_steps(
         yield
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Where and how steps are timed: the device and precision, and the untimed steps before the timed ones."""
+
+    device: torch.device
+    precision: str
+    warmup: int
+    timed: int
+
+
 def images_per_second(
-    model: LesionClassifier,
-    batches: Iterator[dict[str, torch.Tensor]],
-    device: torch.device,
-    precision: str,
-    warmup: int,
-    timed: int,
-    batch_size: int,
+    model: LesionClassifier, batches: Iterator[dict[str, torch.Tensor]], batch_size: int, timing: Timing
 ) -> float:
-    """Training throughput over ``timed`` steps after ``warmup`` untimed ones."""
-    steps = train_steps(model, batches, device, precision)
-    for _ in range(warmup):
-        next(steps)
-    watch = Stopwatch(device)
-    watch.start()
-    for _ in range(timed):
-        next(steps)
-    return timed * batch_size / watch.stop()
-
-
-def _on_device(model: LesionClassifier, device: torch.device) -> LesionClassifier:
-    model = model.to(device)
+    """Training throughput over ``timing.timed`` steps after ``timing.warmup`` untimed ones."""
+    model = model.to(timing.device)
     if model.uses_channels_last():
         model.backbone.to(memory_format=torch.channels_last)
-    return model
+    steps = train_steps(model, batches, timing.device, timing.precision)
+    for _ in range(timing.warmup):
+        next(steps)
+    watch = Stopwatch(timing.device)
+    watch.start()
+    for _ in range(timing.timed):
+        next(steps)
+    return timing.timed * batch_size / watch.stop()
 
 
-def bare_loop(
-    model: LesionClassifier, loader: DataLoader, device: torch.device, precision: str, warmup: int, timed: int
-) -> float:
+def bare_loop(model: LesionClassifier, loader: DataLoader, timing: Timing) -> float:
     """Images per second of the bare loop over a real DataLoader."""
-    model = _on_device(model, device)
-    return images_per_second(model, endless(loader), device, precision, warmup, timed, loader.batch_size)
+    return images_per_second(model, endless(loader), loader.batch_size, timing)
 
 
-def model_step_ceiling(
-    model: LesionClassifier,
-    batch: dict[str, torch.Tensor],
-    device: torch.device,
-    precision: str,
-    warmup: int,
-    timed: int,
-) -> float:
+def model_step_ceiling(model: LesionClassifier, batch: dict[str, torch.Tensor], timing: Timing) -> float:
     """Images per second of the model step alone, on one batch already on the device."""
-    model = _on_device(model, device)
-    on_device = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    on_device = {k: v.to(timing.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     def same_batch() -> Iterator[dict[str, torch.Tensor]]:
         while True:
             yield on_device
 
-    return images_per_second(model, same_batch(), device, precision, warmup, timed, len(batch["image"]))
+    return images_per_second(model, same_batch(), len(batch["image"]), timing)

@@ -31,7 +31,7 @@ from skinclf.fitting.builders import build_datamodule, build_model, build_traine
 from skinclf.machine import runs_on_gpu, usable_cpus
 from skinclf.models import LesionClassifier
 from skinclf.schema import BenchConfig
-from skinclf.speed.bare_loop import bare_loop, endless, model_step_ceiling
+from skinclf.speed.bare_loop import Timing, bare_loop, endless, model_step_ceiling
 from skinclf.speed.timing import Stopwatch, machine_facts, peak_host_memory_mb
 
 log = logging.getLogger(__name__)
@@ -157,15 +157,13 @@ def measure_pipeline(settings: BenchConfig, train_set: LesionDataset, worker_cou
 
 def measure_loops(settings: BenchConfig, datamodule: pl.LightningDataModule, device: torch.device) -> list[dict]:
     """(b), (c') and (c), side by side in each of bench.rounds rounds, so that drift hits all three."""
-    bench, precision = settings.bench, settings.trainer.precision
+    bench = settings.bench
+    timing = Timing(device, settings.trainer.precision, bench.warmup_batches, bench.batches)
     first_batch = next(iter(datamodule.train_dataloader()))
     rounds = []
     for _ in range(bench.rounds):
-        ceiling = model_step_ceiling(
-            random_init_model(settings), first_batch, device, precision, bench.warmup_batches, bench.batches
-        )
-        loader = datamodule.train_dataloader()
-        bare = bare_loop(random_init_model(settings), loader, device, precision, bench.warmup_batches, bench.batches)
+        ceiling = model_step_ceiling(random_init_model(settings), first_batch, timing)
+        bare = bare_loop(random_init_model(settings), datamodule.train_dataloader(), timing)
         rounds.append(
             {"model_step": ceiling, "bare_loop": bare, "lightning_loop": lightning_loop(settings, datamodule, device)}
         )

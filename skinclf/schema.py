@@ -141,6 +141,8 @@ class DataSettings(SplitSettings):
 
 #: model.preprocessing.color_constancy's values (see skinclf.data.color).
 COLOR_CONSTANCY = ("none", "shades_of_gray")
+#: model.preprocessing.interpolation's values (see skinclf.data.preprocessing).
+INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest")
 
 
 @dataclass
@@ -152,6 +154,7 @@ class Preprocessing:
 
     resize_size: int
     crop_size: int
+    interpolation: str
     mean: list[float]
     std: list[float]
     color_constancy: str
@@ -168,6 +171,8 @@ class Preprocessing:
         require(min(self.std) > 0, key + "std", self.std, "positive")
         rule = " or ".join(COLOR_CONSTANCY)
         require(self.color_constancy in COLOR_CONSTANCY, key + "color_constancy", self.color_constancy, rule)
+        rule = " or ".join(INTERPOLATIONS)
+        require(self.interpolation in INTERPOLATIONS, key + "interpolation", self.interpolation, rule)
 
 
 # -- model and training ---------------------------------------------------------------------------

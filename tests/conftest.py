@@ -289,7 +289,7 @@ def preprocessing_of(resize_size: int, crop_size: int | None = None, **changes: 
     crop = resize_size if crop_size is None else crop_size
     imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     return Preprocessing(
-        **{"color_constancy": "none", "jpeg_dct_scaling": False, **imagenet, **changes},
+        **{"interpolation": "bilinear", "color_constancy": "none", "jpeg_dct_scaling": False, **imagenet, **changes},
         resize_size=resize_size,
         crop_size=crop,
     )

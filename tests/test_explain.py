@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_in_process, sizes, tiny, train_settings, write_image
+from conftest import preprocessing_of, run_in_process, sizes, tiny, train_settings, write_image
 from PIL import Image
 
 from skinclf.artifact import load_model
@@ -18,7 +18,7 @@ from skinclf.errors import SkinclfError
 from skinclf.explain import Explainer, at_image_size, spatial_layers, target_layer
 from skinclf.fitting.builders import build_model
 from skinclf.models import LesionClassifier
-from skinclf.schema import ExplainSettings, Preprocessing
+from skinclf.schema import ExplainSettings
 
 GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=None)
 
@@ -77,7 +77,7 @@ def test_maps_turn_back_with_the_views_and_members_average() -> None:
 
 
 def test_a_map_lies_on_the_image_at_its_own_size() -> None:
-    preprocessing = Preprocessing(36, 32, [0.5] * 3, [0.5] * 3, color_constancy="none", jpeg_dct_scaling=True)
+    preprocessing = preprocessing_of(36, 32)
     placed = at_image_size(np.ones((32, 32)), (90, 180), preprocessing)  # resized to 36 x 72, centre 32 x 32
     assert placed.shape == (90, 180)
     rows, columns = np.nonzero(placed > 0.5)

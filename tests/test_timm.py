@@ -51,7 +51,9 @@ def test_presets_take_sizes_and_normalisation_from_the_pretrained_config() -> No
     )  # 380 px at timm's crop_pct 0.922
     convnext = train_settings(["model=convnext_small_384"])
     assert (convnext.model.preprocessing.resize_size, convnext.model.preprocessing.crop_size) == (384, 384)
-    assert train_settings(["model=timm", f"model.arch={SMALL}"]).model.preprocessing.crop_size == 160
+    small = train_settings(["model=timm", f"model.arch={SMALL}"]).model.preprocessing
+    assert (small.crop_size, small.interpolation) == (160, "bicubic")  # timm's weights resize bicubic
+    assert train_settings(["model=resnet18"]).model.preprocessing.interpolation == "bilinear"  # torchvision's
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

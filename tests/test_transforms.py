@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ from conftest import compose_train_config, preprocessing_of, sizes
 from hydra.utils import instantiate
 
 from skinclf.data.preprocessing import eval_transform, train_transform
+from skinclf.data.reading import CachedPixels
 from skinclf.schema import validate
 
 
@@ -58,3 +60,15 @@ def test_albu_yaml_is_the_reference_pipeline() -> None:
         [-15, 15],
         0.33,
     )
+
+
+def test_the_model_s_interpolation_resizes_every_image_it_sees() -> None:
+    """The eval transform, the training transform and the cache all start with the model's resize."""
+    image = np.random.default_rng(1).integers(0, 256, size=(41, 67, 3), dtype=np.uint8)
+    for interpolation, flag in (("bilinear", cv2.INTER_LINEAR), ("bicubic", cv2.INTER_CUBIC)):
+        preprocessing = preprocessing_of(20, 20, interpolation=interpolation)
+        expected = cv2.resize(image, (33, 20), interpolation=flag)[:, 6:26]  # the shorter side to 20, centre 20
+        assert np.array_equal(eval_transform(preprocessing)(image=image)["image"].permute(1, 2, 0).numpy(), expected)
+        assert np.array_equal(
+            CachedPixels(preprocessing).of_decoded(image), cv2.resize(image, (33, 20), interpolation=flag)
+        )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import albumentations as A
+import cv2
 import numpy as np
 from albumentations.pytorch import ToTensorV2
 
@@ -47,9 +48,19 @@ def decoding(preprocessing: Preprocessing) -> Decoding:
     return Decoding(side, preprocessing.color_constancy)
 
 
+#: OpenCV's resampling of each model.preprocessing.interpolation.
+CV2_INTERPOLATION = {
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "nearest": cv2.INTER_NEAREST,
+}
+
+
 def resize_step(preprocessing: Preprocessing) -> A.SmallestMaxSize:
     """The shorter side resized to resize_size, the aspect ratio kept: every pipeline's first step, and the cache's."""
-    return A.SmallestMaxSize(max_size=preprocessing.resize_size)
+    interpolation = CV2_INTERPOLATION[preprocessing.interpolation]
+    return A.SmallestMaxSize(max_size=preprocessing.resize_size, interpolation=interpolation)
 
 
 def eval_transform(preprocessing: Preprocessing) -> A.Compose:
@@ -69,7 +80,7 @@ def train_transform(preprocessing: Preprocessing, steps: Sequence[A.BasicTransfo
 def description(preprocessing: Preprocessing) -> dict[str, Any]:
     """How to prepare an image for the exported model, in words and numbers (its JSON file's ``input``)."""
     p = preprocessing
-    how = f"resize the shorter side to {p.resize_size} px (bilinear), then centre-crop {p.crop_size}x{p.crop_size}"
+    how = f"resize the shorter side to {p.resize_size} px ({p.interpolation}), then centre-crop {p.crop_size} px"
     if p.jpeg_dct_scaling:
         how += (
             f"; a JPEG decoded by DCT scaling (libjpeg scale 1/2, 1/4 or 1/8, the smallest whose shorter side is "
@@ -79,6 +90,7 @@ def description(preprocessing: Preprocessing) -> dict[str, Any]:
         "preprocessing": how + "; EXIF orientation applied",
         "resize_size": p.resize_size,
         "crop_size": p.crop_size,
+        "interpolation": p.interpolation,
         "mean": list(p.mean),
         "std": list(p.std),
         "normalisation": "inside the model: (pixels / 255 - mean) / std",

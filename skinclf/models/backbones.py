@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,8 +50,8 @@ def resolve_weights(arch: str, weights: str | None) -> WeightsEnum | None:
         ) from error
 
 
-def preprocessing_preset(arch: str, weights: str | None, library: str = "torchvision") -> dict[str, int | list[float]]:
-    """Resize and crop sizes, mean and std of the weights' own eval transforms.
+def preprocessing_preset(arch: str, weights: str | None, library: str = "torchvision") -> dict[str, Any]:
+    """Resize and crop sizes, interpolation, mean and std of the weights' own eval transforms.
 
     With random init or a local file, those of the architecture's default weights (for timm, of
     the arch's pretrained config).
@@ -65,6 +66,7 @@ def preprocessing_preset(arch: str, weights: str | None, library: str = "torchvi
     return {
         "resize_size": int(transforms.resize_size[0]),
         "crop_size": int(transforms.crop_size[0]),
+        "interpolation": transforms.interpolation.value,
         "mean": [float(m) for m in transforms.mean],
         "std": [float(s) for s in transforms.std],
     }

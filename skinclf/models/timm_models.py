@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,8 +48,8 @@ def create(arch: str) -> nn.Module:
     return _timm().create_model(arch, pretrained=False)
 
 
-def preprocessing_preset(arch: str) -> dict[str, int | list[float]]:
-    """Resize and crop sizes (timm's crop_pct), mean and std of the model's pretrained config."""
+def preprocessing_preset(arch: str) -> dict[str, Any]:
+    """Resize and crop sizes (timm's crop_pct), interpolation, mean and std of the model's pretrained config."""
     check_architecture(arch)
     config = _timm().models.get_pretrained_cfg(arch)
     if config is None:
@@ -59,6 +60,7 @@ def preprocessing_preset(arch: str) -> dict[str, int | list[float]]:
     return {
         "resize_size": math.floor(crop / config.crop_pct),
         "crop_size": crop,
+        "interpolation": config.interpolation,
         "mean": [float(m) for m in config.mean],
         "std": [float(s) for s in config.std],
     }

@@ -1,6 +1,4 @@
-"""``python -m skinclf.bench``: see :mod:`skinclf.commands.bench`."""
-
-from skinclf.commands.bench import main
+from skinclf.commands.bench import main  # python -m skinclf.bench
 
 if __name__ == "__main__":
     main()

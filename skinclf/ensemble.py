@@ -1,6 +1,4 @@
-"""``python -m skinclf.ensemble``: see :mod:`skinclf.commands.ensemble`."""
-
-from skinclf.commands.ensemble import main
+from skinclf.commands.ensemble import main  # python -m skinclf.ensemble
 
 if __name__ == "__main__":
     main()

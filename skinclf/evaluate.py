@@ -1,6 +1,4 @@
-"""``python -m skinclf.evaluate``: see :mod:`skinclf.commands.evaluate`."""
-
-from skinclf.commands.evaluate import main
+from skinclf.commands.evaluate import main  # python -m skinclf.evaluate
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,4 @@
-"""``python -m skinclf.export``: see :mod:`skinclf.commands.export`."""
-
-from skinclf.commands.export import main
+from skinclf.commands.export import main  # python -m skinclf.export
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,4 @@
-"""``python -m skinclf.predict``: see :mod:`skinclf.commands.predict`."""
-
-from skinclf.commands.predict import main
+from skinclf.commands.predict import main  # python -m skinclf.predict
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,4 @@
-"""``python -m skinclf.report``: see :mod:`skinclf.commands.report`."""
-
-from skinclf.commands.report import main
+from skinclf.commands.report import main  # python -m skinclf.report
 
 if __name__ == "__main__":
     main()

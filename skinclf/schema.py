@@ -557,11 +557,6 @@ RENAMED_KEYS = {
     "flip_tta": "evaluation.tta",
     "split": "input",
     "output": "hydra.run.dir",
-    # ensemble and report, argparse commands before
-    "--output": "hydra.run.dir",
-    "--logger": "logger",
-    "--combine": "combine",
-    "--set": "the key itself (e.g. logger.mlflow.tracking_uri=<uri>)",
 }
 
 

@@ -1,6 +1,4 @@
-"""``python -m skinclf.split``: see :mod:`skinclf.commands.split`."""
-
-from skinclf.commands.split import main
+from skinclf.commands.split import main  # python -m skinclf.split
 
 if __name__ == "__main__":
     main()

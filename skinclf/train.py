@@ -1,6 +1,4 @@
-"""``python -m skinclf.train``: see :mod:`skinclf.commands.train`."""
-
-from skinclf.commands.train import main
+from skinclf.commands.train import main  # python -m skinclf.train
 
 if __name__ == "__main__":
     main()

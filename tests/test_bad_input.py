@@ -87,7 +87,6 @@ def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
             ["ema.decay=0.9"],
             "ema.decay= is no longer a setting: use callbacks=[default,ema] callbacks.ema.decay=<value>",
         ),
-        ("ensemble", ["--output", "x"], "--output is no longer an option: use hydra.run.dir=<value>"),
         ("report", ["."], "name folders as runs=[.] (several: runs=[<folder>,<folder>])"),
     ],
 )

@@ -58,15 +58,10 @@ def expand_shorthands(arguments: Sequence[str]) -> list[str]:
 
 
 def refuse_renamed_keys(arguments: Sequence[str]) -> None:
-    """Refuse command-line keys and flags of earlier versions, naming what replaced each; a bare folder (the
-    argument ensemble and report took) is named too."""
+    """Refuse command-line keys of earlier versions, naming what replaced each; a bare folder (the argument
+    ensemble and report took) is named too."""
     for previous, argument in zip([None, *arguments], arguments, strict=False):
-        if previous in HYDRA_FLAGS_WITH_A_VALUE:
-            continue
-        flag = argument.split("=", 1)[0]
-        if flag.startswith("--") and flag in RENAMED_KEYS:
-            raise SkinclfError(f"{flag} is no longer an option: use {RENAMED_KEYS[flag]}=<value>")
-        if argument.startswith("-"):
+        if previous in HYDRA_FLAGS_WITH_A_VALUE or argument.startswith("-"):
             continue
         if "=" not in argument:
             if Path(argument).expanduser().is_dir():

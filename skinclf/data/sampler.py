@@ -31,10 +31,6 @@ class EpochSampler(Sampler[tuple[int, int]]):
     weights: np.ndarray | None = None
     epoch: int = 0
 
-    @property
-    def probabilities(self) -> np.ndarray | None:
-        return None if self.weights is None else np.asarray(self.weights, dtype=float) / np.sum(self.weights)
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -43,10 +39,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        probabilities = self.probabilities
-        if probabilities is None:
+        if self.weights is None:
             order = rng.permutation(self.size)
         else:
+            probabilities = np.asarray(self.weights, dtype=float) / np.sum(self.weights)
             order = rng.choice(self.size, size=self.size, replace=True, p=probabilities)
         seeds = rng.integers(0, 2**63 - 1, size=self.size)
         total = len(self) * self.world_size

@@ -14,8 +14,6 @@ validation predictions are: in training, evaluate, predict and export alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import torch
@@ -93,29 +91,6 @@ def scaled(predictions: pd.DataFrame, temperature: float, malignant: list[str]) 
     else:
         result["probability"] = 1 / (1 + np.exp(-logits_of(predictions["probability"]) / temperature))
     return result
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A fitted temperature, and what it was fitted on."""
-
-    temperature: float
-    fitted_on: str
-
-    def apply(self, predictions: pd.DataFrame, malignant: list[str]) -> pd.DataFrame:
-        return scaled(predictions, self.temperature, malignant)
-
-
-def calibrate(
-    validation: pd.DataFrame, others: dict[str, pd.DataFrame], malignant: list[str], fitted_on: str
-) -> tuple[Calibration, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Fit a temperature on the validation predictions; the validation and the other predictions at it."""
-    calibration = Calibration(fit_temperature(validation), fitted_on)
-    return (
-        calibration,
-        calibration.apply(validation, malignant),
-        {name: calibration.apply(table, malignant) for name, table in others.items()},
-    )
 
 
 class TemperatureScaled(nn.Module):

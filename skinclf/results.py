@@ -25,7 +25,7 @@ from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, skin_tones
 from skinclf.data.dataset import eval_dataset
 from skinclf.explain import Explainer, explain_images, overlay
 from skinclf.metrics.calibration import expected_calibration_error
-from skinclf.metrics.decisions import DecisionPolicy
+from skinclf.metrics.decisions import DecisionPolicy, ThresholdRule
 from skinclf.metrics.diagnosis import diagnosis_columns, diagnosis_figures
 from skinclf.metrics.figures import evaluate
 from skinclf.metrics.outputs import Errors, confident_errors, save_error_figure, write_curves, write_predictions
@@ -87,7 +87,9 @@ def error_images(seen: ImagesAsSeen, test: pd.DataFrame) -> Errors:
     return errors
 
 
-def evaluation_figures(validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSettings, rule: str) -> dict:
+def evaluation_figures(
+    validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSettings, rule: ThresholdRule
+) -> dict:
     """metrics.json's figures: of val (which chooses the thresholds) and of test, by subgroup and diagnosis too."""
     metrics = evaluate(
         validation["probability"].to_numpy(),

@@ -292,6 +292,8 @@ TrainerSettings = dataclasses.make_dataclass(
 
 #: The test-time augmentations (see skinclf.inference.VIEWS).
 TTA_CHOICES = ("none", "flips", "flips_rot")
+#: evaluation.threshold_rule's values (see skinclf.metrics.decisions).
+THRESHOLD_RULES = ("highest_precision", "guaranteed")
 #: evaluation.calibration's values (see skinclf.metrics.calibration).
 CALIBRATIONS = ("none", "temperature")
 
@@ -315,6 +317,8 @@ class EvaluationSettings:
     records the settings it was evaluated with, and later commands use them unless the command line says otherwise."""
 
     target_recalls: list[float]
+    threshold_rule: str
+    threshold_confidence: float
     tta: str
     bootstrap: BootstrapSettings
     subgroups: list[str]
@@ -325,6 +329,10 @@ class EvaluationSettings:
 
     def __post_init__(self) -> None:
         _check_recalls("evaluation.target_recalls", self.target_recalls)
+        rule = " or ".join(THRESHOLD_RULES)
+        require(self.threshold_rule in THRESHOLD_RULES, "evaluation.threshold_rule", self.threshold_rule, rule)
+        confidence = self.threshold_confidence
+        require(0 < confidence < 1, "evaluation.threshold_confidence", confidence, "in (0, 1), e.g. 0.95")
         require(self.tta in TTA_CHOICES, "evaluation.tta", self.tta, " or ".join(TTA_CHOICES))
         require(self.calibration in CALIBRATIONS, "evaluation.calibration", self.calibration, " or ".join(CALIBRATIONS))
         ascending = bool(self.age_edges) and all(a < b for a, b in itertools.pairwise(self.age_edges))

@@ -26,7 +26,7 @@ from xdist.scheduler import LoadScopeScheduling
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from skinclf.fitting.run import train
 from skinclf.locks import exclusive_lock
-from skinclf.metrics.decisions import choose_thresholds, recall_key
+from skinclf.metrics.decisions import HIGHEST_PRECISION, choose_thresholds, recall_key
 from skinclf.resolvers import register_configs
 from skinclf.schema import Preprocessing, SplitSettings, TrainConfig, validate
 
@@ -297,7 +297,7 @@ def preprocessing_of(resize_size: int, crop_size: int | None = None, **changes: 
 
 def threshold_for_recall(predictions: pd.DataFrame, target_recall: float) -> float:
     """The threshold the default decision rule chooses for a target recall on labelled predictions."""
-    return choose_thresholds(predictions, [target_recall], "validation_precision")[recall_key(target_recall)]
+    return choose_thresholds(predictions, [target_recall], HIGHEST_PRECISION)[recall_key(target_recall)]
 
 
 def split_settings(**changes: object) -> SplitSettings:

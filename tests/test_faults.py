@@ -192,7 +192,7 @@ def test_sigterm_mid_epoch_stops_cleanly_and_resume_gives_the_uninterrupted_metr
 def test_three_jobs_started_together_on_a_fresh_data_root_agree(tmp_path: Path) -> None:
     args = [
         "data=synthetic",
-        *("data.synthetic.n_train=80", "data.synthetic.n_test=24", "data.synthetic.image_size=40"),
+        *("data.synthetic.n_train=160", "data.synthetic.n_test=24", "data.synthetic.image_size=40"),
         *(
             "model.preprocessing.resize_size=36",
             "model.preprocessing.crop_size=32",

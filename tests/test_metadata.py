@@ -48,7 +48,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     table = blank_table(folder)
     common = [
         *("data=table", f"data.table={table}", f"data.images={folder / 'images'}", "data.label_column=label"),
-        *("data.near_duplicates=off", f"data.split_dir={folder / 'splits'}", "data.val_min_malignant=0"),
+        *("data.near_duplicates=off", f"data.split_dir={folder / 'splits'}", "data.val_min_malignant=10"),
         *(
             "model.weights=null",
             "trainer=cpu",

@@ -90,7 +90,10 @@ def test_a_run_report_shows_its_figures_audit_errors_and_model_card(browser: obj
         assert heading in headings
 
     # one row per target recall, each threshold with its interval
-    rows = page.page.query_selector_all("h3:text('Operating points') + table tr")[1:]
+    policy = metrics["run"]["decision_policy"]
+    stated = page.page.inner_text("h3:text('Operating points') + p.policy")  # how the thresholds were chosen
+    assert f"({policy['images']} images, {policy['malignant']} malignant) by the rule {policy['rule']}" in stated
+    rows = page.page.query_selector_all("h3:text('Operating points') + p.policy + table tr")[1:]
     targets = [recall_key(point["target_recall"]) for point in metrics["operating_points"]]
     assert [row.query_selector("td").inner_text().split()[0] for row in rows] == targets
     assert all("[" in row.query_selector_all("td")[1].inner_text() for row in rows)

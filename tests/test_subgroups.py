@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from skinclf.errors import SkinclfError
+from skinclf.metrics.decisions import HIGHEST_PRECISION
 from skinclf.metrics.figures import summary_line
 from skinclf.metrics.subgroups import audit
 from skinclf.rendering.tables import subgroup_rows
@@ -30,7 +31,7 @@ def test_a_subgroup_the_threshold_misses_is_flagged_and_ages_are_banded() -> Non
     test.loc[hidden, "probability"] -= 0.6  # the model misses malignant lesions of men
     test["age"] = np.resize([25.0, 38.0, 52.0, 66.0, 80.0, np.nan], 360)
 
-    subgroups = audit(validation, test, ["sex", "age"], [0.9], BOOTSTRAP, [30, 45, 60, 75], "validation_precision")
+    subgroups = audit(validation, test, ["sex", "age"], [0.9], BOOTSTRAP, [30, 45, 60, 75], HIGHEST_PRECISION)
 
     by_sex = {entry["value"]: entry for entry in subgroups["sex"]}
     assert by_sex["male"]["malignant"] == 40 and by_sex["female"]["images"] == 240
@@ -53,6 +54,6 @@ def test_subgroup_columns_the_test_set_lacks_or_mixed_numbers_are_named() -> Non
     test = pd.DataFrame({"label": [0, 1] * 10, "probability": np.linspace(0, 1, 20), "age": ages})
     validation = test[["label", "probability"]]
     with pytest.raises(SkinclfError, match=r"names site, which the test images do not have: their columns are age"):
-        audit(validation, test, ["site"], [0.9], BOOTSTRAP, [30], "validation_precision")
+        audit(validation, test, ["site"], [0.9], BOOTSTRAP, [30], HIGHEST_PRECISION)
     with pytest.raises(SkinclfError, match=r"the column age holds numbers but also sixty"):
-        audit(validation, test, ["age"], [0.9], BOOTSTRAP, [30], "validation_precision")
+        audit(validation, test, ["age"], [0.9], BOOTSTRAP, [30], HIGHEST_PRECISION)

@@ -23,7 +23,7 @@ from skinclf.fitting.builders import (
 from skinclf.fitting.callbacks import CheckpointContents
 from skinclf.fitting.checkpoints import load_classifier, stored_validation
 from skinclf.inference import inference_trainer, predict_loader
-from skinclf.metrics.decisions import VALIDATION, choose_policy
+from skinclf.metrics.decisions import VALIDATION, check_decidable, choose_policy, threshold_rule
 from skinclf.results import ImagesAsSeen, RunRecord, write_results
 from skinclf.schema import TrainConfig
 from skinclf.tracking import config_params
@@ -36,8 +36,13 @@ def train(settings: TrainConfig, run_folder: Path) -> dict:
     rank 0 evaluates and writes, the others return an empty dict.
     """
     resume_from = resume_checkpoint(settings, run_folder)
-    pl.seed_everything(settings.seed, workers=True)
     datamodule = build_datamodule(settings)
+    datamodule.prepare_data()  # the validation split chooses the thresholds: said now if it cannot, not after training
+    validation_labels = datamodule.run_tables()["val"]["label"].to_numpy()
+    check_decidable(
+        validation_labels, VALIDATION, threshold_rule(settings.evaluation), settings.evaluation.target_recalls
+    )
+    pl.seed_everything(settings.seed, workers=True)  # after the data is read: the job that made it starts alike
     model = build_model(
         settings, resume_from is None, class_weights(settings, datamodule), datamodule.metadata_encoding()
     )

@@ -4,31 +4,43 @@ For each target recall a threshold (malignant when the probability is at least i
 predictions: the model's validation, or a clinic's own sample (``evaluation.threshold_source``); and, with
 ``evaluation.calibration=temperature``, the temperature fitted on the same predictions, the thresholds being chosen
 on the calibrated ones. The end of training, evaluate, predict, export and ensemble all take their decisions from
-:func:`choose_policy`; the bootstrap re-chooses each threshold by the same rule in every resample
-(:func:`thresholds_by_rule`, in :mod:`skinclf.metrics.figures`), so that an interval carries the choice's uncertainty.
+:func:`choose_policy`, which refuses a sample it cannot decide on; the bootstrap re-chooses each threshold by the same
+rule in every resample (:meth:`ThresholdRule.thresholds`, in :mod:`skinclf.metrics.figures`).
+
+The rules (``evaluation.threshold_rule``):
+
+- ``highest_precision``: the highest precision among thresholds whose recall on the sample reaches the target. Its
+  recall elsewhere reaches the target about half the time: the sample's recall is an estimate.
+- ``guaranteed``: the highest threshold whose recall is at least the target with probability at least
+  ``evaluation.threshold_confidence`` (1 - delta) over draws of the sample, by Learn-then-Test (Angelopoulos et al.
+  2021) with the exact binomial test of the miss rate and fixed-sequence testing from the lowest threshold up. The
+  misses of a threshold only grow as it rises, so the tests stop at the first that fails, which gives a closed form:
+  with n malignant images, k the largest count with P(Binomial(n, 1 - r) <= k) <= delta, the threshold is the
+  (k + 1)-th lowest malignant score (P(recall < r) <= P(Binomial(n, 1 - r) <= k) <= delta). It needs at least
+  log(delta) / log(r) malignant images (59 for r = 0.95, 299 for r = 0.99 at delta = 0.05). MAPIE's
+  BinaryClassificationController implements the same test on a grid of thresholds; the tests check this against it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
+from skinclf.errors import SkinclfError
 from skinclf.metrics.calibration import fit_temperature, scaled
 from skinclf.metrics.curves import RankedCounts, best_precision_at_recall, rank
 from skinclf.schema import EvaluationSettings
 
-#: How each rule chooses a threshold, in words for metrics.json and the reports.
-RULES = {
-    "validation_precision": "the highest precision among thresholds whose recall reaches the target",
-    "given": "given on the command line",
-}
-
-
 #: What a model's own validation predictions are called where a policy says what it was chosen on.
 VALIDATION = "the model's validation split"
+#: The fewest malignant images the highest-precision rule decides on: with fewer, the sample's recall moves in steps
+#: of more than 0.1 and every target of 0.9 or above falls on its lowest-scored malignant image.
+MIN_MALIGNANT = 10
 
 
 def recall_key(target_recall: float) -> str:
@@ -36,9 +48,82 @@ def recall_key(target_recall: float) -> str:
     return f"{target_recall:g}"
 
 
-def thresholds_by_rule(ranked: RankedCounts, target_recall: float, rule: str) -> np.ndarray:
-    """The threshold for a target recall of each row of ranked predictions (NaN where none reaches it)."""
-    return best_precision_at_recall(ranked, target_recall)[1]
+def allowed_misses(malignant: np.ndarray, target_recall: float, confidence: float) -> np.ndarray:
+    """For each count of malignant images, the most of them a guaranteed threshold may miss (-1: none can be set)."""
+    counts = np.atleast_1d(np.asarray(malignant, dtype=np.int64))
+    misses = np.arange(int(counts.max(initial=0)) + 1)
+    tail = binom.cdf(misses[None, :], counts[:, None], 1 - target_recall)  # P(Binomial(n, 1 - r) <= k)
+    return ((tail <= 1 - confidence) & (misses[None, :] <= counts[:, None])).sum(axis=1) - 1
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a threshold for a target recall is chosen on labelled predictions; ``confidence`` for ``guaranteed``."""
+
+    name: str
+    confidence: float | None = None
+
+    @property
+    def how(self) -> str:
+        """The rule in words, for metrics.json and the reports."""
+        if self.name == "guaranteed":
+            return (
+                f"the highest threshold whose recall is at least the target with {self.confidence:.0%} confidence "
+                "(Learn-then-Test, exact binomial test of the misses, fixed-sequence testing)"
+            )
+        if self.name == "given":
+            return "given on the command line"
+        return "the highest precision among thresholds whose recall on the sample reaches the target"
+
+    def thresholds(self, ranked: RankedCounts, target_recall: float) -> np.ndarray:
+        """The threshold of each row of ranked predictions (NaN where the rule can set none)."""
+        if self.name != "guaranteed":
+            return best_precision_at_recall(ranked, target_recall)[1]
+        positives = ranked.positives.astype(np.int64)
+        misses = allowed_misses(positives, target_recall, self.confidence)
+        # the (misses + 1)-th lowest malignant score is the (positives - misses)-th highest
+        wanted = positives - misses
+        is_malignant = np.diff(ranked.tp, axis=-1, prepend=0) == 1
+        position = np.argmax(is_malignant & (ranked.tp == wanted[:, None]), axis=-1)
+        chosen = np.take_along_axis(ranked.scores, position[:, None], axis=-1)[:, 0]
+        return np.where(misses >= 0, chosen, np.nan)
+
+    def fewest_malignant(self, target_recall: float) -> int:
+        """The fewest malignant images the rule sets a threshold for the target on."""
+        if self.name == "guaranteed":
+            return math.ceil(math.log(1 - self.confidence) / math.log(target_recall) - 1e-9)
+        return MIN_MALIGNANT
+
+
+#: The rule unless the evaluation settings ask for another.
+HIGHEST_PRECISION = ThresholdRule("highest_precision")
+
+
+def threshold_rule(evaluation: EvaluationSettings) -> ThresholdRule:
+    """The rule the evaluation settings ask for."""
+    guaranteed = evaluation.threshold_rule == "guaranteed"
+    return ThresholdRule(evaluation.threshold_rule, evaluation.threshold_confidence if guaranteed else None)
+
+
+def check_decidable(labels: np.ndarray, chosen_on: str, rule: ThresholdRule, target_recalls: Sequence[float]) -> None:
+    """Refuse a sample on which no threshold for the targets can be chosen: one without both classes, or with too
+    few malignant images for the rule; the message names the sample, its counts and what to do."""
+    malignant = int(np.sum(labels))
+    benign = len(labels) - malignant
+    if malignant == 0 or benign == 0:
+        raise SkinclfError(
+            f"no decision can be made: the thresholds are chosen on {chosen_on}, which holds {malignant} malignant and "
+            f"{benign} benign images; they need both (the recall is of the malignant, the precision against the "
+            "benign): give a labelled sample with both classes (evaluation.threshold_source, data.val_min_malignant)"
+        )
+    short = {recall_key(r): rule.fewest_malignant(r) for r in target_recalls if malignant < rule.fewest_malignant(r)}
+    if short:
+        needs = ", ".join(f"recall >= {key} needs {count}" for key, count in short.items())
+        raise SkinclfError(
+            f"no decision can be made: the thresholds are chosen on {chosen_on}, whose {malignant} malignant images "
+            f"are too few for the rule '{rule.name}' ({needs}): lower evaluation.target_recalls, or choose them on "
+            "more malignant images (evaluation.threshold_source, or data.val_min_malignant when training)"
+        )
 
 
 @dataclass(frozen=True)
@@ -47,7 +132,7 @@ class DecisionPolicy:
     taken at (None: as the model gives them), and the labelled images they were chosen on."""
 
     thresholds: dict[str, float]
-    rule: str
+    rule: ThresholdRule
     temperature: float | None
     malignant_diagnoses: tuple[str, ...] | None
     chosen_on: str
@@ -63,7 +148,7 @@ class DecisionPolicy:
     @property
     def operating_points(self) -> dict[str, float]:
         """Each threshold by its operating point's name: at_recall_<target>, or at_<threshold> for one given."""
-        prefix = "at_" if self.rule == "given" else "at_recall_"
+        prefix = "at_" if self.rule.name == "given" else "at_recall_"
         return {prefix + key: threshold for key, threshold in self.thresholds.items()}
 
     def decisions(self, probabilities: np.ndarray) -> dict[str, np.ndarray]:
@@ -73,8 +158,9 @@ class DecisionPolicy:
     def record(self) -> dict:
         """What metrics.json, the reports and an export's description say of it."""
         return {
-            "rule": self.rule,
-            "how": RULES[self.rule],
+            "rule": self.rule.name,
+            "how": self.rule.how,
+            **({"confidence": self.rule.confidence} if self.rule.confidence is not None else {}),
             "thresholds": self.thresholds,
             "temperature": self.temperature,
             "chosen_on": self.chosen_on,
@@ -83,27 +169,27 @@ class DecisionPolicy:
         }
 
 
-def choose_thresholds(sample: pd.DataFrame, target_recalls: Sequence[float], rule: str) -> dict[str, float]:
+def choose_thresholds(sample: pd.DataFrame, target_recalls: Sequence[float], rule: ThresholdRule) -> dict[str, float]:
     """The threshold for each target recall, chosen by the rule on labelled (calibrated) predictions."""
     ranked = rank(sample["probability"].to_numpy(), sample["label"].to_numpy())
-    return {recall_key(r): float(thresholds_by_rule(ranked, r, rule)[0]) for r in target_recalls}
+    return {recall_key(r): float(rule.thresholds(ranked, r)[0]) for r in target_recalls}
 
 
 def choose_policy(
     sample: pd.DataFrame, chosen_on: str, evaluation: EvaluationSettings, malignant_diagnoses: Sequence[str] | None
 ) -> DecisionPolicy:
     """The policy chosen on a labelled sample of the model's predictions (its thresholds on the sample at its
-    temperature)."""
+    temperature); refused where the sample cannot decide."""
+    rule = threshold_rule(evaluation)
+    check_decidable(sample["label"].to_numpy(), chosen_on, rule, evaluation.target_recalls)
     temperature = fit_temperature(sample) if evaluation.calibration == "temperature" else None
     malignant = tuple(malignant_diagnoses) if malignant_diagnoses else None
-    uncalibrated = DecisionPolicy({}, "validation_precision", temperature, malignant, chosen_on, 0, 0)
-    thresholds = choose_thresholds(uncalibrated.calibrated(sample), evaluation.target_recalls, uncalibrated.rule)
-    malignant_images = int(sample["label"].sum())
-    return DecisionPolicy(
-        thresholds, uncalibrated.rule, temperature, malignant, chosen_on, len(sample), malignant_images
-    )
+    uncalibrated = DecisionPolicy({}, rule, temperature, malignant, chosen_on, 0, 0)
+    thresholds = choose_thresholds(uncalibrated.calibrated(sample), evaluation.target_recalls, rule)
+    counts = len(sample), int(sample["label"].sum())
+    return DecisionPolicy(thresholds, rule, temperature, malignant, chosen_on, *counts)
 
 
 def policy_at(threshold: float, chosen_on: str) -> DecisionPolicy:
     """One threshold given by the user (predict's threshold=), at the model's own probabilities."""
-    return DecisionPolicy({f"{threshold:g}": threshold}, "given", None, None, chosen_on, 0, 0)
+    return DecisionPolicy({f"{threshold:g}": threshold}, ThresholdRule("given"), None, None, chosen_on, 0, 0)

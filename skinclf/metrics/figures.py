@@ -19,7 +19,7 @@ from skinclf.metrics.curves import (
     rates_at_threshold,
     reference_precision_at_recall,
 )
-from skinclf.metrics.decisions import recall_key, thresholds_by_rule
+from skinclf.metrics.decisions import HIGHEST_PRECISION, ThresholdRule, recall_key
 from skinclf.metrics.transfer import transfer_warnings
 from skinclf.schema import BootstrapSettings
 
@@ -37,7 +37,7 @@ def resampled_figures(
     test_scores: np.ndarray,
     test_labels: np.ndarray,
     target_recalls: Sequence[float],
-    rule: str,
+    rule: ThresholdRule,
 ) -> dict[str, np.ndarray]:
     """Every figure of metrics.json, one value per row of the (resampled) scores; each operating point's threshold
     chosen on val by the decision policy's rule (skinclf.metrics.decisions)."""
@@ -53,7 +53,7 @@ def resampled_figures(
         key = recall_key(target)
         values[f"test/precision_at_recall_{key}"] = best_precision_at_recall(test, target)[0]
         values[f"test/reference_precision_at_recall_{key}"] = reference_precision_at_recall(test, target)
-        threshold = thresholds_by_rule(val, target, rule)
+        threshold = rule.thresholds(val, target)
         val_rates = rates_at_threshold(val_scores, val_labels, threshold)
         test_rates = rates_at_threshold(test_scores, test_labels, threshold)
         values[f"op/{key}/threshold"] = threshold
@@ -103,7 +103,7 @@ def evaluate(
     test_labels: np.ndarray,
     target_recalls: Sequence[float],
     bootstrap: BootstrapSettings | None = None,
-    rule: str = "validation_precision",
+    rule: ThresholdRule = HIGHEST_PRECISION,
 ) -> dict:
     """The metrics.json of a run ("val" chooses thresholds, "test" is what is evaluated).
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from skinclf.errors import SkinclfError, examples
+from skinclf.metrics.decisions import ThresholdRule
 from skinclf.metrics.figures import evaluate
 from skinclf.schema import BootstrapSettings
 
@@ -60,7 +61,7 @@ def audit(
     target_recalls: Sequence[float],
     bootstrap: BootstrapSettings,
     age_edges: Sequence[float],
-    rule: str,
+    rule: ThresholdRule,
 ) -> dict[str, list[dict]]:
     """{column: [one entry per subgroup]} for metrics.json; see the module's docstring."""
     missing = [c for c in columns if c not in test.columns]

@@ -158,6 +158,7 @@ def run_section(folder: Path, label: str, metrics: dict, output: Path, prefix: s
             }
             for p in metrics["operating_points"]
         ],
+        "policy": metrics.get("run", {}).get("decision_policy"),
         "plots": plots,
         "forests": forests,
         "subgroups": subgroup_rows(metrics),

@@ -118,8 +118,15 @@ def transfer_section(label: str, metrics: dict) -> list[str]:
 
 
 def notes(metrics: dict) -> list[str]:
-    """What a reader must know of a run's figures: its calibration, how skin tone was estimated."""
+    """What a reader must know of a run's figures: how its thresholds were chosen, its calibration, how skin tone was
+    estimated."""
     lines = []
+    policy = metrics.get("run", {}).get("decision_policy")
+    if policy:
+        lines.append(
+            f"- Thresholds chosen on {policy['chosen_on']} ({policy['images']} images, {policy['malignant']} "
+            f"malignant) by the rule {policy['rule']}: {policy['how']}."
+        )
     calibration = metrics.get("calibration")
     if calibration:
         ece = ", ".join(

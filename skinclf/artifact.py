@@ -30,8 +30,8 @@ from skinclf.errors import SkinclfError, examples
 from skinclf.explain import evaluation_explainer
 from skinclf.fitting.checkpoints import load_classifier, run_split, stored_run_info, stored_validation
 from skinclf.inference import Inference, predict_images
-from skinclf.metrics.combining import EnsembleProbabilities, combine, without_diagnoses
-from skinclf.metrics.decisions import VALIDATION, DecisionPolicy, choose_policy
+from skinclf.metrics.combining import EnsembleProbabilities, combine, combined_columns, without_member_scores
+from skinclf.metrics.decisions import VALIDATION, DecisionPolicy, choose_policy, referral_of
 from skinclf.models import LesionClassifier
 from skinclf.results import ImagesAsSeen
 from skinclf.schema import DataSettings, EvaluationSettings, ExplainSettings, Preprocessing, recorded_unless_given
@@ -179,10 +179,13 @@ class TrainedModel(ABC):
         self, evaluation: EvaluationSettings, inference: Inference, data_root: str | None = None
     ) -> tuple[DecisionPolicy, pd.DataFrame]:
         """Its decision policy for the evaluation settings, and the labelled predictions it was chosen on: the
-        images of evaluation.threshold_source (a clinic's own sample), or its validation predictions."""
+        images of evaluation.threshold_source (a clinic's own sample), or its validation predictions. Its referral
+        is always chosen on its own validation: a share of the images it knows."""
+        validation = self.validation(inference, evaluation.tta, data_root)
+        referral = referral_of(validation, evaluation.referral_rate, self.described_validation)
         source = evaluation.threshold_source
         if source is None:
-            sample, chosen_on = self.validation(inference, evaluation.tta, data_root), self.described_validation
+            sample, chosen_on = validation, self.described_validation
         else:
             root, table = read_inputs(source)
             if "label" not in table.columns:
@@ -193,7 +196,7 @@ class TrainedModel(ABC):
             sample = self.predict(Images(root, table, source), inference, evaluation.tta)
             malignant = int(sample["label"].sum())
             chosen_on = f"{source} (evaluation.threshold_source: {len(sample)} images, {malignant} malignant)"
-        return choose_policy(sample, chosen_on, evaluation, self.malignant_diagnoses), sample
+        return choose_policy(sample, chosen_on, evaluation, self.malignant_diagnoses, referral), sample
 
     @abstractmethod
     def split(self, name: str, data_root: str | None = None) -> Images:
@@ -213,7 +216,8 @@ class TrainedModel(ABC):
         """How the model sees images below root, for an evaluation; its maps (its classifiers', averaged) for the error
         gallery, and for every test image with explain.enabled."""
         explainer = evaluation_explainer(self.classifiers, explain, tta)
-        return ImagesAsSeen(root, self.preprocessing, explainer, explain.enabled)
+        masks = explain.mask_column if explain.enabled else None
+        return ImagesAsSeen(root, self.preprocessing, explainer, explain.enabled, masks)
 
     @abstractmethod
     def training_images(self) -> Images:
@@ -413,9 +417,9 @@ class EnsembleModel(TrainedModel):
         """Every member's predictions (each with its own preprocessing and metadata), combined by its rule."""
         self._check_tta(tta)
         per_member = [m.predict(images, inference, tta, tolerant) for m in self.members]
-        predictions = without_diagnoses(per_member[0])
-        probabilities = [p["probability"].to_numpy() for p in per_member]
-        predictions["probability"] = combine(self.member_runs, probabilities, self.rule)
+        predictions = without_member_scores(per_member[0])
+        for column, how in combined_columns(self.member_runs, self.rule).items():
+            predictions[column] = combine(self.member_runs, [p[column].to_numpy() for p in per_member], how, column)
         return predictions
 
     @property

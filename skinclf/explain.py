@@ -159,13 +159,27 @@ class Explainer:
         self.layers = [target_layer(c, settings.layer) for c in classifiers]
         self.targets = [target_of(c, settings) for c in classifiers]
 
+    @property
+    def layer_names(self) -> list[str]:
+        """The name of each classifier's target layer."""
+        return [
+            next(name for name, module in c.backbone.named_modules() if module is layer)
+            for c, layer in zip(self.classifiers, self.layers, strict=True)
+        ]
+
+    def scored(self, rows: pd.DataFrame | None = None) -> list[tuple[Scores, Target]]:
+        """Each classifier as Grad-CAM sees it (its metadata held at the rows' own), and what its maps explain."""
+        scored = []
+        for classifier, target in zip(self.classifiers, self.targets, strict=True):
+            encoding = classifier.settings.metadata_encoding
+            metadata = torch.from_numpy(encode(rows, encoding, "the images to explain")) if encoding else None
+            scored.append((Scores(classifier.eval(), metadata), target))
+        return scored
+
     def maps(self, crops: torch.Tensor, rows: pd.DataFrame | None = None) -> np.ndarray:
         """(N, crop, crop) maps in [0, 1] of the (N, 3, crop, crop) uint8 crops; rows: their table (metadata)."""
         total = np.zeros(crops.shape[:1] + crops.shape[2:])
-        for classifier, layer, target in zip(self.classifiers, self.layers, self.targets, strict=True):
-            encoding = classifier.settings.metadata_encoding
-            metadata = torch.from_numpy(encode(rows, encoding, "the images to explain")) if encoding else None
-            scores = Scores(classifier.eval(), metadata)
+        for (scores, target), layer in zip(self.scored(rows), self.layers, strict=True):
             with METHODS[self.settings.method](model=scores, target_layers=[layer]) as cam, torch.enable_grad():
                 for turns, flipped in self.views:
                     maps = torch.from_numpy(

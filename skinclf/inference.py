@@ -59,7 +59,7 @@ class Predictor(pl.LightningModule):
             self.classifier.predict_step({**batch, "image": view(images, turns, flipped)}, batch_idx)
             for turns, flipped in self.views
         ]
-        averaged = [key for key in ("probability", "diagnosis_probabilities") if key in outputs[0]]
+        averaged = [key for key in ("probability", "diagnosis_probabilities", "ood_score") if key in outputs[0]]
         return {**outputs[0], **{key: torch.stack([o[key] for o in outputs]).mean(0) for key in averaged}}
 
 
@@ -109,6 +109,8 @@ def predict_loader(
         per_diagnosis = torch.cat([b["diagnosis_probabilities"] for b in batches]).numpy()
         for i, name in enumerate(diagnoses):
             table[PROBABILITY_PREFIX + name] = per_diagnosis[:, i]
+    if "ood_score" in batches[0]:
+        table["ood_score"] = torch.cat([b["ood_score"] for b in batches]).numpy()
     if dataset.tolerate_unreadable:
         table["error"] = [error for b in batches for error in b["error"]]
     described = dataset.table.drop(

@@ -18,18 +18,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from pytorch_lightning.loggers import Logger
 
 from skinclf.atomic import write_json
 from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD, skin_tones
 from skinclf.data.dataset import eval_dataset
+from skinclf.data.preprocessing import eval_transform
+from skinclf.errors import SkinclfError, examples
 from skinclf.explain import Explainer, explain_images, overlay
 from skinclf.metrics.calibration import expected_calibration_error
 from skinclf.metrics.decisions import DecisionPolicy, ThresholdRule
 from skinclf.metrics.diagnosis import diagnosis_columns, diagnosis_figures
 from skinclf.metrics.figures import evaluate
 from skinclf.metrics.outputs import Errors, confident_errors, save_error_figure, write_curves, write_predictions
-from skinclf.metrics.plots import plot_confusion_matrix
+from skinclf.metrics.plots import plot_confusion_matrix, plot_risk_coverage
+from skinclf.metrics.referral import referral_figures
+from skinclf.metrics.saliency import saliency_checks
 from skinclf.metrics.subgroups import audit, subgroup_values
 from skinclf.rendering import write_reports
 from skinclf.schema import EvaluationSettings, Preprocessing
@@ -40,12 +45,15 @@ from skinclf.tracking import build_loggers, log_results
 class ImagesAsSeen:
     """How the evaluated model saw the test images: the folder their paths are relative to, its preprocessing, and
     what maps where it looked (None where none can be made), for the error gallery and, with explain_every_image,
-    for every test image (explanations/, and the column explanation of predictions_test.csv)."""
+    for every test image (explanations/, and the column explanation of predictions_test.csv); with a mask_column
+    (the column that names each image's lesion mask, relative to root as the image paths are), the maps are
+    checked against plain guesses."""
 
     root: Path
     preprocessing: Preprocessing
     explainer: Explainer | None = None
     explain_every_image: bool = False
+    mask_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,34 @@ def calibration_record(policy: DecisionPolicy, before: dict[str, pd.DataFrame], 
     return record
 
 
+def lesion_crops(seen: ImagesAsSeen, rows: pd.DataFrame) -> tuple[torch.Tensor, np.ndarray]:
+    """The images of the rows as the model saw them (N, 3, crop, crop), and their lesion masks cut alike."""
+    dataset = eval_dataset(seen.preprocessing, seen.root, rows)
+    transform = eval_transform(seen.preprocessing)
+    masks = []
+    for name in rows[seen.mask_column]:
+        mask = np.repeat(np.asarray(Image.open(seen.root / name).convert("L"))[..., None], 3, axis=2)
+        masks.append(transform(image=mask)["image"][0].numpy() > 127)
+    return torch.stack([dataset[i]["image"] for i in range(len(rows))]), np.stack(masks)
+
+
+def explanation_checks(seen: ImagesAsSeen, test: pd.DataFrame) -> dict | None:
+    """The maps of the malignant test images that have a lesion mask, checked against plain guesses."""
+    if seen.mask_column is None or seen.explainer is None:
+        return None
+    if seen.mask_column not in test.columns:
+        raise SkinclfError(
+            f"explain.mask_column={seen.mask_column}: the evaluated images have no such column (they have "
+            f"{examples([c for c in test.columns if c not in ('path', 'label', 'probability')])})"
+        )
+    names = test[seen.mask_column].fillna("").astype(str)
+    rows = test[(test["label"] == 1) & (names != "")]
+    if rows.empty:
+        return None
+    crops, masks = lesion_crops(seen, rows)
+    return saliency_checks(seen.explainer, crops, masks, rows)
+
+
 def with_skin_tone(test: pd.DataFrame, settings: EvaluationSettings, seen: ImagesAsSeen) -> pd.DataFrame:
     """The test predictions with the estimated skin tone of each image, where the audit asks for it."""
     if SKIN_TONE_COLUMN not in settings.subgroups or SKIN_TONE_COLUMN in test.columns:
@@ -162,6 +198,13 @@ def write_results(
         metrics["calibration"] = calibration_record(policy, uncalibrated, predictions)
     if SKIN_TONE_COLUMN in settings.subgroups:
         metrics["skin_tone"] = {"column": SKIN_TONE_COLUMN, "how": SKIN_TONE_METHOD}
+    referral = referral_figures(test, policy)
+    if referral is not None:
+        metrics["referral"] = referral
+        plot_risk_coverage(referral, folder / "risk_coverage.png", f"{record.model.get('name', '')}: referral")
+    checks = explanation_checks(seen, test)
+    if checks is not None:
+        metrics["explanation_checks"] = checks
     if extend is not None:
         metrics.update(extend(metrics))
     if training is not None:

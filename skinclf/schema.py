@@ -319,6 +319,7 @@ class EvaluationSettings:
     target_recalls: list[float]
     threshold_rule: str
     threshold_confidence: float
+    referral_rate: float
     tta: str
     bootstrap: BootstrapSettings
     subgroups: list[str]
@@ -333,6 +334,8 @@ class EvaluationSettings:
         require(self.threshold_rule in THRESHOLD_RULES, "evaluation.threshold_rule", self.threshold_rule, rule)
         confidence = self.threshold_confidence
         require(0 < confidence < 1, "evaluation.threshold_confidence", confidence, "in (0, 1), e.g. 0.95")
+        rate = self.referral_rate
+        require(0 <= rate < 1, "evaluation.referral_rate", rate, "in [0, 1): the share of validation images referred")
         require(self.tta in TTA_CHOICES, "evaluation.tta", self.tta, " or ".join(TTA_CHOICES))
         require(self.calibration in CALIBRATIONS, "evaluation.calibration", self.calibration, " or ".join(CALIBRATIONS))
         ascending = bool(self.age_edges) and all(a < b for a, b in itertools.pairwise(self.age_edges))
@@ -351,6 +354,7 @@ class ExplainSettings:
     method: str
     layer: Optional[str]
     target: Optional[str]
+    mask_column: Optional[str]
 
     def __post_init__(self) -> None:
         rule = " or ".join(EXPLAIN_METHODS)

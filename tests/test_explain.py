@@ -3,6 +3,7 @@ and the sanity checks of Adebayo et al. (NeurIPS 2018) on synthetic lesions whos
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,11 @@ from skinclf.data.synthetic import DIAGNOSES, render_lesion_and_mask
 from skinclf.errors import SkinclfError
 from skinclf.explain import Explainer, at_image_size, spatial_layers, target_layer
 from skinclf.fitting.builders import build_model
+from skinclf.metrics.saliency import centre_maps, pointing_game
 from skinclf.models import LesionClassifier
 from skinclf.schema import ExplainSettings
 
-GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=None)
+GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=None, mask_column=None)
 
 
 def untrained(*overrides: str) -> LesionClassifier:
@@ -131,12 +133,6 @@ def malignant_lesions(count: int, size: int, seed: int) -> tuple[torch.Tensor, n
     return torch.from_numpy(np.stack([d[0] for d in drawn])).permute(0, 3, 1, 2), np.stack([d[1] for d in drawn])
 
 
-def pointing_game(maps: np.ndarray, masks: np.ndarray) -> float:
-    """The share of maps whose maximum falls inside the lesion."""
-    flat = maps.reshape(len(maps), -1).argmax(axis=1)
-    return float(np.mean(masks.reshape(len(masks), -1)[np.arange(len(masks)), flat]))
-
-
 def test_maps_point_at_the_lesion_and_depend_on_the_trained_weights(diagnosis_run: Path) -> None:
     """Adebayo et al.'s checks: the trained model's maps point into the lesion more often than a random point
     would; the same network with its weights randomised gives other maps."""
@@ -145,7 +141,7 @@ def test_maps_point_at_the_lesion_and_depend_on_the_trained_weights(diagnosis_ru
     chance = float(masks.mean())  # a random point's chance to fall into the lesion: 0.15
     trained = Explainer(model.classifiers, GRAD_CAM).maps(crops)
     for method in ("gradcam", "gradcam++"):  # measured: 0.32 and 0.54 (layer2, 6 x 6 at 48 px)
-        maps = Explainer(model.classifiers, ExplainSettings(True, method, None, None)).maps(crops)
+        maps = Explainer(model.classifiers, ExplainSettings(True, method, None, None, None)).maps(crops)
         assert pointing_game(maps, masks) > chance + 0.1, (method, pointing_game(maps, masks), chance)
 
     randomised = model.classifiers[0]
@@ -164,7 +160,33 @@ def test_a_diagnosis_can_be_explained_by_name(diagnosis_run: Path) -> None:
     model = load_model(diagnosis_run / "checkpoints" / "last.ckpt")
     crops, _ = malignant_lesions(5, model.preprocessing.crop_size, seed=6)
     malignancy = Explainer(model.classifiers, GRAD_CAM).maps(crops)
-    nevus = Explainer(model.classifiers, ExplainSettings(True, "gradcam++", None, "nevus")).maps(crops)
+    nevus = Explainer(model.classifiers, ExplainSettings(True, "gradcam++", None, "nevus", None)).maps(crops)
     assert not np.allclose(malignancy, nevus)
     with pytest.raises(SkinclfError, match=r"explain.target=lentigo is not a diagnosis of this model's head"):
-        Explainer(model.classifiers, ExplainSettings(True, "gradcam", None, "lentigo"))
+        Explainer(model.classifiers, ExplainSettings(True, "gradcam", None, "lentigo", None))
+
+
+def test_evaluate_checks_the_maps_against_a_random_point_and_the_centre(diagnosis_run: Path, tmp_path: Path) -> None:
+    """The synthetic lesions lie near the crop's centre, as dermoscopy centres them: the centre alone points into
+    them (0.99 of them, measured), more often than the maps do (0.72), and the report says so."""
+    out = tmp_path / "checked"
+    ckpt = diagnosis_run / "checkpoints" / "last.ckpt"
+    run_in_process("evaluate", f"ckpt={ckpt}", "explain=true", "explain.mask_column=mask", f"hydra.run.dir={out}")
+    checks = json.loads((out / "metrics.json").read_text())["explanation_checks"]
+    test = pd.read_csv(out / "predictions_test.csv")
+    assert checks["images"] == int(test["label"].sum())  # every malignant test image has its mask
+    points, drops = checks["pointing_game"], checks["score_drop_removing_20%"]
+    assert points["maps"] > points["random point"] + 0.2 and drops["maps"] > drops["random"] + 0.2
+    assert points["centre"] > points["maps"] and not checks["beats_centre"] and checks["beats_random"]
+    report = (out / "report.html").read_text()
+    assert "Are the maps worth reading?" in report and "The maps do not beat the crop&#39;s centre" in report
+
+
+def test_the_pointing_game_and_the_centre_guess() -> None:
+    masks = np.zeros((2, 9, 9), bool)
+    masks[0, 3:6, 3:6] = True  # a centred lesion
+    masks[1, 0:3, 0:3] = True  # one in a corner
+    maps = np.zeros((2, 9, 9))
+    maps[0, 4, 4] = maps[1, 8, 8] = 1
+    assert pointing_game(maps, masks) == 0.5
+    assert pointing_game(centre_maps(2, 9), masks) == 0.5 and centre_maps(1, 9)[0].argmax() == 40

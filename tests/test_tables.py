@@ -201,7 +201,8 @@ def test_the_synthetic_table_has_patients_diagnoses_metadata_and_unusable_rows(t
     older = usable.assign(age=pd.to_numeric(usable["age_approx"], errors="coerce")).groupby("diagnosis")["age"].mean()
     assert older["carcinoma"] > older["nevus"] + 10  # age goes with the diagnosis
     assert (table["diagnosis"] == "unknown").sum() == 2
-    assert len(table) - len(list((root / "images").iterdir())) == 2  # two rows name no image
+    assert len(table) - len(list((root / "images").glob("*.jpg"))) == 2  # two rows name no image
+    assert all((root / mask).is_file() for mask in table["mask"])  # each row names its lesion mask
 
 
 def test_a_table_trains_exactly_as_the_equivalent_folder(

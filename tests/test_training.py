@@ -57,7 +57,12 @@ def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tm
         assert {"threshold", "test/precision", "test/recall", "test/specificity"} <= set(point)
 
     predictions = pd.read_csv(tmp_path / "predictions_test.csv")
-    assert len(predictions) == LEARNABLE_SPEC.n_test and list(predictions.columns) == ["path", "label", "probability"]
+    assert len(predictions) == LEARNABLE_SPEC.n_test and list(predictions.columns) == [
+        "path",
+        "label",
+        "probability",
+        "ood_score",
+    ]
     assert predictions.probability.between(0, 1).all()
     assert (tmp_path / "pr_curve.png").stat().st_size > 10_000
     # the run's report shows that figure rather than drawing the test curve again (report.png compares runs)

@@ -156,7 +156,11 @@ def test_the_shared_run_writes_the_pinned_metrics_and_lands_in_its_measured_band
     metrics = trained_metrics(trained_run)
     counted = {key: metrics[key] for key in ("val/images", "val/malignant", "test/images", "test/malignant")}
     policy = metrics["run"]["decision_policy"]
-    run = {**metrics["run"], "decision_policy": {**policy, "thresholds": sorted(policy["thresholds"])}}  # no floats
+    referral = {**policy["referral"], "threshold": "a float"}
+    run = {
+        **metrics["run"],
+        "decision_policy": {**policy, "thresholds": sorted(policy["thresholds"]), "referral": referral},
+    }
     matches_golden("shared_run_metrics_shape.json", {"keys": keys_of(metrics), "counts": counted, "run": run})
     for key, (low, high) in SHARED_RUN_BANDS.items():
         assert low <= metrics[key] <= high, (key, metrics[key])

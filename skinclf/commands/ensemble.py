@@ -22,7 +22,7 @@ from skinclf.commands.entry import command, given_keys
 from skinclf.errors import SkinclfError, examples
 from skinclf.explain import evaluation_explainer
 from skinclf.metrics.combining import combined_test, combined_validation, member_figures
-from skinclf.metrics.decisions import choose_policy
+from skinclf.metrics.decisions import choose_policy, referral_of
 from skinclf.metrics.figures import summary_line
 from skinclf.rendering import write_reports
 from skinclf.results import ImagesAsSeen, RunRecord, evaluation_loggers, write_results
@@ -79,7 +79,8 @@ def main(settings: EnsembleConfig, run_folder: Path) -> None:
         "members": [member_figures(m) for m in members],
         "members_test_auroc": {"mean": float(np.mean(tested)), "sd": float(np.std(tested, ddof=1))},
     }
-    policy = choose_policy(validation, chosen_on, evaluation, None)  # its score is of malignancy alone
+    referral = referral_of(validation, evaluation.referral_rate, chosen_on)
+    policy = choose_policy(validation, chosen_on, evaluation, None, referral)  # its score is of malignancy alone
     record = RunRecord(identity, "test split", evaluation, policy)
     params = {"members": [str(m.folder) for m in members], "combine": settings.combine}
     loggers = evaluation_loggers(settings.logger, run_folder, params)
@@ -87,7 +88,8 @@ def main(settings: EnsembleConfig, run_folder: Path) -> None:
     first = models[0]
     alike = [c for model in models if model.preprocessing == first.preprocessing for c in model.classifiers]
     explainer = evaluation_explainer(alike, settings.explain, evaluation.tta)
-    seen = ImagesAsSeen(first.split("test").root, first.preprocessing, explainer, settings.explain.enabled)
+    masks = settings.explain.mask_column if settings.explain.enabled else None
+    seen = ImagesAsSeen(first.split("test").root, first.preprocessing, explainer, settings.explain.enabled, masks)
     predictions = {"val": validation, "test": combined_test(members, settings.combine)}
     trained_on = union([model.training_images() for model in models])
     metrics = write_results(run_folder, record, predictions, seen, loggers, training=trained_on.table)

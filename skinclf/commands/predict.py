@@ -36,12 +36,21 @@ def with_decisions(predictions: pd.DataFrame, policy: DecisionPolicy) -> pd.Data
     decided = policy.decisions(predictions["probability"].to_numpy())
     for name, malignant in decided.items():
         predictions[f"decision_{name}"] = np.where(readable, np.where(malignant, "malignant", "benign"), "")
+    referral = []
+    if "ood_score" in predictions:
+        predictions.loc[~readable, "ood_score"] = np.nan
+        referral.append("ood_score")
+    if policy.referral is not None:  # referred: not like the images the model knows; to be decided by hand
+        referred = policy.referred(predictions["ood_score"].to_numpy())
+        predictions["refer"] = np.where(readable, np.where(referred, "true", "false"), "")
+        referral.append("refer")
     per_diagnosis = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
     columns = [
         "path",
         *(["label"] if "label" in predictions else []),
         "probability",
         *per_diagnosis,
+        *referral,
         *(f"decision_{name}" for name in decided),
         "error",
     ]
@@ -76,6 +85,12 @@ def main(settings: PredictConfig, run_folder: Path) -> None:
     with atomic_path(output) as partial:
         predictions.to_csv(partial, index=False)
     unreadable = int((predictions["error"] != "").sum())
+    if policy.referral is not None:
+        referred = int((predictions["refer"] == "true").sum())
+        print(
+            f"{referred} image(s) referred: unlike the images the model knows ({policy.referral.rate:.0%} of its "
+            f"validation would be)"
+        )
     tta = f", evaluation.tta={evaluation.tta}" if evaluation.tta != "none" else ""
     calibration = ", calibrated by temperature" if policy.temperature is not None else ""
     chosen = policy.chosen_on if policy.rule == "given" else f"chosen on {policy.chosen_on}{tta}{calibration}"

@@ -109,18 +109,32 @@ class LesionDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         caches = self._caches(self.tables)
-        encoding = self.metadata_encoding()
         for name, table in self.run_tables().items():
-            metadata = encode(table, encoding, f"the {name} split") if encoding else None
-            cache, root = caches[name], self.root
             if name == "train":
+                metadata = self.metadata_of(table, name)
                 self.datasets[name] = LesionDataset(
-                    root, table, self.train_transform, self.pixels.decoding, False, cache, self.diagnoses, metadata
+                    self.root,
+                    table,
+                    self.train_transform,
+                    self.pixels.decoding,
+                    False,
+                    caches[name],
+                    self.diagnoses,
+                    metadata,
                 )
-            else:
-                self.datasets[name] = eval_dataset(
-                    self.preprocessing, root, table, metadata=metadata, cache=cache, diagnoses=self.diagnoses
-                )
+            self.datasets[f"{name} as evaluated" if name == "train" else name] = eval_dataset(
+                self.preprocessing,
+                self.root,
+                table,
+                metadata=self.metadata_of(table, name),
+                cache=caches[name],
+                diagnoses=self.diagnoses,
+            )
+
+    def metadata_of(self, table: pd.DataFrame, name: str) -> np.ndarray | None:
+        """The encoded metadata of a split's images, for a model that reads metadata."""
+        encoding = self.metadata_encoding()
+        return encode(table, encoding, f"the {name} split") if encoding else None
 
     def metadata_encoding(self) -> Encoding | None:
         """How model.metadata_columns are encoded, fitted on the run's training split; None without metadata."""
@@ -178,6 +192,10 @@ class LesionDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
+
+    def train_as_evaluated_dataloader(self) -> DataLoader:
+        """The training images as an evaluation sees them (no augmentation, in order): what referral is fitted on."""
+        return self._loader("train as evaluated")
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")

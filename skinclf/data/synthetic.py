@@ -11,7 +11,8 @@ classes as nuisances.
 diagnoses, each with its own look (melanoma and carcinoma malignant; nevus, keratosis and
 dermatofibroma benign), patients with one to three lesions and some lesions imaged twice, and an
 age, sex and body site that go with the diagnosis, with missing values and a few rows that cannot
-be used (an image that is not there, an unknown diagnosis).
+be used (an image that is not there, an unknown diagnosis); each image's lesion mask in ``images/masks/``, named by
+the column ``mask`` (for explain.mask_column).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from skinclf.schema import SyntheticSpec
 log = logging.getLogger(__name__)
 
 MARKER_FILE = "synthetic.json"
+#: The table layout's folder of lesion masks (images/masks/<image_id>_mask.png, the lesion white), named by the column
+#: mask relative to the dataset's root, the data root of data=synthetic_table.
+MASKS = "masks"
 
 SKIN_TONES = np.array([[236, 196, 170], [222, 172, 140], [196, 144, 110], [160, 112, 80], [120, 84, 62]])
 LESION_BROWNS = np.array([[150, 96, 64], [124, 76, 48], [100, 60, 40], [140, 90, 70]])
@@ -233,13 +237,16 @@ def _table_rows(folder: Path, spec: SyntheticSpec, rng: np.random.Generator) -> 
                 }
             sites = np.array(diagnosis.sites)
             site = SITES[rng.choice(len(SITES), p=sites / sites.sum())]
-            image = render_lesion(rng, diagnosis.look, spec.image_size)
-            views = [image]
+            image, mask = render_lesion_and_mask(rng, diagnosis.look, spec.image_size)
+            views = [(image, mask)]
             if rng.random() < TWICE_IMAGED:
-                views.append(np.clip(np.rot90(image).astype(float) * 1.05, 0, 255).astype(np.uint8))
-            for view in views:
+                views.append((np.clip(np.rot90(image).astype(float) * 1.05, 0, 255).astype(np.uint8), np.rot90(mask)))
+            for view, lesion_mask in views:
                 image_id = f"SYN_{len(rows):06d}"
                 Image.fromarray(view).save(folder / f"{image_id}.jpg", quality=92)
+                Image.fromarray(np.where(lesion_mask, 255, 0).astype(np.uint8)).save(
+                    folder / MASKS / f"{image_id}_mask.png"
+                )
                 rows.append(
                     {
                         "image_id": image_id,
@@ -248,6 +255,7 @@ def _table_rows(folder: Path, spec: SyntheticSpec, rng: np.random.Generator) -> 
                         "diagnosis": name,
                         **person,
                         "anatom_site_general": site,
+                        "mask": f"images/{MASKS}/{image_id}_mask.png",
                     }
                 )
     return rows
@@ -255,7 +263,7 @@ def _table_rows(folder: Path, spec: SyntheticSpec, rng: np.random.Generator) -> 
 
 def _write_table(root: Path, spec: SyntheticSpec, rng: np.random.Generator) -> None:
     """images/ and lesions.csv, with missing values and four rows that cannot be used."""
-    (root / "images").mkdir(parents=True)
+    (root / "images" / MASKS).mkdir(parents=True)
     table = pd.DataFrame(_table_rows(root / "images", spec, rng))
     for column in ("age_approx", "sex", "anatom_site_general"):
         table[column] = table[column].astype(object).where(rng.random(len(table)) >= MISSING_SHARE, "")

@@ -15,12 +15,14 @@ from skinclf.atomic import save_torch
 from skinclf.errors import SkinclfError
 from skinclf.fitting.checkpoints import (
     DATA_KEY,
+    NOVELTY_KEY,
     RUN_KEY,
     VALIDATION_KEY,
     VERSION_KEY,
     validation_key,
     validation_record,
 )
+from skinclf.models.novelty import FeatureDistance
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -88,8 +90,12 @@ class CheckpointContents(pl.Callback):
             checkpoint[VALIDATION_KEY] = validation_record(pd.DataFrame(predictions))
 
     @staticmethod
-    def add_validation(path: Path, checkpoint: dict[str, Any], predictions: pd.DataFrame, tta: str) -> None:
-        """Store validation predictions made with the views ``tta`` in a written checkpoint (its contents, as read
-        from path), atomically: the thresholds of later commands with those views are chosen on them."""
-        checkpoint[validation_key(tta)] = validation_record(predictions)
+    def add_evaluated(
+        path: Path, checkpoint: dict[str, Any], validation: pd.DataFrame, tta: str, novelty: FeatureDistance
+    ) -> None:
+        """Store, in the checkpoint a run evaluates (its contents, as read from path), atomically: the validation
+        predictions made with the views ``tta`` (with their ood_score), on which later commands choose thresholds and
+        referral, and the novelty detector fitted on the training images."""
+        checkpoint[validation_key(tta)] = validation_record(validation)
+        checkpoint[NOVELTY_KEY] = novelty.state()
         save_torch(checkpoint, path)

@@ -7,6 +7,8 @@ A checkpoint written by ``skinclf.train`` is a Lightning checkpoint (the weights
 - ``skinclf_version``: the skinclf version that wrote it; a checkpoint of another major or minor version is refused;
 - ``skinclf_run``: the run's name, architecture, augmentation, seed, recipe and evaluation settings;
 - ``skinclf_data``: the data root and split folder of the run (and its fold, under cross-validation);
+- ``skinclf_novelty`` (in the checkpoint a run evaluated): the statistics of its training images' features that
+  score how unlike them an image is (skinclf.models.novelty), for referral;
 - ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability of every
   validation image, from which a threshold for any target recall can be chosen later;
   ``skinclf_validation_<tta>`` the same predicted with test-time views (evaluation.tta), in the checkpoint a run
@@ -27,11 +29,13 @@ from skinclf.data.splits import load_splits
 from skinclf.errors import SkinclfError
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
+from skinclf.models.novelty import FeatureDistance
 
 VERSION_KEY = "skinclf_version"
 RUN_KEY = "skinclf_run"
 DATA_KEY = "skinclf_data"
 VALIDATION_KEY = "skinclf_validation"
+NOVELTY_KEY = "skinclf_novelty"
 
 
 def release(version: str) -> str:
@@ -65,6 +69,8 @@ def load_classifier(path: str | Path) -> tuple[LesionClassifier, dict[str, Any]]
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         raise SkinclfError(f"the weights in {path} do not fit its own architecture: {error}") from error
+    if NOVELTY_KEY in checkpoint:
+        model.novelty = FeatureDistance(**checkpoint[NOVELTY_KEY])
     return model.eval(), checkpoint
 
 
@@ -75,6 +81,7 @@ def validation_record(predictions: pd.DataFrame) -> dict[str, list]:
         "path": predictions["path"].astype(str).tolist(),
         "label": predictions["label"].astype(int).tolist(),
         "probability": predictions["probability"].astype(float).tolist(),
+        **({"ood_score": predictions["ood_score"].astype(float).tolist()} if "ood_score" in predictions else {}),
     }
     per_diagnosis = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
     if per_diagnosis and "diagnosis" in predictions.columns:

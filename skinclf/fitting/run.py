@@ -7,6 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from torch.utils.data import DataLoader
 
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.explain import Explainer, evaluation_explainer
@@ -21,9 +22,12 @@ from skinclf.fitting.builders import (
     run_info,
 )
 from skinclf.fitting.callbacks import CheckpointContents
-from skinclf.fitting.checkpoints import load_classifier, stored_validation
+from skinclf.fitting.checkpoints import load_classifier
 from skinclf.inference import inference_trainer, predict_loader
-from skinclf.metrics.decisions import VALIDATION, check_decidable, choose_policy, threshold_rule
+from skinclf.machine import runs_on_gpu
+from skinclf.metrics.decisions import VALIDATION, check_decidable, choose_policy, referral_of, threshold_rule
+from skinclf.models import LesionClassifier
+from skinclf.models.novelty import FeatureDistance, pooled_features
 from skinclf.results import ImagesAsSeen, RunRecord, write_results
 from skinclf.schema import TrainConfig
 from skinclf.tracking import config_params
@@ -58,6 +62,20 @@ def train(settings: TrainConfig, run_folder: Path) -> dict:
     return evaluate_chosen_checkpoint(settings, run_folder, trainer, callbacks, datamodule)
 
 
+def fit_novelty(classifier: LesionClassifier, loader: DataLoader, device: torch.device) -> FeatureDistance:
+    """The novelty detector of the classifier, fitted on the pooled features of the loader's (training) images."""
+    features, labels = [], []
+    classifier = classifier.to(device)
+    with torch.inference_mode(), pooled_features(classifier.head) as pooled:
+        for batch in loader:
+            metadata = batch["metadata"].to(device) if "metadata" in batch else None
+            classifier(batch["image"].to(device), metadata)
+            features.append(pooled.features.cpu())
+            labels.append(batch["label"])
+    classifier.cpu()
+    return FeatureDistance.fit(torch.cat(features), torch.cat(labels))
+
+
 def stopped_early(trainer: pl.Trainer) -> bool:
     """Whether early stopping ended the training before trainer.max_epochs."""
     stopping = trainer.early_stopping_callback
@@ -74,17 +92,17 @@ def evaluate_chosen_checkpoint(
     """The decision policy from the chosen checkpoint's validation predictions, figures on test: the run's files."""
     ckpt_path, chosen_by = chosen_checkpoint(callbacks)
     classifier, checkpoint = load_classifier(ckpt_path)
+    device = torch.device("cuda" if runs_on_gpu(settings.trainer.accelerator) else "cpu")
+    classifier.novelty = fit_novelty(classifier, datamodule.train_as_evaluated_dataloader(), device)
     predictor = inference_trainer(settings.trainer.accelerator, settings.trainer.precision)  # one device after DDP
     tta = settings.evaluation.tta
-    # None: the chosen epoch was not validated (trainer.check_val_every_n_epoch), or with evaluation.tta, whose
-    # views the validation during training did not take; stored, so that predict and evaluate reuse it
-    validation = stored_validation(checkpoint, tta)
-    if validation is None:
-        validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), tta=tta)
-        CheckpointContents.add_validation(Path(ckpt_path), checkpoint, validation, tta)
+    # predicted again with the views of evaluation.tta and the novelty score; stored, for predict and evaluate
+    validation = predict_loader(predictor, classifier, datamodule.val_dataloader(), tta=tta)
+    CheckpointContents.add_evaluated(Path(ckpt_path), checkpoint, validation, tta, classifier.novelty)
     test = predict_loader(predictor, classifier, datamodule.test_dataloader(), tta=tta)
     head = classifier.settings.head
-    policy = choose_policy(validation, VALIDATION, settings.evaluation, head.malignant_diagnoses)
+    referral = referral_of(validation, settings.evaluation.referral_rate, VALIDATION)
+    policy = choose_policy(validation, VALIDATION, settings.evaluation, head.malignant_diagnoses, referral)
     looked_at = validation if chosen_by == "best_checkpoint" else validation.iloc[:0]  # what the rule chose on
     record = RunRecord(
         run_info(settings),
@@ -102,7 +120,9 @@ def evaluate_chosen_checkpoint(
         },
     )
     explainer = evaluation_explainer([classifier], settings.explain, tta)
-    seen = ImagesAsSeen(datamodule.root, classifier.settings.model.preprocessing, explainer, settings.explain.enabled)
+    explain = settings.explain
+    masks = explain.mask_column if explain.enabled else None
+    seen = ImagesAsSeen(datamodule.root, classifier.settings.model.preprocessing, explainer, explain.enabled, masks)
     training = datamodule.datasets["train"].table
     predictions = {"val": validation, "test": test}
     return write_results(run_folder, record, predictions, seen, trainer.loggers, trainer.global_step, training=training)

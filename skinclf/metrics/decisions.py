@@ -23,6 +23,7 @@ The rules (``evaluation.threshold_rule``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from skinclf.schema import EvaluationSettings
 
 #: What a model's own validation predictions are called where a policy says what it was chosen on.
 VALIDATION = "the model's validation split"
+#: What the ood_score is, for the record.
+NOVELTY_SCORE = "Mahalanobis distance of the pooled features to the training images' nearest class mean"
 #: The fewest malignant images the highest-precision rule decides on: with fewer, the sample's recall moves in steps
 #: of more than 0.1 and every target of 0.9 or above falls on its lowest-scored malignant image.
 MIN_MALIGNANT = 10
@@ -127,6 +130,25 @@ def check_decidable(labels: np.ndarray, chosen_on: str, rule: ThresholdRule, tar
 
 
 @dataclass(frozen=True)
+class Referral:
+    """Images whose ood_score is above ``threshold`` are referred: the score ``rate`` of the images it was chosen on
+    (the model's own validation) exceed."""
+
+    rate: float
+    threshold: float
+    chosen_on: str
+    score: str = NOVELTY_SCORE
+
+
+def referral_of(validation: pd.DataFrame, rate: float, chosen_on: str) -> Referral | None:
+    """The referral threshold that refers ``rate`` of the model's own validation images; None where the model has no
+    novelty score or refers none."""
+    if "ood_score" not in validation.columns or rate == 0:
+        return None
+    return Referral(rate, float(np.quantile(validation["ood_score"], 1 - rate)), chosen_on)
+
+
+@dataclass(frozen=True)
 class DecisionPolicy:
     """A threshold per target recall (by recall_key), the rule that chose them, the temperature the probabilities are
     taken at (None: as the model gives them), and the labelled images they were chosen on."""
@@ -138,6 +160,7 @@ class DecisionPolicy:
     chosen_on: str
     images: int
     malignant: int
+    referral: Referral | None = None
 
     def calibrated(self, predictions: pd.DataFrame) -> pd.DataFrame:
         """The predictions at the policy's temperature (a diagnosis head's diagnoses too)."""
@@ -155,9 +178,16 @@ class DecisionPolicy:
         """Malignant (True) or benign at each operating point, by its name."""
         return {name: probabilities >= threshold for name, threshold in self.operating_points.items()}
 
+    def referred(self, ood_scores: np.ndarray) -> np.ndarray:
+        """Which images it refers rather than decides: scored above its referral threshold (none without one)."""
+        if self.referral is None:
+            return np.zeros(len(ood_scores), dtype=bool)
+        return np.nan_to_num(np.asarray(ood_scores, dtype=float), nan=-np.inf) > self.referral.threshold
+
     def record(self) -> dict:
         """What metrics.json, the reports and an export's description say of it."""
         return {
+            "referral": dataclasses.asdict(self.referral) if self.referral is not None else None,
             "rule": self.rule.name,
             "how": self.rule.how,
             **({"confidence": self.rule.confidence} if self.rule.confidence is not None else {}),
@@ -176,10 +206,14 @@ def choose_thresholds(sample: pd.DataFrame, target_recalls: Sequence[float], rul
 
 
 def choose_policy(
-    sample: pd.DataFrame, chosen_on: str, evaluation: EvaluationSettings, malignant_diagnoses: Sequence[str] | None
+    sample: pd.DataFrame,
+    chosen_on: str,
+    evaluation: EvaluationSettings,
+    malignant_diagnoses: Sequence[str] | None,
+    referral: Referral | None = None,
 ) -> DecisionPolicy:
     """The policy chosen on a labelled sample of the model's predictions (its thresholds on the sample at its
-    temperature); refused where the sample cannot decide."""
+    temperature), with its referral; refused where the sample cannot decide."""
     rule = threshold_rule(evaluation)
     check_decidable(sample["label"].to_numpy(), chosen_on, rule, evaluation.target_recalls)
     temperature = fit_temperature(sample) if evaluation.calibration == "temperature" else None
@@ -187,7 +221,7 @@ def choose_policy(
     uncalibrated = DecisionPolicy({}, rule, temperature, malignant, chosen_on, 0, 0)
     thresholds = choose_thresholds(uncalibrated.calibrated(sample), evaluation.target_recalls, rule)
     counts = len(sample), int(sample["label"].sum())
-    return DecisionPolicy(thresholds, rule, temperature, malignant, chosen_on, *counts)
+    return DecisionPolicy(thresholds, rule, temperature, malignant, chosen_on, *counts, referral)
 
 
 def policy_at(threshold: float, chosen_on: str) -> DecisionPolicy:

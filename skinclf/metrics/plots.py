@@ -136,6 +136,27 @@ def plot_reliability(curves: Curves, path: Path, title: str, bins: int = CALIBRA
     return save_figure(figure, path)
 
 
+def plot_risk_coverage(referral: dict, path: Path, title: str) -> Path:
+    """Recall and specificity at each operating point on the images kept, as the most novel images are referred;
+    the share this policy refers marked."""
+    figure, margins = with_margins((9.5, 4.2), right=3.3)
+    axis = figure.subplots(gridspec_kw=margins)
+    curve, colours = referral["risk_coverage"], colormaps["tab10"].colors
+    shares = [entry["share_referred"] for entry in curve]
+    for colour, key in zip(colours, curve[0]["operating_points"], strict=False):
+        for figure_name, style in (("recall", "-"), ("specificity", "--")):
+            values = [entry["operating_points"][key][figure_name] for entry in curve]
+            values = [np.nan if v is None else v for v in values]
+            axis.plot(shares, values, style, color=colour, label=f"{figure_name} at the threshold for recall >= {key}")
+    axis.axvline(referral["share_referred"], color="grey", linestyle=":", label="referred by the policy")
+    axis.set_xlabel("share of the images referred (the most unlike the training images first)")
+    axis.set_ylabel("on the images kept")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    return save_figure(figure, path)
+
+
 def plot_confusion_matrix(figures: dict, path: Path, title: str) -> Path:
     """The confusion matrix of the test diagnoses, each row as shares of its true diagnosis."""
     classes, counts = figures["classes"], np.array(figures["confusion_matrix"])

@@ -19,6 +19,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 from skinclf.data.metadata import feature_names
 from skinclf.errors import SkinclfError
 from skinclf.models.backbones import build_backbone, load_pretrained
+from skinclf.models.novelty import FeatureDistance, pooled_features
 from skinclf.models.schedule import WarmupCosine
 from skinclf.models.settings import ClassifierSettings, as_hyperparameters, classifier_settings
 
@@ -143,6 +144,8 @@ class LesionClassifier(pl.LightningModule):
         self.epoch_labels = CatMetric(sync_on_compute=False)
         #: the latest validation epoch's scores, which the checkpoints of that epoch keep
         self.validation_scores: ValidationScores | None = None
+        #: how unlike its training images an image is (skinclf.models.novelty), where its checkpoint holds it
+        self.novelty: FeatureDistance | None = None
 
     def forward(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for images of pixel values 0-255 (and their encoded metadata, for a model with
@@ -185,13 +188,22 @@ class LesionClassifier(pl.LightningModule):
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_pr_curve("val/pr_curve", labels, probabilities, self.global_step)
 
+    @property
+    def head(self) -> nn.Module:
+        """The backbone's head: its input is the image's pooled features."""
+        return self.backbone.get_submodule(self.backbone.head_slot)
+
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Probabilities of malignancy (and of each diagnosis); label and error pass through where given."""
-        logits = self(batch["image"], batch.get("metadata"))
+        """Probabilities of malignancy (and of each diagnosis), and with a novelty detector each image's ood_score;
+        label and error pass through where given."""
+        with pooled_features(self.head) as pooled:
+            logits = self(batch["image"], batch.get("metadata"))
         passed_on = {k: v for k, v in batch.items() if k not in ("image", "metadata")}
         outputs = {**passed_on, "probability": self.malignancy(logits).float()}
         if self.malignant_mask is not None:
             outputs["diagnosis_probabilities"] = logits.softmax(1).float()
+        if self.novelty is not None:
+            outputs["ood_score"] = self.novelty.score(pooled.features)
         return outputs
 
     def on_predict_start(self) -> None:

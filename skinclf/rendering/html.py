@@ -37,6 +37,7 @@ PLOTS = (
     ("roc_curve.png", "ROC"),
     ("reliability.png", "Reliability of the test probabilities"),
     ("confusion_matrix.png", "Confusion matrix of the diagnoses"),
+    ("risk_coverage.png", "Risk-coverage: recall and specificity on the images kept as the most novel are referred"),
 )
 
 INTENDED_USE = (
@@ -80,6 +81,9 @@ def limitations(metrics: dict) -> list[str]:
             "near-identical copies of training images"
             + (f" ({overlap['excluded']} left out)." if overlap["excluded"] else ": its figures are optimistic.")
         )
+    checks = metrics.get("explanation_checks")
+    if checks and not checks["beats_centre"]:
+        found.append(saliency_verdict(checks))
     for point in (metrics.get("transfer") or {}).get("operating_points", []):
         if point["recall_below_target"]:
             found.append(
@@ -87,6 +91,59 @@ def limitations(metrics: dict) -> list[str]:
                 f"of {shown(point['external']['recall'])}, below its target beyond its interval."
             )
     return found or ["None found by the checks the run makes (thresholds, subgroups, copies, transfer)."]
+
+
+def saliency_verdict(checks: dict) -> str:
+    """In plain words, whether the maps beat the plain guesses."""
+    points = checks["pointing_game"]
+    if checks["beats_centre"]:
+        return (
+            "The maps point into the lesion more often than the crop's centre does, and removing what they rank "
+            "highest lowers the score more than removing the centre: they show something of what the score rests on."
+        )
+    return (
+        f"The maps do not beat the crop's centre: it falls inside the lesion for {points['centre']:.0%} of these "
+        f"images against {points['maps']:.0%} for the maps' maximum, or removing what the maps rank highest lowers "
+        "the score no more than removing the centre. Read them as no more than where the lesion usually is."
+    )
+
+
+def saliency_rows(checks: dict | None) -> dict | None:
+    """What the page shows of the checks of the maps against plain guesses."""
+    if checks is None:
+        return None
+    drops = next(value for key, value in checks.items() if key.startswith("score_drop"))
+    removed = next(key for key in checks if key.startswith("score_drop")).rsplit("_", 1)[-1]
+    points = checks["pointing_game"]
+    return {
+        **checks,
+        "verdict": saliency_verdict(checks),
+        "removed": removed,
+        "points": {
+            "maps": shown(points["maps"]),
+            "random": shown(points["random point"]),
+            "centre": shown(points["centre"]),
+        },
+        "drops": {key: shown(value) for key, value in drops.items()},
+    }
+
+
+def referral_rows(referral: dict | None) -> dict | None:
+    """What the page shows of referral: how many were referred, and each operating point on all and on kept images."""
+    if referral is None:
+        return None
+    points = [
+        {
+            "target": recall_key(p["target_recall"]),
+            **{
+                f"{figure}_{images}": shown(p[images][figure])
+                for figure in ("recall", "specificity")
+                for images in ("all", "kept")
+            },
+        }
+        for p in referral["operating_points"]
+    ]
+    return {**referral, "share": f"{referral['share_referred']:.1%}", "points": points}
 
 
 def model_card(metrics: dict) -> dict[str, Any]:
@@ -159,6 +216,8 @@ def run_section(folder: Path, label: str, metrics: dict, output: Path, prefix: s
             for p in metrics["operating_points"]
         ],
         "policy": metrics.get("run", {}).get("decision_policy"),
+        "referral": referral_rows(metrics.get("referral")),
+        "saliency": saliency_rows(metrics.get("explanation_checks")),
         "plots": plots,
         "forests": forests,
         "subgroups": subgroup_rows(metrics),

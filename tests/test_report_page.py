@@ -78,7 +78,15 @@ def test_a_run_report_shows_its_figures_audit_errors_and_model_card(browser: obj
     page.assert_self_contained()
 
     alts = [image["alt"] for image in page.images()]
-    for picture in ("Precision-recall", "ROC", "Reliability", "Confusion matrix", "the most confident errors"):
+    pictures = (
+        "Precision-recall",
+        "ROC",
+        "Reliability",
+        "Confusion matrix",
+        "Risk-coverage",
+        "the most confident errors",
+    )
+    for picture in pictures:
         assert any(picture in alt for alt in alts), (picture, alts)
     assert sorted(alt for alt in alts if alt.startswith("recall by")) == [
         "recall by age_approx",
@@ -86,8 +94,12 @@ def test_a_run_report_shows_its_figures_audit_errors_and_model_card(browser: obj
         "recall by sex",
     ]
     headings = page.texts("h3")
-    for heading in ("Operating points", "Audit by subgroup", "The most confident errors", "Model card"):
+    for heading in ("Operating points", "Referral", "Audit by subgroup", "The most confident errors", "Model card"):
         assert heading in headings
+    referral = metrics["referral"]  # how many referred, and the operating points on the images kept
+    assert f"{referral['referred']} of the evaluated images" in page.page.inner_text("p.referral")
+    kept = page.page.query_selector_all("h3:text('Referral') + p.referral + table tr")[1:]
+    assert len(kept) == len(metrics["operating_points"])
 
     # one row per target recall, each threshold with its interval
     policy = metrics["run"]["decision_policy"]

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from skinclf.data.table import SPLIT_NAMES
 from skinclf.errors import SkinclfError, examples
 from skinclf.explain import evaluation_explainer
 from skinclf.fitting.checkpoints import load_classifier, run_split, stored_run_info, stored_validation
-from skinclf.inference import Inference, predict_images
+from skinclf.inference import Inference, adapted_to, predict_images
 from skinclf.metrics.combining import EnsembleProbabilities, combine, combined_columns, without_member_scores
 from skinclf.metrics.decisions import VALIDATION, DecisionPolicy, choose_policy, referral_of
 from skinclf.models import LesionClassifier
@@ -167,6 +168,13 @@ class TrainedModel(ABC):
         an unreadable image gets its reason in the column error instead of stopping the run."""
 
     @abstractmethod
+    def adapt_batchnorm(
+        self, images: Images, inference: Inference, probabilities: np.ndarray, training_share: float
+    ) -> int:
+        """Re-estimate its batch-norm statistics on the images, in memory (see skinclf.models.adaptation), guarded
+        by its probabilities of them; returns how many layers were adapted."""
+
+    @abstractmethod
     def validation(self, inference: Inference, tta: str, data_root: str | None = None) -> pd.DataFrame:
         """The validation predictions, made with the test-time views ``tta``, on which its thresholds are chosen."""
 
@@ -301,6 +309,11 @@ class CheckpointModel(TrainedModel):
     def predict(self, images: Images, inference: Inference, tta: str, tolerant: bool = False) -> pd.DataFrame:
         return predict_images(inference, self.classifier, images.root, images.table, tolerant, tta)
 
+    def adapt_batchnorm(
+        self, images: Images, inference: Inference, probabilities: np.ndarray, training_share: float
+    ) -> int:
+        return adapted_to(inference, self.classifier, images.root, images.table, probabilities, training_share)
+
     @property
     def described_validation(self) -> str:
         return VALIDATION
@@ -421,6 +434,11 @@ class EnsembleModel(TrainedModel):
         for column, how in combined_columns(self.member_runs, self.rule).items():
             predictions[column] = combine(self.member_runs, [p[column].to_numpy() for p in per_member], how, column)
         return predictions
+
+    def adapt_batchnorm(
+        self, images: Images, inference: Inference, probabilities: np.ndarray, training_share: float
+    ) -> int:
+        return sum(m.adapt_batchnorm(images, inference, probabilities, training_share) for m in self.members)
 
     @property
     def described_validation(self) -> str:

@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from skinclf.data.dataset import LesionDataset, eval_dataset
 from skinclf.data.metadata import encode
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
+from skinclf.models.adaptation import adapt_batchnorm, class_mix_weights
 from skinclf.schema import DataSettings, TrainerSettings
 
 #: Columns of a split table that say nothing about the image (its metadata columns are kept beside its predictions).
@@ -129,8 +130,29 @@ def predict_images(
 ) -> pd.DataFrame:
     """Probabilities for the images of a table, preprocessed as the classifier was trained (its metadata
     columns encoded as in training, for a model with metadata)."""
-    encoding = classifier.settings.metadata_encoding
-    metadata = encode(table, encoding, "the table of images to predict") if encoding else None
-    dataset = eval_dataset(classifier.settings.model.preprocessing, root, table, tolerate_unreadable, metadata)
+    dataset = images_as_seen(classifier, root, table, tolerate_unreadable)
     loader = DataLoader(dataset, batch_size=inference.batch_size, num_workers=inference.num_workers)
     return predict_loader(inference.trainer, classifier, loader, tta)
+
+
+def images_as_seen(classifier: LesionClassifier, root: Path, table: pd.DataFrame, tolerant: bool = False) -> Dataset:
+    """The images of a table as the classifier sees them: its preprocessing, and its metadata encoded as in training."""
+    encoding = classifier.settings.metadata_encoding
+    metadata = encode(table, encoding, "the table of images") if encoding else None
+    return eval_dataset(classifier.settings.model.preprocessing, root, table, tolerant, metadata)
+
+
+def adapted_to(
+    inference: Inference,
+    classifier: LesionClassifier,
+    root: Path,
+    table: pd.DataFrame,
+    probabilities: np.ndarray,
+    training_share: float,
+) -> int:
+    """Re-estimate the classifier's batch-norm statistics on the images of a table (see skinclf.models.adaptation),
+    guarded for their class mix by its probabilities of them; returns how many layers were adapted."""
+    weights = class_mix_weights(probabilities, training_share)
+    dataset = images_as_seen(classifier, root, table)
+    device = inference.trainer.strategy.root_device
+    return adapt_batchnorm(classifier, dataset, weights, inference.batch_size, device)

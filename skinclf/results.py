@@ -34,9 +34,9 @@ from skinclf.metrics.figures import evaluate
 from skinclf.metrics.outputs import Errors, confident_errors, save_error_figure, write_curves, write_predictions
 from skinclf.metrics.plots import plot_confusion_matrix, plot_risk_coverage
 from skinclf.metrics.referral import referral_figures
-from skinclf.metrics.saliency import saliency_checks
 from skinclf.metrics.subgroups import audit, subgroup_values
 from skinclf.rendering import write_reports
+from skinclf.saliency import saliency_checks
 from skinclf.schema import EvaluationSettings, Preprocessing
 from skinclf.tracking import build_loggers, log_results
 
@@ -189,6 +189,7 @@ def write_results(
     figures (an external evaluation's transfer); ``training``: the images the model trained on, for the model card.
     Returns metrics.json's contents."""
     settings, policy = record.evaluation, record.policy
+    folder.mkdir(parents=True, exist_ok=True)
     uncalibrated = predictions
     predictions = {split: policy.calibrated(table) for split, table in predictions.items()}
     test = with_explanations(with_skin_tone(predictions["test"], settings, seen), seen, folder)

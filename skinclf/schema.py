@@ -124,6 +124,7 @@ class DataSettings(SplitSettings):
     pin_memory: bool
     persistent_workers: bool
     sampler: str
+    source_balance: bool
     synthetic: Optional[SyntheticSpec]
 
     def __post_init__(self) -> None:
@@ -248,13 +249,20 @@ class SpeedSettings:
 
 @dataclass
 class CrossValidationSettings:
-    """cv.folds=K splits train+val into K grouped, stratified folds; the run trains with fold cv.fold as validation."""
+    """cv.folds=K splits train+val into K grouped, stratified folds; the run trains with fold cv.fold as validation.
+    cv.leave_out=source leaves out source number cv.fold of data.sources instead."""
 
     folds: int
     fold: int
+    leave_out: Optional[str]
 
     def __post_init__(self) -> None:
         require(self.folds == 0 or self.folds >= 2, "cv.folds", self.folds, "0 (no cross-validation) or >= 2")
+        require(self.leave_out in (None, "source"), "cv.leave_out", self.leave_out, "null or source")
+        require(
+            not (self.folds and self.leave_out), "cv.leave_out", self.leave_out, "null with cv.folds (one or other)"
+        )
+        require(self.fold >= 0, "cv.fold", self.fold, ">= 0")
         if self.folds:
             rule = f"in 0..{self.folds - 1} (cv.folds={self.folds})"
             require(0 <= self.fold < self.folds, "cv.fold", self.fold, rule)
@@ -326,6 +334,7 @@ class EvaluationSettings:
     age_edges: list[float]
     calibration: str
     threshold_source: Optional[str]
+    adapt: str
     exclude_training_duplicates: bool
 
     def __post_init__(self) -> None:
@@ -338,6 +347,7 @@ class EvaluationSettings:
         require(0 <= rate < 1, "evaluation.referral_rate", rate, "in [0, 1): the share of validation images referred")
         require(self.tta in TTA_CHOICES, "evaluation.tta", self.tta, " or ".join(TTA_CHOICES))
         require(self.calibration in CALIBRATIONS, "evaluation.calibration", self.calibration, " or ".join(CALIBRATIONS))
+        require(self.adapt in ("none", "batchnorm"), "evaluation.adapt", self.adapt, "none or batchnorm")
         ascending = bool(self.age_edges) and all(a < b for a, b in itertools.pairwise(self.age_edges))
         require(ascending, "evaluation.age_edges", self.age_edges, "one or more numbers in ascending order")
 
@@ -405,6 +415,10 @@ class TrainConfig(CommandConfig):
     def __post_init__(self) -> None:
         require(self.objective.startswith("val/"), "objective", self.objective, "a validation figure, e.g. val/auprc")
         _check_no_threshold_source(self.evaluation, "a run chooses its thresholds on its own validation split")
+        adapt = self.evaluation.adapt
+        require(
+            adapt == "none", "evaluation.adapt", adapt, "none here (a run is evaluated as trained): it is for evaluate"
+        )
 
 
 @dataclass

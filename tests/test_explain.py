@@ -18,8 +18,8 @@ from skinclf.data.synthetic import DIAGNOSES, render_lesion_and_mask
 from skinclf.errors import SkinclfError
 from skinclf.explain import Explainer, at_image_size, spatial_layers, target_layer
 from skinclf.fitting.builders import build_model
-from skinclf.metrics.saliency import centre_maps, pointing_game
 from skinclf.models import LesionClassifier
+from skinclf.saliency import centre_maps, pointing_game
 from skinclf.schema import ExplainSettings
 
 GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=None, mask_column=None)

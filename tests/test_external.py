@@ -5,6 +5,7 @@ send."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -224,3 +225,22 @@ def test_copies_of_training_images_are_named_and_can_be_left_out(clinics: dict, 
     assert without["overlap_with_training"]["excluded"] == named["identical"] + named["near_identical"]
     assert without["test/images"] == 11 - without["overlap_with_training"]["excluded"]
     assert run.is_dir()
+
+
+def test_adapting_batch_norm_to_the_tinted_clinic_regains_part_of_what_the_tint_cost(
+    transferred: dict, clinics: dict
+) -> None:
+    """evaluation.adapt=batchnorm re-estimates the batch-norm statistics on the tinted clinic's images, in memory:
+    the checkpoint stays as it was. Measured at seed 0: the tint cost 0.13 AUROC (0.79 on the clinic's images as they
+    are, 0.66 tinted) and adapting regained 0.12 of it (0.78)."""
+    checkpoint = clinics["none"]
+    stamp = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    plain = evaluated(clinics, "none", "plain_none", clinic="clinic_b_plain")
+    adapted = evaluated(clinics, "none", "adapted_none", "evaluation.adapt=batchnorm")
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == stamp
+    record = adapted["adaptation"]
+    assert (record["method"], record["layers"], record["images"]) == ("batchnorm", 20, adapted["test/images"])
+    assert record["training_malignant_share"] == pytest.approx(0.3, abs=0.05)
+    cost = plain["test/auroc"] - transferred["none"]["test/auroc"]
+    regained = adapted["test/auroc"] - transferred["none"]["test/auroc"]
+    assert cost > 0.03 and regained > 0.25 * cost, (cost, regained)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import sizes, train_settings
@@ -16,6 +17,7 @@ from skinclf.fitting.builders import build_model
 from skinclf.fitting.checkpoints import VERSION_KEY, load_classifier
 from skinclf.inference import VIEWS, Predictor, view
 from skinclf.models import LesionClassifier
+from skinclf.models.adaptation import adapt_batchnorm, class_mix_weights
 from skinclf.models.backbones import build_backbone, preprocessing_preset
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights download to
@@ -220,3 +222,26 @@ def test_an_optimizer_without_a_fused_kernel_gets_the_users_arguments_only() -> 
     model = classifier("model.weights=null", "optim.optimizer=torch.optim.RMSprop", "+optim.kwargs.alpha=0.9")
     chosen = model.optimizer_and_schedule(total_steps=10, max_epochs=2)["optimizer"]
     assert chosen.defaults["alpha"] == 0.9 and "fused" not in chosen.defaults
+
+
+def test_adapting_batch_norm_changes_its_running_statistics_and_nothing_else() -> None:
+    model = classifier("model.weights=null", *sizes(36, 32)).eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    images = [{"image": torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=generator)} for _ in range(40)]
+    layers = adapt_batchnorm(model, images, np.ones(40), 16, torch.device("cpu"))
+    changed = {key for key, value in model.state_dict().items() if not torch.equal(value, before[key])}
+    statistics = {key for key in before if key.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    assert layers == 20 and changed == statistics and not model.training
+
+
+def test_the_class_mix_guard_draws_the_training_share_of_malignant_images() -> None:
+    """Label-shift importance weights (Saerens et al. 2002), each image's expected one: exact for a sure model."""
+    sure = (np.random.default_rng(0).random(1000) < 0.05).astype(float)  # a screening clinic: 5 % malignant
+    weights = class_mix_weights(sure, 0.3)
+    assert np.sum(weights * sure) / np.sum(weights) == pytest.approx(0.3)
+    unsure = np.random.default_rng(1).beta(0.5, 5, 1000)
+    unsure_weights = class_mix_weights(unsure, 0.3)  # an unsure model: the share moves towards the training share
+    assert unsure_weights.mean() == pytest.approx(1.0)
+    assert unsure.mean() < np.sum(unsure_weights * unsure) / np.sum(unsure_weights) < 0.3
+    assert class_mix_weights(np.full(10, 0.3), 0.3) == pytest.approx(np.ones(10))  # the same mix: drawn evenly

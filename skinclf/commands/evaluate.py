@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+from pytorch_lightning.loggers import Logger
+
 from skinclf.artifact import Images, TrainedModel, table_images
 from skinclf.commands.entry import command, trained_model
 from skinclf.data.inputs import missing_paths, read_inputs
@@ -24,8 +27,9 @@ from skinclf.errors import SkinclfError, examples
 from skinclf.inference import Inference
 from skinclf.metrics.figures import summary_line
 from skinclf.metrics.transfer import transfer
+from skinclf.models.adaptation import GUARD
 from skinclf.results import RunRecord, evaluation_loggers, write_results
-from skinclf.schema import EvaluateConfig
+from skinclf.schema import EvaluateConfig, EvaluationSettings, ExplainSettings
 from skinclf.tracking import config_params
 
 
@@ -68,33 +72,83 @@ def without(images: Images, paths: set[str]) -> Images:
     return Images(images.root, kept, f"{images.described}, without {len(paths)} copies of training images")
 
 
+def adapted(
+    model: TrainedModel, images: Images, evaluation: EvaluationSettings, inference: Inference, training: pd.DataFrame
+) -> dict:
+    """evaluation.adapt=batchnorm: the model's batch-norm statistics re-estimated on the images (in memory), and what
+    metrics.json records of it."""
+    before = model.predict(images, inference, evaluation.tta)["probability"].to_numpy()
+    share = float(training["label"].mean())
+    layers = model.adapt_batchnorm(images, inference, before, share)
+    return {
+        "method": "batchnorm",
+        "layers": layers,
+        "images": len(images.table),
+        "training_malignant_share": share,
+        "estimated_malignant_share": float(before.mean()),
+        "guard": GUARD,
+    }
+
+
+def evaluate_model(
+    model: TrainedModel,
+    images: Images,
+    evaluation: EvaluationSettings,
+    inference: Inference,
+    explain: ExplainSettings,
+    loggers: list[Logger],
+    run_folder: Path,
+    external: bool,
+    run_root: str | None = None,
+    left_out: str | None = None,
+) -> dict:
+    """Evaluate the model on labelled images into run_folder, as training evaluates; an external evaluation (any images
+    but its run's own splits) also names the images the model trained on that it meets again, says how it
+    transferred, and may adapt it to them (evaluation.adapt); ``left_out``: the source a run left out, these being
+    its images (cv.leave_out=source). Returns metrics.json's contents."""
+    trained_on = model.training_images()
+    copies = training_copies(trained_on, images) if external else None
+    if copies is not None and evaluation.exclude_training_duplicates and copies.evaluated:
+        images = without(images, copies.evaluated)
+    policy, sample = model.decision_policy(evaluation, inference, run_root)
+    adaptation = adapted(model, images, evaluation, inference, trained_on.table) if evaluation.adapt != "none" else None
+    evaluated = model.predict(images, inference, evaluation.tta)
+    record = RunRecord(model.identity, images.described, evaluation, policy, checkpoint=str(model.path.resolve()))
+
+    def outside(metrics: dict) -> dict:  # what an external evaluation adds to metrics.json
+        overlap_record = copies.record(evaluation.exclude_training_duplicates)
+        added = {"overlap_with_training": overlap_record, "transfer": transfer(metrics, model.internal_run())}
+        return {
+            **added,
+            **({"adaptation": adaptation} if adaptation is not None else {}),
+            **({"left_out_source": left_out} if left_out is not None else {}),
+        }
+
+    return write_results(
+        run_folder,
+        record,
+        {"val": sample, "test": evaluated},
+        model.seen(images.root, explain, evaluation.tta),
+        loggers,
+        extend=outside if copies is not None else None,
+        training=trained_on.table,
+    )
+
+
 @command("evaluate")
 def main(settings: EvaluateConfig, run_folder: Path) -> None:
     model, evaluation = trained_model(settings)
     images = labelled_images(settings, model)
-    trained_on = model.training_images()
-    copies = training_copies(trained_on, images) if is_external(settings) else None
-    if copies is not None and evaluation.exclude_training_duplicates and copies.evaluated:
-        images = without(images, copies.evaluated)
+    if evaluation.adapt != "none" and not is_external(settings):
+        raise SkinclfError(
+            f"evaluation.adapt={evaluation.adapt} adapts a model to another clinic's images: name them with input= "
+            "or a table, not a split of the model's own run"
+        )
     inference = Inference.of(settings.data, settings.trainer)
-    run_root = settings.data.root if not is_external(settings) else None
-    policy, sample = model.decision_policy(evaluation, inference, run_root)
-    evaluated = model.predict(images, inference, evaluation.tta)
-    record = RunRecord(model.identity, images.described, evaluation, policy, checkpoint=str(model.path.resolve()))
     loggers = evaluation_loggers(settings.logger, run_folder, config_params(settings))
-
-    def external(metrics: dict) -> dict:  # what an external evaluation adds to metrics.json
-        overlap_record = copies.record(evaluation.exclude_training_duplicates)
-        return {"overlap_with_training": overlap_record, "transfer": transfer(metrics, model.internal_run())}
-
-    metrics = write_results(
-        run_folder,
-        record,
-        {"val": sample, "test": evaluated},
-        model.seen(images.root, settings.explain, evaluation.tta),
-        loggers,
-        extend=external if copies is not None else None,
-        training=trained_on.table,
+    run_root = settings.data.root if not is_external(settings) else None
+    metrics = evaluate_model(
+        model, images, evaluation, inference, settings.explain, loggers, run_folder, is_external(settings), run_root
     )
     print(f"{images.described}: {summary_line(metrics)}")
     print(f"run folder: {run_folder}  (report.html, metrics.json, report.md, pr_curve.png)")

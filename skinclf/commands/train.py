@@ -14,9 +14,12 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from skinclf.artifact import Images, load_model
 from skinclf.commands.entry import command
+from skinclf.commands.evaluate import evaluate_model
 from skinclf.errors import SkinclfError, examples
 from skinclf.fitting.run import train
+from skinclf.inference import Inference
 from skinclf.metrics.figures import summary_line
 from skinclf.schema import TrainConfig
 
@@ -31,6 +34,19 @@ def refuse_ddp_in_local_multirun(settings: TrainConfig) -> None:
             "processes by re-running the command, sweep and all. Run the jobs one at a time, or sweep with "
             "hydra/launcher=submitit_slurm, which gives every job processes of its own."
         )
+
+
+def evaluate_left_out(settings: TrainConfig, run_folder: Path, metrics: dict) -> dict:
+    """cv.leave_out=source: the run judged on every image of the source it left out, as a clinic it never saw,
+    through the external evaluation (transfer report, flags) into left_out/."""
+    model = load_model(run_folder / metrics["run"]["checkpoint"])
+    split = model.split("left_out")
+    source = str(split.table["source"].iloc[0])
+    images = Images(split.root, split.table, f"{source} (the source left out)")
+    inference = Inference.of(settings.data, settings.trainer)
+    evaluation, explain = settings.evaluation, settings.explain
+    folder = run_folder / "left_out"
+    return evaluate_model(model, images, evaluation, inference, explain, [], folder, external=True, left_out=source)
 
 
 def objective(metrics: dict, key: str) -> float:
@@ -51,6 +67,9 @@ def main(settings: TrainConfig, run_folder: Path) -> float | None:
     if not metrics:  # a DDP process other than rank 0
         return None
     print(f"{settings.name}: {summary_line(metrics)}")
+    if settings.cv.leave_out:
+        left_out = evaluate_left_out(settings, run_folder, metrics)
+        print(f"{left_out['run']['evaluated_on']}: {summary_line(left_out)}")
     folders = [name for name in ("checkpoints/", "tensorboard/", "csv/") if (run_folder / name).is_dir()]
     print(f"run folder: {run_folder}  ({', '.join(['report.html', 'metrics.json', 'pr_curve.png', *folders])})")
     return objective(metrics, settings.objective)

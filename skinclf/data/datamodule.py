@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from skinclf.data.cache import ImageCache, Staging, build_cache, remove_staged
 from skinclf.data.dataset import LesionDataset, eval_dataset
-from skinclf.data.folds import fold_tables, pool_of, prepare_folds, read_folds
+from skinclf.data.folds import fold_tables, leave_source_out, pool_of, prepare_folds, read_folds, source_names
 from skinclf.data.metadata import Encoding, encode, fit_encoding
 from skinclf.data.preprocessing import train_transform
 from skinclf.data.reading import CachedPixels
@@ -22,7 +22,7 @@ from skinclf.data.records import data_root, default_split_dir
 from skinclf.data.sampler import EpochSampler
 from skinclf.data.splits import load_splits, prepare_splits
 from skinclf.data.synthetic import ensure_synthetic_dataset
-from skinclf.errors import SkinclfError
+from skinclf.errors import SkinclfError, examples
 from skinclf.schema import CrossValidationSettings, DataSettings, Preprocessing
 
 
@@ -68,7 +68,7 @@ class LesionDataModule(pl.LightningDataModule):
         self.train_transform = train_transform(preprocessing, train_steps)
         self.seed = seed
         self.diagnoses = diagnoses
-        self.cv = cv if cv is not None and cv.folds else None
+        self.cv = cv if cv is not None and (cv.folds or cv.leave_out) else None
         self.metadata_columns = list(metadata_columns)
         self._metadata_encoding: Encoding | None = None
         self._tables: dict[str, pd.DataFrame] | None = None
@@ -91,7 +91,7 @@ class LesionDataModule(pl.LightningDataModule):
             data.prepare_workers,
             staged,
         )
-        if self.cv is not None:
+        if self.cv is not None and self.cv.folds:
             prepare_folds(self.split_dir, tables, self.cv, data.split_seed)
         self._caches(tables)
         if self.cache_dir is not None:
@@ -146,15 +146,36 @@ class LesionDataModule(pl.LightningDataModule):
         return self._metadata_encoding
 
     def run_tables(self) -> dict[str, pd.DataFrame]:
-        """The run's train, val and test tables: the splits, or with cross-validation those of its fold."""
+        """The run's train, val and test tables: the splits, or with cross-validation those of its fold; leaving a
+        source out, also the images of that source (left_out)."""
         if self.cv is None:
             return self.tables
+        if self.cv.leave_out:
+            return leave_source_out(self.tables, self.left_out)
         return fold_tables(self.tables, read_folds(self.split_dir, self.tables, self.cv.folds), self.cv.fold)
+
+    @property
+    def left_out(self) -> str:
+        """The source this run leaves out (cv.leave_out=source): number cv.fold of data.sources."""
+        names = source_names(self.tables)
+        if self.cv.fold >= len(names):
+            raise SkinclfError(
+                f"cv.fold={self.cv.fold}: there are {len(names)} sources to leave out ({examples(names)})"
+            )
+        return names[self.cv.fold]
 
     def _caches(self, tables: dict[str, pd.DataFrame]) -> dict[str, ImageCache | None]:
         """The image cache of each of the run's tables (None without data.cache), built once for all jobs."""
-        if self.cv is None:
-            return {name: self._cache(name, table) for name, table in tables.items()}
+        if self.cv is None or self.cv.leave_out:
+            caches = {name: self._cache(name, table) for name, table in tables.items()}
+            if self.cv is None:
+                return caches
+            left_out = self.left_out  # refused here, with the sources there are, where it is not one of them
+            kept = {name: (tables[name]["source"] != left_out).to_numpy() for name in ("train", "val")}
+            of_kept = {
+                name: caches[name].rows(rows) if caches[name] is not None else None for name, rows in kept.items()
+            }
+            return {**of_kept, "test": caches["test"], "left_out": None}
         pool = self._cache("pool", pool_of(tables))  # train and val of every fold, together
         held = read_folds(self.split_dir, tables, self.cv.folds) == self.cv.fold
         return {
@@ -176,19 +197,35 @@ class LesionDataModule(pl.LightningDataModule):
 
     def location(self) -> dict[str, str | int]:
         """Where the run's splits (and fold) are: every checkpoint records it, so that evaluate finds them again."""
-        folds = {"cv_folds": self.cv.folds, "cv_fold": self.cv.fold} if self.cv is not None else {}
+        folds = {}
+        if self.cv is not None:
+            folds = {
+                "cv_fold": self.cv.fold,
+                **({"left_out": self.left_out} if self.cv.leave_out else {"cv_folds": self.cv.folds}),
+            }
         return {"root": str(self.root), "split_dir": str(self.split_dir), **folds}
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled by an EpochSampler (class-balanced with data.sampler=balanced), sharded across DDP processes."""
+        """Shuffled by an EpochSampler (class- and/or source-balanced with data.sampler=balanced and
+        data.source_balance), sharded across DDP processes."""
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         train = self.datasets["train"]
-        weights = None
-        if self.data.sampler == "balanced":  # each class drawn as often as the other
-            labels = train.labels.numpy().astype(int)
-            weights = 1.0 / np.bincount(labels, minlength=2)[labels]
-        return self._loader("train", EpochSampler(len(train), self.seed, rank, world_size, weights))
+        return self._loader("train", EpochSampler(len(train), self.seed, rank, world_size, self.balancing_weights()))
+
+    def balancing_weights(self) -> np.ndarray | None:
+        """Each training image's weight in the draw: equal shares for each class (data.sampler=balanced) and each
+        source (data.source_balance), within one another; None to draw each image once an epoch."""
+        table = self.datasets["train"].table
+        keys = [
+            *(["label"] if self.data.sampler == "balanced" else []),
+            *(["source"] if self.data.source_balance else []),
+        ]
+        if not keys:
+            return None
+        if "source" in keys and "source" not in table.columns:
+            raise SkinclfError("data.source_balance=true needs several sources: name them in data.sources")
+        return 1.0 / table.groupby(keys)[keys[0]].transform("size").to_numpy()
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

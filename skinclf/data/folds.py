@@ -1,4 +1,5 @@
-"""Cross-validation folds of the training pool: stratified by label, grouped by patient or lesion.
+"""Cross-validation folds of the training pool: stratified by label, grouped by patient or lesion; or, with
+cv.leave_out=source, each source of data.sources left out in turn.
 
 The pool is the train and val splits together; the test split stays out of every fold. Fold k's
 run trains on the other folds and validates on fold k, so its validation predictions are the
@@ -95,4 +96,26 @@ def fold_tables(tables: dict[str, pd.DataFrame], fold_of_row: np.ndarray, fold: 
         "train": pool[~held].reset_index(drop=True),
         "val": pool[held].reset_index(drop=True),
         "test": tables["test"],
+    }
+
+
+def source_names(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The sources of the splits' images, in the order data.sources names them."""
+    every = pd.concat(tables.values())
+    if "source" not in every.columns or every["source"].nunique() < 2:
+        raise SkinclfError(
+            "cv.leave_out=source needs images of two sources or more: name them in data.sources (data=sources)"
+        )
+    return list(pd.unique(every["source"]))
+
+
+def leave_source_out(tables: dict[str, pd.DataFrame], source: str) -> dict[str, pd.DataFrame]:
+    """Leaving one source out: train and val of the other sources, the test split of every source (the same for each
+    source left out, as the folds share theirs), and as ``left_out`` every image of the source left out, the one
+    set the run is judged on as a clinic it never saw."""
+    every = pd.concat(tables.values(), ignore_index=True)
+    return {
+        **{name: tables[name][tables[name]["source"] != source].reset_index(drop=True) for name in ("train", "val")},
+        "test": tables["test"],
+        "left_out": every[every["source"] == source].reset_index(drop=True),
     }

@@ -42,7 +42,10 @@ def data_root(root: str | None, settings: SplitSettings) -> Path | None:
 
 def default_split_dir(root: Path, settings: SplitSettings) -> Path:
     """Where the split CSVs go unless data.split_dir says: <root>/splits, or splits/ beside the (first) table."""
-    return table_sources(settings)[0].table.parent / "splits" if reads_tables(settings) else root / "splits"
+    if not reads_tables(settings):
+        return root / "splits"
+    first = table_sources(settings)[0]
+    return (first.table.parent if first.table is not None else first.images[0]) / "splits"
 
 
 def read_records(root: Path, settings: SplitSettings) -> pd.DataFrame:

@@ -155,10 +155,25 @@ def create_splits(
 
 
 def assign_splits(records: pd.DataFrame, settings: SplitSettings) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Keep the splits the data gives (folders, a split column); carve the missing test, then val, from train.
+    """Keep the splits the data gives (folders, a split column); carve the missing test, then val, from train. With
+    several sources (data.sources), each source is split on its own: every split holds images of each, and a source
+    that gives its splits keeps them.
 
-    Returns the three tables and where val and test came from ("folder", "table" or "carved").
+    Returns the three tables and where val and test came from ("folder", "table" or "carved"; "mixed" where the
+    sources differ).
     """
+    if "source" in records.columns and records["source"].nunique() > 1:
+        each = [single_source_splits(rows, settings) for _, rows in records.groupby("source", sort=False)]
+        tables = {name: pd.concat([split[name] for split, _ in each]) for name in SPLITS}
+        where = {name: {origin[name] for _, origin in each} for name in ("val", "test")}
+        return tables, {name: kinds.pop() if len(kinds) == 1 else "mixed" for name, kinds in where.items()}
+    return single_source_splits(records, settings)
+
+
+def single_source_splits(
+    records: pd.DataFrame, settings: SplitSettings
+) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """assign_splits of the images of one source."""
     given = "table" if reads_tables(settings) else "folder"
     pool = records[records["split"].isin(["", "train"])]
     tables = {name: records[records["split"] == name] for name in ("val", "test")}

@@ -16,6 +16,7 @@ that names the line and what to do.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import io
 import logging
 import os
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
-from skinclf.data.folder import list_images
+from skinclf.data.folder import list_images, scan_image_folder
 from skinclf.data.images import IMAGE_EXTENSIONS
 from skinclf.errors import SkinclfError, examples
 from skinclf.schema import SplitSettings
@@ -53,10 +55,13 @@ NO_IMAGE, MISSING_LABEL, UNKNOWN_LABEL, NO_DIAGNOSIS = (
     "UNK or an all-zero one-hot row",
 )
 
-#: Settings a data.sources entry may give for its own table.
+#: Settings a data.sources entry may give for its own table (or, with folder, its class folders; with preset, the
+#: settings of conf/data/<preset>.yaml under its own).
 SOURCE_KEYS = (
     "table",
     "images",
+    "folder",
+    "preset",
     "name",
     "image_column",
     "label_column",
@@ -72,12 +77,22 @@ SOURCE_KEYS = (
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-    """One table and the folders its images lie in, with how to read it."""
+    """One table and the folders its images lie in, with how to read it; or (table None) a folder of class folders."""
 
     name: str
-    table: Path
+    table: Path | None
     images: list[Path]
     settings: SplitSettings
+
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """The source settings a dataset preset (conf/data/<name>.yaml) gives."""
+    path = importlib.resources.files("skinclf.conf") / "data" / f"{name}.yaml"
+    if not path.is_file():
+        presets = sorted(p.name.removesuffix(".yaml") for p in path.parent.iterdir() if p.name.endswith(".yaml"))
+        raise SkinclfError(f"data.sources: no preset named {name}: choose one of {examples(presets)}")
+    given = OmegaConf.to_container(OmegaConf.load(path))
+    return {key: value for key, value in given.items() if key in SOURCE_KEYS and key not in ("table", "images", "name")}
 
 
 def image_folders(images: Any) -> list[Path]:
@@ -99,13 +114,21 @@ def table_sources(settings: SplitSettings) -> list[Source]:
                 f"data.sources[{number}] has unknown key(s) {examples(unknown)}: "
                 f"a source takes {', '.join(SOURCE_KEYS)}"
             )
+        if entry.get("folder"):
+            folder = Path(entry["folder"]).expanduser()
+            sources.append(Source(str(entry.get("name") or folder.name), None, [folder], settings))
+            continue
         if not entry.get("table") or not entry.get("images"):
-            raise SkinclfError(f"data.sources[{number}] needs a table and images (a folder or a list of folders)")
-        overrides = {k: v for k, v in entry.items() if k not in ("table", "images", "name")}
+            raise SkinclfError(
+                f"data.sources[{number}] needs a table and images (a folder or a list of folders), or a folder of "
+                "class folders (folder: <root holding train/ and test/>)"
+            )
+        given = {k: v for k, v in entry.items() if k not in ("table", "images", "name", "preset")}
+        overrides = {**(preset_settings(entry["preset"]) if entry.get("preset") else {}), **given}
         table = Path(entry["table"]).expanduser()
         sources.append(
             Source(
-                name=str(entry.get("name") or table.name),
+                name=str(entry.get("name") or entry.get("preset") or table.name),
                 table=table,
                 images=image_folders(entry["images"]),
                 settings=dataclasses.replace(settings, **overrides),
@@ -386,10 +409,27 @@ def refuse_conflicting_duplicates(records: pd.DataFrame) -> pd.DataFrame:
     return records.drop_duplicates("path")
 
 
+def read_folder_source(source: Source, root: Path) -> pd.DataFrame:
+    """The records of a folder of class folders (train/, and val/ and test/ where present), as a table's are."""
+    folder = source.images[0]
+    scanned = pd.concat([table.assign(split=name) for name, table in scan_image_folder(folder).items()])
+    return scanned.assign(
+        path=[(folder / p).absolute().relative_to(root).as_posix() for p in scanned["path"]],
+        diagnosis="",
+        group="",
+        source=source.name,
+        unusable="",
+        line=0,
+    ).reset_index(drop=True)
+
+
 def read_table_sources(settings: SplitSettings) -> tuple[Path, pd.DataFrame]:
-    """(root, records) of every table of data.table or data.sources; see the module's docstring."""
+    """(root, records) of every table (and folder) of data.table or data.sources; see the module's docstring."""
     root = table_root(settings)
-    records = pd.concat([read_source(source, root) for source in table_sources(settings)], ignore_index=True)
+    read = [
+        read_source(s, root) if s.table is not None else read_folder_source(s, root) for s in table_sources(settings)
+    ]
+    records = pd.concat(read, ignore_index=True)
     records = leave_out_unusable(records, settings.skip_unlabelled)
     records = refuse_conflicting_duplicates(records)
     return root, records.drop(columns=["unusable", "line"]).reset_index(drop=True)

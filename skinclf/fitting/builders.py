@@ -110,6 +110,7 @@ def run_info(settings: TrainConfig) -> dict[str, Any]:
         "seed": settings.seed,
         "callbacks": sorted(settings.callbacks),
         **({"cv": {"folds": settings.cv.folds, "fold": settings.cv.fold}} if settings.cv.folds else {}),
+        **({"cv": {"leave_out": settings.cv.leave_out, "fold": settings.cv.fold}} if settings.cv.leave_out else {}),
         "recipe": training_recipe(settings),
         "evaluation": dataclasses.asdict(settings.evaluation),
     }

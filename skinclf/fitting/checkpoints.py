@@ -24,7 +24,7 @@ import pandas as pd
 
 import skinclf
 from skinclf.atomic import load_torch
-from skinclf.data.folds import fold_tables, read_folds
+from skinclf.data.folds import fold_tables, leave_source_out, read_folds
 from skinclf.data.splits import load_splits
 from skinclf.errors import SkinclfError
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
@@ -126,4 +126,6 @@ def run_split(checkpoint: dict[str, Any], split: str, root: str | None = None) -
     data = checkpoint[DATA_KEY]
     if data.get("cv_folds"):  # a cross-validation run: its train and val are those of its fold
         tables = fold_tables(tables, read_folds(split_dir, tables, data["cv_folds"]), data["cv_fold"])
+    if data.get("left_out"):  # a source left out: its images are the left_out split
+        tables = leave_source_out(tables, data["left_out"])
     return (Path(root).expanduser() if root else recorded_root), tables[split]

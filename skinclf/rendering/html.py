@@ -23,7 +23,16 @@ from skinclf.metrics.figures import summary_line
 from skinclf.metrics.plots import plot_forest
 from skinclf.metrics.subgroups import MIN_IMAGES_TO_JUDGE
 from skinclf.rendering.runs import Runs
-from skinclf.rendering.tables import notes, ranking, run_row, seed_summary, shown, subgroup_rows, with_interval
+from skinclf.rendering.tables import (
+    left_out_rows,
+    notes,
+    ranking,
+    run_row,
+    seed_summary,
+    shown,
+    subgroup_rows,
+    with_interval,
+)
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("skinclf.rendering", "templates"),
@@ -243,6 +252,7 @@ def write_html(runs: Runs, output: Path, figure: Path) -> Path:
         sections=sections,
         comparison=comparison if len(sections) > 1 else [],
         seeds=summary.to_dict("records") if not summary.empty else [],
+        left_out=left_out_rows(runs.metrics),
         overlaid=inline_picture(figure) if len(sections) > 1 and figure.is_file() else None,
     )
     path = output / "report.html"

@@ -9,7 +9,15 @@ import pandas as pd
 from skinclf.atomic import write_text
 from skinclf.metrics.subgroups import MIN_IMAGES_TO_JUDGE
 from skinclf.rendering.runs import Runs
-from skinclf.rendering.tables import markdown_table, notes, run_row, seed_summary, subgroup_rows, transfer_section
+from skinclf.rendering.tables import (
+    left_out_rows,
+    markdown_table,
+    notes,
+    run_row,
+    seed_summary,
+    subgroup_rows,
+    transfer_section,
+)
 
 
 def write_markdown(runs: Runs, output: Path, figure: Path) -> Path:
@@ -29,6 +37,9 @@ def write_markdown(runs: Runs, output: Path, figure: Path) -> Path:
     summary = seed_summary(runs.metrics)
     if not summary.empty:
         text += ["", "## Over seeds (mean ± sd)", "", markdown_table(summary)]
+    left_out = left_out_rows(runs.metrics)
+    if left_out:
+        text += ["", "## Each source left out", "", markdown_table(pd.DataFrame(left_out).fillna(""))]
     for label, metrics in zip(labels, runs.metrics, strict=True):
         text += transfer_section(label, metrics)
         rows = subgroup_rows(metrics)

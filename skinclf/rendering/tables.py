@@ -177,6 +177,40 @@ def seed_summary(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def left_out_rows(runs: list[dict]) -> list[dict[str, str]]:
+    """Each source a run left out (cv.leave_out=source), judged on all its images: a row per source, with intervals,
+    and their mean; none where no run left a source out."""
+    judged = sorted((m for m in runs if "left_out_source" in m), key=lambda m: m["left_out_source"])
+    if not judged:
+        return []
+    rows = []
+    for metrics in judged:
+        point = metrics["operating_points"][0]
+        rows.append(
+            {
+                "source left out": metrics["left_out_source"],
+                "images": str(metrics["test/images"]),
+                "malignant": str(metrics["test/malignant"]),
+                **ranking(metrics),
+                f"at the threshold for recall ≥ {recall_key(point['target_recall'])}: recall / specificity": (
+                    f"{with_interval(point, 'test/recall')} / {with_interval(point, 'test/specificity')}"
+                ),
+            }
+        )
+    mean = {
+        key: np.nanmean([np.nan if m[key] is None else m[key] for m in judged]) for key in ("test/auroc", "test/auprc")
+    }
+    rows.append(
+        {
+            "source left out": f"mean of {len(judged)}",
+            "images": "",
+            "malignant": "",
+            **{k.split("/")[1].upper(): shown(v) for k, v in mean.items()},
+        }
+    )
+    return rows
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]

@@ -176,7 +176,7 @@ def test_temperature_scaling_is_fitted_on_validation_and_applied_everywhere(clin
     assert described["calibration"]["temperature"] == pytest.approx(calibration["temperature"])
 
 
-def test_thresholds_chosen_on_a_local_sample_are_said_so(clinics: dict, tmp_path: Path) -> None:
+def test_thresholds_and_temperature_chosen_on_a_local_sample_are_said_so(clinics: dict, tmp_path: Path) -> None:
     table = pd.read_csv(clinics["clinic_b_tinted"] / "lesions.csv", dtype=str, keep_default_na=False)
     usable = table[table["diagnosis"].isin(["melanoma", "carcinoma", "nevus", "keratosis", "dermatofibroma"])]
     sample = usable.iloc[:80].assign(
@@ -184,13 +184,17 @@ def test_thresholds_chosen_on_a_local_sample_are_said_so(clinics: dict, tmp_path
         label=lambda t: t["diagnosis"].isin(["melanoma", "carcinoma"]).astype(int),
     )[["path", "label"]]
     sample.to_csv(clinics["clinic_b_tinted"] / "sample.csv", index=False)
-    metrics = evaluated(
-        clinics, "none", "local", f"evaluation.threshold_source={clinics['clinic_b_tinted'] / 'sample.csv'}"
-    )
+    source = f"evaluation.threshold_source={clinics['clinic_b_tinted'] / 'sample.csv'}"
+    metrics = evaluated(clinics, "none", "local", source, "evaluation.calibration=temperature")
     chosen_on = metrics["run"]["thresholds_chosen_on"]
     assert chosen_on.startswith(str(clinics["clinic_b_tinted"] / "sample.csv"))
     assert f"80 images, {int(sample['label'].sum())} malignant" in chosen_on
-    assert "Thresholds chosen on " + chosen_on in (clinics["folder"] / "local" / "report.md").read_text()
+    report = (clinics["folder"] / "local" / "report.md").read_text()
+    assert "Thresholds chosen on " + chosen_on in report
+    # the temperature comes from the same sample as the thresholds, not from the model's validation
+    validation = evaluated(clinics, "none", "calibrated", "evaluation.calibration=temperature")["calibration"]
+    assert metrics["calibration"]["fitted_on"] == chosen_on and f"fitted on {chosen_on}" in report
+    assert metrics["calibration"]["temperature"] != pytest.approx(validation["temperature"], rel=0.01)
 
 
 def test_copies_of_training_images_are_named_and_can_be_left_out(clinics: dict, tmp_path: Path) -> None:

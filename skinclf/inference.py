@@ -64,8 +64,8 @@ class Predictor(pl.LightningModule):
         return {**outputs[0], **{key: torch.stack([o[key] for o in outputs]).mean(0) for key in averaged}}
 
 
-def inference_trainer(accelerator: str = "auto", precision: str = "32-true") -> pl.Trainer:
-    """A Trainer for prediction only: one device, no logger, no checkpoints, a progress bar."""
+def inference_trainer(accelerator: str = "auto", precision: str = "32-true", progress_bar: bool = True) -> pl.Trainer:
+    """A Trainer for prediction only: one device, no logger, no checkpoints, a progress bar unless not wanted."""
     return pl.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -73,6 +73,7 @@ def inference_trainer(accelerator: str = "auto", precision: str = "32-true") -> 
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
+        enable_progress_bar=progress_bar,
     )
 
 

@@ -439,6 +439,21 @@ class PrepareBenchSettings:
 
 
 @dataclass
+class ServeBenchSettings:
+    """bench.serve: the model bench.mode=serve serves, and the requests it sends."""
+
+    ckpt: Optional[str]
+    requests: int
+    clients: list[int]
+    max_batch_size: int
+    max_seconds: float
+
+    def __post_init__(self) -> None:
+        require(self.requests > 0, "bench.serve.requests", self.requests, "> 0")
+        require(self.clients and min(self.clients) > 0, "bench.serve.clients", self.clients, "counts > 0")
+
+
+@dataclass
 class BenchSettings:
     mode: str
     rounds: int
@@ -447,9 +462,10 @@ class BenchSettings:
     pipeline_batches: int
     worker_counts: Optional[list[int]]
     prepare: PrepareBenchSettings
+    serve: ServeBenchSettings
 
     def __post_init__(self) -> None:
-        require(self.mode in ("train", "prepare"), "bench.mode", self.mode, "train or prepare")
+        require(self.mode in ("train", "prepare", "serve"), "bench.mode", self.mode, "train, prepare or serve")
         require(self.rounds > 0, "bench.rounds", self.rounds, "> 0")
         require(self.batches > 0, "bench.batches", self.batches, "> 0")
 
@@ -510,6 +526,41 @@ class ExportConfig(TrainedModelConfig):
         require(self.format in ("onnx", "torchscript"), "format", self.format, "onnx or torchscript")
 
 
+@dataclass
+class ServeSettings:
+    """The serve group: where the server listens, how it batches, and how large a request it takes."""
+
+    host: str
+    port: int
+    accelerator: str
+    workers: int
+    max_batch_size: int
+    batch_timeout: float
+    timeout: float
+    max_request_bytes: int
+    max_images_per_request: int
+    max_image_pixels: int
+
+    def __post_init__(self) -> None:
+        hosts = ("127.0.0.1", "0.0.0.0", "::")
+        require(
+            self.host in hosts, "serve.host", self.host, "127.0.0.1 (this machine), 0.0.0.0 or :: (every interface)"
+        )
+        require(1024 <= self.port <= 65535, "serve.port", self.port, "a TCP port from 1024 to 65535")
+        require(self.accelerator in ("cpu", "cuda", "auto"), "serve.accelerator", self.accelerator, "cpu, cuda or auto")
+        for key in ("workers", "max_batch_size", "max_request_bytes", "max_images_per_request", "max_image_pixels"):
+            require(getattr(self, key) > 0, f"serve.{key}", getattr(self, key), "> 0")
+        require(self.batch_timeout >= 0, "serve.batch_timeout", self.batch_timeout, ">= 0 seconds")
+
+
+@dataclass
+class ServeConfig(TrainedModelConfig):
+    """python -m skinclf.serve: a trained model behind an HTTP API and a page."""
+
+    explain: ExplainSettings
+    serve: ServeSettings
+
+
 #: How an ensemble combines its members' scores (see skinclf.metrics.combining).
 COMBINE_RULES = ("mean", "rank")
 
@@ -546,6 +597,7 @@ SCHEMAS = {
     "evaluate_schema": EvaluateConfig,
     "predict_schema": PredictConfig,
     "export_schema": ExportConfig,
+    "serve_schema": ServeConfig,
     "ensemble_schema": EnsembleConfig,
     "report_schema": ReportConfig,
 }

@@ -8,8 +8,10 @@ import importlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
@@ -326,3 +328,26 @@ def diagnosis_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     train(train_settings(overrides), folder / "run")
     return folder / "run"
+
+
+def chromium_executable() -> str | None:
+    """A system Chromium, or None for Playwright's own (downloaded by `playwright install chromium`)."""
+    named = os.environ.get("SKINCLF_CHROMIUM")
+    return named or next(
+        (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+    )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Chromium through Playwright (the pages' tests); skipped, saying why, where there is none."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make install")
+    with playwright.sync_playwright() as driver:
+        try:
+            chromium = driver.chromium.launch(
+                executable_path=chromium_executable(), args=["--no-sandbox", "--disable-gpu"]
+            )
+        except playwright.Error as error:
+            pytest.skip(f"no Chromium to open the page in (apt-get install chromium, or set SKINCLF_CHROMIUM): {error}")
+        yield chromium
+        chromium.close()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,28 +15,7 @@ from conftest import run_in_process
 
 from skinclf.metrics.figures import recall_key
 
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make install")
-
-
-def chromium_executable() -> str | None:
-    """A system Chromium, or None for Playwright's own (downloaded by `playwright install chromium`)."""
-    named = os.environ.get("SKINCLF_CHROMIUM")
-    return named or next(
-        (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
-    )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright.sync_playwright() as driver:
-        try:
-            chromium = driver.chromium.launch(
-                executable_path=chromium_executable(), args=["--no-sandbox", "--disable-gpu"]
-            )
-        except playwright.Error as error:
-            pytest.skip(f"no Chromium to open the page in (apt-get install chromium, or set SKINCLF_CHROMIUM): {error}")
-        yield chromium
-        chromium.close()
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make install")
 
 
 class Page:

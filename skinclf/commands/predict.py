@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from skinclf.artifact import Images, table_images
 from skinclf.atomic import atomic_path
 from skinclf.commands.entry import command, trained_model
@@ -22,39 +19,8 @@ from skinclf.data.records import reads_tables
 from skinclf.errors import SkinclfError
 from skinclf.explain import Explainer, explain_images
 from skinclf.inference import Inference
-from skinclf.metrics.decisions import DecisionPolicy, policy_at
-from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
+from skinclf.metrics.decisions import policy_at, with_decisions
 from skinclf.schema import PredictConfig
-
-
-def with_decisions(predictions: pd.DataFrame, policy: DecisionPolicy) -> pd.DataFrame:
-    """The predictions (at the policy's temperature) with a decision column per operating point (``decision_<name>``:
-    malignant or benign); unreadable images get no probability and no decision."""
-    predictions = policy.calibrated(predictions)
-    readable = predictions["error"] == ""
-    predictions.loc[~readable, "probability"] = np.nan
-    decided = policy.decisions(predictions["probability"].to_numpy())
-    for name, malignant in decided.items():
-        predictions[f"decision_{name}"] = np.where(readable, np.where(malignant, "malignant", "benign"), "")
-    referral = []
-    if "ood_score" in predictions:
-        predictions.loc[~readable, "ood_score"] = np.nan
-        referral.append("ood_score")
-    if policy.referral is not None:  # referred: not like the images the model knows; to be decided by hand
-        referred = policy.referred(predictions["ood_score"].to_numpy())
-        predictions["refer"] = np.where(readable, np.where(referred, "true", "false"), "")
-        referral.append("refer")
-    per_diagnosis = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
-    columns = [
-        "path",
-        *(["label"] if "label" in predictions else []),
-        "probability",
-        *per_diagnosis,
-        *referral,
-        *(f"decision_{name}" for name in decided),
-        "error",
-    ]
-    return predictions[columns]
 
 
 def images_to_predict(settings: PredictConfig) -> Images:

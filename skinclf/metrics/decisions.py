@@ -35,6 +35,7 @@ from scipy.stats import binom
 from skinclf.errors import SkinclfError
 from skinclf.metrics.calibration import fit_temperature, scaled
 from skinclf.metrics.curves import RankedCounts, best_precision_at_recall, rank
+from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 from skinclf.schema import EvaluationSettings
 
 #: What a model's own validation predictions are called where a policy says what it was chosen on.
@@ -227,3 +228,33 @@ def choose_policy(
 def policy_at(threshold: float, chosen_on: str) -> DecisionPolicy:
     """One threshold given by the user (predict's threshold=), at the model's own probabilities."""
     return DecisionPolicy({f"{threshold:g}": threshold}, ThresholdRule("given"), None, None, chosen_on, 0, 0)
+
+
+def with_decisions(predictions: pd.DataFrame, policy: DecisionPolicy) -> pd.DataFrame:
+    """The predictions (at the policy's temperature) with a decision column per operating point (``decision_<name>``:
+    malignant or benign); unreadable images get no probability and no decision."""
+    predictions = policy.calibrated(predictions)
+    readable = predictions["error"] == ""
+    predictions.loc[~readable, "probability"] = np.nan
+    decided = policy.decisions(predictions["probability"].to_numpy())
+    for name, malignant in decided.items():
+        predictions[f"decision_{name}"] = np.where(readable, np.where(malignant, "malignant", "benign"), "")
+    referral = []
+    if "ood_score" in predictions:
+        predictions.loc[~readable, "ood_score"] = np.nan
+        referral.append("ood_score")
+    if policy.referral is not None:  # referred: not like the images the model knows; to be decided by hand
+        referred = policy.referred(predictions["ood_score"].to_numpy())
+        predictions["refer"] = np.where(readable, np.where(referred, "true", "false"), "")
+        referral.append("refer")
+    per_diagnosis = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
+    columns = [
+        "path",
+        *(["label"] if "label" in predictions else []),
+        "probability",
+        *per_diagnosis,
+        *referral,
+        *(f"decision_{name}" for name in decided),
+        "error",
+    ]
+    return predictions[columns]

@@ -1,0 +1,33 @@
+"""Serve: ``python -m skinclf.serve ckpt=<checkpoint | ensemble folder>``.
+
+Starts an HTTP server for the model (see :mod:`skinclf.web`) on ``serve.host:serve.port``, loopback by default:
+POST /predict, GET /health, GET /model and a page at /. It answers as predict does, with the decision policy the
+model gives for the evaluation settings (its recorded ones unless given), and runs until stopped (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skinclf.commands.entry import command, trained_model
+from skinclf.errors import Terminated
+from skinclf.schema import ServeConfig
+from skinclf.web.app import server
+
+
+@command("serve")
+def main(settings: ServeConfig, run_folder: Path) -> None:
+    model, evaluation = trained_model(settings)
+    litserver = server(str(model.path), evaluation, settings.explain, settings.serve)
+    where = f"http://{settings.serve.host}:{settings.serve.port}"
+    print(f"serving {model.path} at {where}: the page at {where}/, POST {where}/predict, GET {where}/model", flush=True)
+    try:
+        litserver.run(
+            host=settings.serve.host,
+            port=settings.serve.port,
+            num_api_servers=1,
+            generate_client_file=False,
+            log_level="warning",
+        )
+    except Terminated:  # a scheduler's or the user's SIGTERM: LitServe has stopped its workers on the way out
+        print("stopped (SIGTERM)")

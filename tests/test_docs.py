@@ -58,7 +58,7 @@ COMMANDS = [(page, command, arguments) for page in PAGES for command, arguments 
 
 def test_the_pages_print_every_command() -> None:
     printed = {command for _, command, _ in COMMANDS}
-    assert printed == {"train", "split", "evaluate", "predict", "export", "ensemble", "report", "bench"}
+    assert printed == {"train", "split", "evaluate", "predict", "export", "serve", "ensemble", "report", "bench"}
 
 
 @pytest.mark.parametrize(

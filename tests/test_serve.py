@@ -24,7 +24,10 @@ import pytest
 from conftest import COMMAND_ENV, command_line, run_in_process
 from PIL import Image
 
+from skinclf.schema import ServeSettings
 from skinclf.speed.serving import LOOPBACK, free_port
+from skinclf.web.api import LesionAPI
+from skinclf.web.served import RequestError
 
 #: The limits the test server runs with: small enough to be crossed by small requests.
 MAX_IMAGES, MAX_BYTES, MAX_PIXELS = 4, 400_000, 100 * 100
@@ -212,3 +215,25 @@ def test_the_page_takes_an_image_and_shows_its_decisions(browser: object, server
     assert all(url.startswith(server.url) or url.startswith("data:") for url in fetched), fetched
     assert not errors
     page.close()
+
+
+def test_an_exported_onnx_model_answers_as_its_checkpoint(server: Server, some_images: Path, tmp_path: Path) -> None:
+    """ckpt=model.onnx: onnxruntime on the same eval dataset, with the decision policy its JSON fixed; no referral and
+    no maps (a request for them is refused)."""
+    run_in_process("export", f"ckpt={server.ckpt}", "format=onnx", f"hydra.run.dir={tmp_path}")
+    limits = ServeSettings("127.0.0.1", 8000, "cpu", 1, 8, 0.01, 60, MAX_BYTES, MAX_IMAGES, MAX_PIXELS)
+    api = LesionAPI(str(tmp_path / "model.onnx"), None, None, limits)
+    api.setup("cpu")
+    files = sorted(some_images.iterdir())[:MAX_IMAGES]
+    payload = {"images": [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in files]}
+    exported = api.encode_response(api.predict([api.decode_request(payload)])[0])["predictions"]
+    _, served = request(f"{server.url}/predict", as_json([(p.name, p.read_bytes()) for p in files]))
+    for onnx_answer, answer in zip(exported, served["predictions"], strict=True):
+        assert onnx_answer["probability"] == pytest.approx(answer["probability"], abs=1e-4)  # the export's tolerance
+        assert onnx_answer["decisions"] == answer["decisions"]
+        assert "refer" not in onnx_answer
+    refused = api.decode_request({**payload, "explain": True})
+    assert isinstance(refused, RequestError) and refused.status == 400
+    assert api.served.card()["decision_policy"]["thresholds"] == pytest.approx(
+        request(f"{server.url}/model")[1]["decision_policy"]["thresholds"]
+    )

@@ -1,4 +1,4 @@
-"""Serve: ``python -m skinclf.serve ckpt=<checkpoint | ensemble folder>``.
+"""Serve: ``python -m skinclf.serve ckpt=<checkpoint | ensemble folder | model.onnx written by skinclf.export>``.
 
 Starts an HTTP server for the model (see :mod:`skinclf.web`) on ``serve.host:serve.port``, loopback by default:
 POST /predict, GET /health, GET /model and a page at /. It answers as predict does, with the decision policy the
@@ -9,18 +9,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skinclf.commands.entry import command, trained_model
-from skinclf.errors import Terminated
+from skinclf.commands.entry import command, given_keys, trained_model
+from skinclf.errors import SkinclfError, Terminated
 from skinclf.schema import ServeConfig
 from skinclf.web.app import server
 
 
 @command("serve")
 def main(settings: ServeConfig, run_folder: Path) -> None:
-    model, evaluation = trained_model(settings)
-    litserver = server(str(model.path), evaluation, settings.explain, settings.serve)
+    if settings.ckpt.endswith(".onnx"):  # an export: its decision policy was fixed when it was written
+        if given_keys("evaluation"):
+            raise SkinclfError(
+                f"ckpt={settings.ckpt} is an exported model: its thresholds were fixed by skinclf.export; give "
+                f"{', '.join('evaluation.' + key for key in given_keys('evaluation'))} to export, and serve the new file"
+            )
+        ckpt, evaluation = settings.ckpt, settings.evaluation
+    else:
+        model, evaluation = trained_model(settings)
+        ckpt = str(model.path)
+    litserver = server(ckpt, evaluation, settings.explain, settings.serve)
     where = f"http://{settings.serve.host}:{settings.serve.port}"
-    print(f"serving {model.path} at {where}: the page at {where}/, POST {where}/predict, GET {where}/model", flush=True)
+    print(f"serving {ckpt} at {where}: the page at {where}/, POST {where}/predict, GET {where}/model", flush=True)
     try:
         litserver.run(
             host=settings.serve.host,

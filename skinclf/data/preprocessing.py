@@ -96,4 +96,5 @@ def description(preprocessing: Preprocessing) -> dict[str, Any]:
         "normalisation": "inside the model: (pixels / 255 - mean) / std",
         "color_constancy": p.color_constancy,
         **({"color_constancy_how": SHADES_OF_GRAY_HOW} if p.color_constancy == "shades_of_gray" else {}),
+        "jpeg_dct_scaling": p.jpeg_dct_scaling,
     }

@@ -185,6 +185,22 @@ class DecisionPolicy:
             return np.zeros(len(ood_scores), dtype=bool)
         return np.nan_to_num(np.asarray(ood_scores, dtype=float), nan=-np.inf) > self.referral.threshold
 
+    @classmethod
+    def of_record(cls, record: dict, temperature_inside: bool = False) -> DecisionPolicy:
+        """The policy its :meth:`record` describes (an export's JSON); ``temperature_inside``: the probabilities are
+        calibrated already (an exported model applies its temperature itself)."""
+        referral = record["referral"]
+        return cls(
+            {key: float(threshold) for key, threshold in record["thresholds"].items()},
+            ThresholdRule(record["rule"], record.get("confidence")),
+            None if temperature_inside else record["temperature"],
+            None,
+            record["chosen_on"],
+            record["images"],
+            record["malignant"],
+            Referral(**referral) if referral is not None else None,
+        )
+
     def record(self) -> dict:
         """What metrics.json, the reports and an export's description say of it."""
         return {

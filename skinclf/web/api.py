@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from skinclf.quiet import quiet_third_parties
 from skinclf.schema import EvaluationSettings, ExplainSettings, ServeSettings
-from skinclf.web.served import RequestError, ServedModel, Upload, uploads_of
+from skinclf.web.served import RequestError, Upload, served_model, uploads_of
 
 Decoded = tuple[list[Upload], bool] | RequestError
 
@@ -30,15 +30,18 @@ class LesionAPI(litserve.LitAPI):
 
     def setup(self, device: str) -> None:
         quiet_third_parties()
-        self.served = ServedModel(self.ckpt, self.evaluation_settings, self.explain_settings, self.limits)
+        self.served = served_model(self.ckpt, self.evaluation_settings, self.explain_settings, self.limits)
 
     # ``request`` unannotated: LitServe then reads the body (JSON; BoundedUploads has turned a form into it) and hands
     # this worker the parsed payload
     def decode_request(self, request, **kwargs: Any) -> Decoded:
         try:
-            return uploads_of(request, self.limits)
+            uploads, explain = uploads_of(request, self.limits)
         except RequestError as refused:
             return refused
+        if explain and not self.served.explains:
+            return RequestError(400, "explain=true needs the model's checkpoint: an exported model shows no maps")
+        return uploads, explain
 
     def batch(self, inputs: list[Decoded]) -> list[Decoded]:
         return inputs
@@ -54,4 +57,4 @@ class LesionAPI(litserve.LitAPI):
     def encode_response(self, output: list[dict[str, Any]] | RequestError, **kwargs: Any) -> Any:
         if isinstance(output, RequestError):
             return JSONResponse({"error": str(output)}, status_code=output.status)
-        return {"predictions": output, "model": self.served.model.identity}
+        return {"predictions": output, "model": self.served.identity}

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skinclf.schema import EvaluationSettings, ExplainSettings, ServeSettings
 from skinclf.web.api import LesionAPI
-from skinclf.web.served import USAGE, ServedModel
+from skinclf.web.served import USAGE, served_model
 
 
 class BoundedUploads:
@@ -107,7 +107,7 @@ def server(
     ckpt: str, evaluation: EvaluationSettings, explain: ExplainSettings, serve: ServeSettings
 ) -> litserve.LitServer:
     """LitServe's server for the model, with the routes of the module docstring; its model card is read once here."""
-    card = ServedModel(ckpt, evaluation, explain, serve).card()
+    card = served_model(ckpt, evaluation, explain, serve).card()
     api = LesionAPI(ckpt, evaluation, explain, serve)
     litserver = litserve.LitServer(
         api,

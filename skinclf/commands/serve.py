@@ -21,7 +21,8 @@ def main(settings: ServeConfig, run_folder: Path) -> None:
         if given_keys("evaluation"):
             raise SkinclfError(
                 f"ckpt={settings.ckpt} is an exported model: its thresholds were fixed by skinclf.export; give "
-                f"{', '.join('evaluation.' + key for key in given_keys('evaluation'))} to export, and serve the new file"
+                + ", ".join(f"evaluation.{key}" for key in given_keys("evaluation"))
+                + " to export, and serve the new file"
             )
         ckpt, evaluation = settings.ckpt, settings.evaluation
     else:

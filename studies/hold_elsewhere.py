@@ -73,7 +73,7 @@ def evaluated(run: Path, target: list[str], name: str, *extra: str) -> dict:
 
 def trained(run: Path, *arguments: str) -> dict:
     if not (run / "metrics.json").is_file():
-        # the study's own overrides last: Hydra keeps the last of a key given twice (aug=domain over TRAINING's aug=albu)
+        # the study's own overrides last: Hydra keeps the last of a key given twice (aug=domain, not TRAINING's)
         command("train", *TRAINING, *arguments, "evaluation.bootstrap.resamples=0", f"hydra.run.dir={run}")
     return json.loads((run / "metrics.json").read_text())
 

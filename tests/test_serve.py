@@ -27,7 +27,7 @@ from PIL import Image
 from skinclf.schema import ServeSettings
 from skinclf.speed.serving import LOOPBACK, free_port
 from skinclf.web.api import LesionAPI
-from skinclf.web.served import RequestError
+from skinclf.web.uploads import RequestError
 
 #: The limits the test server runs with: small enough to be crossed by small requests.
 MAX_IMAGES, MAX_BYTES, MAX_PIXELS = 4, 400_000, 100 * 100

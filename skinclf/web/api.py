@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 
 from skinclf.quiet import quiet_third_parties
 from skinclf.schema import EvaluationSettings, ExplainSettings, ServeSettings
-from skinclf.web.served import RequestError, Upload, served_model, uploads_of
+from skinclf.web.served import served_model
+from skinclf.web.uploads import RequestError, Upload, uploads_of
 
 Decoded = tuple[list[Upload], bool] | RequestError
 

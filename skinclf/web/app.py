@@ -18,7 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skinclf.schema import EvaluationSettings, ExplainSettings, ServeSettings
 from skinclf.web.api import LesionAPI
-from skinclf.web.served import USAGE, served_model
+from skinclf.web.served import served_model
+from skinclf.web.uploads import USAGE
 
 
 class BoundedUploads:

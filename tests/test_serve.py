@@ -25,7 +25,7 @@ from conftest import COMMAND_ENV, command_line, run_in_process
 from PIL import Image
 
 from skinclf.schema import ServeSettings
-from skinclf.speed.serving import LOOPBACK, free_port
+from skinclf.speed.serving import LOOPBACK, free_port, round_of_requests
 from skinclf.web.api import LesionAPI
 from skinclf.web.uploads import RequestError
 
@@ -237,3 +237,12 @@ def test_an_exported_onnx_model_answers_as_its_checkpoint(server: Server, some_i
     assert api.served.card()["decision_policy"]["thresholds"] == pytest.approx(
         request(f"{server.url}/model")[1]["decision_policy"]["thresholds"]
     )
+
+
+def test_the_serve_bench_times_concurrent_clients(server: Server, some_images: Path) -> None:
+    """bench.mode=serve's rounds, against the running server: every request answered, figures that hang together."""
+    bodies = [as_json([(p.name, p.read_bytes())]) for p in sorted(some_images.iterdir())] * 2
+    measured = round_of_requests(server.url, bodies, clients=3)
+    assert (measured["clients"], measured["requests"]) == (3, 12)
+    assert 0 < measured["latency_p50_ms"] <= measured["latency_p99_ms"]
+    assert measured["images_per_second"] > 0

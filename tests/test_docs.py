@@ -18,13 +18,18 @@ COMMAND = re.compile(r"^(?:time )?python -m skinclf\.(\w+)(.*)$")
 
 
 def printed_lines(page: Path) -> list[str]:
-    """The lines of the page's fenced code blocks (continuations joined) and the code cells of its tables."""
-    lines, fenced = [], False
+    """The lines of the page's fenced code blocks (continuations and quotes open across lines joined) and the code
+    cells of its tables."""
+    lines, fenced, quote_open = [], False, False
     for line in page.read_text().replace("\\\n", " ").splitlines():
         if line.startswith("```"):
-            fenced = not fenced
+            fenced, quote_open = not fenced, False
         elif fenced:
-            lines.append(line.strip())
+            if quote_open:
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.strip())
+            quote_open = lines[-1].split("#")[0].count("'") % 2 == 1
         elif line.startswith("|"):
             lines += [cell.strip()[1:-1] for cell in line.split("|") if cell.strip().startswith("`")]
     return lines

@@ -23,7 +23,12 @@ import pandas as pd
 
 #: The malignant shares of the clinics drawn from ISIC 2017.
 SHARES = (0.05, 0.5)
-ARMS = {"as it is": "none", "adapted with the guard": "batchnorm", "adapted without the guard": "batchnorm"}
+#: Each arm: its evaluation.adapt and whether the draw is guarded for the class mix.
+ARMS = {
+    "as it is": ("none", True),
+    "adapted with the guard": ("batchnorm", True),
+    "adapted without the guard": ("batchnorm", False),
+}
 
 
 def clinic(labels: pd.DataFrame, share: float, folder: Path) -> Path:
@@ -83,9 +88,9 @@ def main() -> None:
         for lever in arguments.levers:
             for seed in arguments.seeds:
                 checkpoint = arguments.study / f"HAM10000-{lever}-{seed}" / "checkpoints" / "last.ckpt"
-                for arm, adapt in ARMS.items():
+                for arm, (adapt, guarded) in ARMS.items():
                     name = f"{lever}-{seed}-{round(share * 100)}pct-{arm.replace(' ', '_')}"
-                    auroc = evaluated(checkpoint, table, isic, adapt, "without" not in arm, out / name)
+                    auroc = evaluated(checkpoint, table, isic, adapt, guarded, out / name)
                     results.setdefault(f"{lever} | {share:.0%} melanoma | {arm}", []).append(auroc)
                     print(f"{name}: AUROC {auroc:.3f}", flush=True)
                     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -113,15 +113,26 @@ def _where_to_resume() -> str:
     return f" (hydra.run.dir={HydraConfig.get().runtime.output_dir})"
 
 
-def _raise_terminated(main_pid: int) -> Callable[[int, FrameType | None], None]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != main_pid:  # a DataLoader worker, which inherits the handler: end quietly
+SignalHandler = Callable[[int, FrameType | None], None]
+
+
+def in_this_process_only(handler: SignalHandler) -> SignalHandler:
+    """``handler`` in the process that calls this; a process forked from it later (a DataLoader or server worker,
+    which inherits the handler) ends quietly, as the signal ends a process by default."""
+    main_pid = os.getpid()
+
+    def forwarded(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != main_pid:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise Terminated
+        handler(signum, frame)
 
-    return handler
+    return forwarded
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated
 
 
 def exit_on_user_error(command: Callable[..., T]) -> Callable[..., T]:
@@ -136,7 +147,7 @@ def exit_on_user_error(command: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(command)
     def wrapper(*args: object, **kwargs: object) -> T:
         logging.raiseExceptions = False  # a log file on a full disk must not print a traceback per line
-        previous = signal.signal(signal.SIGTERM, _raise_terminated(os.getpid()))
+        previous = signal.signal(signal.SIGTERM, in_this_process_only(_raise_terminated))
         try:
             return command(*args, **kwargs)
         except SkinclfError as error:

@@ -7,10 +7,14 @@ model gives for the evaluation settings (its recorded ones unless given), and ru
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
+
+import litserve
 
 from skinclf.commands.entry import command, given_keys, trained_model
-from skinclf.errors import SkinclfError, Terminated
+from skinclf.errors import SkinclfError, in_this_process_only
 from skinclf.schema import ServeConfig
 from skinclf.web.app import server
 
@@ -31,13 +35,25 @@ def main(settings: ServeConfig, run_folder: Path) -> None:
     litserver = server(ckpt, evaluation, settings.explain, settings.serve)
     where = f"http://{settings.serve.host}:{settings.serve.port}"
     print(f"serving {ckpt} at {where}: the page at {where}/, POST {where}/predict, GET {where}/model", flush=True)
+    print(f"stopped ({run_until_stopped(litserver, settings.serve.host, settings.serve.port)})")
+
+
+def run_until_stopped(litserver: litserve.LitServer, host: str, port: int) -> str:
+    """Serve until Ctrl-C or SIGTERM (a scheduler's, ``kill``'s, ``docker stop``'s); which of them stopped it.
+
+    SIGTERM is turned into the KeyboardInterrupt that LitServe shuts down on. Its other way out sends the workers a
+    last message through its queue manager, whose connection the signal may have cut in the middle of a call: it
+    then waits for an answer that never comes, and the server does not stop.
+    """
+    terminated: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, in_this_process_only(stop))
     try:
-        litserver.run(
-            host=settings.serve.host,
-            port=settings.serve.port,
-            num_api_servers=1,
-            generate_client_file=False,
-            log_level="warning",
-        )
-    except Terminated:  # a scheduler's or the user's SIGTERM: LitServe has stopped its workers on the way out
-        print("stopped (SIGTERM)")
+        litserver.run(host=host, port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return "SIGTERM" if terminated else "Ctrl-C"

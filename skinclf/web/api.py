@@ -6,6 +6,8 @@ its HTTP error alone: raising would fail every request of the batch with a 500.
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
 import litserve
@@ -31,6 +33,10 @@ class LesionAPI(litserve.LitAPI):
 
     def setup(self, device: str) -> None:
         quiet_third_parties()
+        # Ctrl-C reaches every process of the terminal's group: this worker leaves the shutdown to the server, which
+        # stops it (SIGTERM), instead of printing KeyboardInterrupt's traceback from the middle of its loop
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.served = served_model(self.ckpt, self.evaluation_settings, self.explain_settings, self.limits)
 
     # ``request`` unannotated: LitServe then reads the body (JSON; BoundedUploads has turned a form into it) and hands

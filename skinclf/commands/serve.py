@@ -45,10 +45,11 @@ def run_until_stopped(litserver: litserve.LitServer, host: str, port: int) -> st
     last message through its queue manager, whose connection the signal may have cut in the middle of a call: it
     then waits for an answer that never comes, and the server does not stop.
     """
-    terminated: list[int] = []
+    terminated = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        terminated.append(signum)
+        nonlocal terminated
+        terminated = True
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, in_this_process_only(stop))

@@ -45,7 +45,7 @@ def cv_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three folds of a short run on the synthetic table, as one multirun."""
     folder = tmp_path_factory.mktemp("cv")
     overrides = small_table(
-        folder / "data", 240, 80, 40, "trainer.max_epochs=2", "optim.lr=2e-3", "evaluation.bootstrap.resamples=100"
+        folder / "data", 240, 80, 40, "trainer.max_epochs=1", "optim.lr=2e-3", "evaluation.bootstrap.resamples=100"
     )
     sweep = folder / "sweep"
     folds = ",".join(str(k) for k in range(FOLDS))

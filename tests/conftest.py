@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from huggingface_hub import constants
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 from PIL import Image
+from safetensors.torch import save_file
 from xdist.scheduler import LoadScopeScheduling
 
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
@@ -330,6 +332,24 @@ def diagnosis_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     train(train_settings(overrides), folder / "run")
     return folder / "run"
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path) -> Iterator[Path]:
+    """An empty Hugging Face cache, offline: nothing is downloaded."""
+    cache = tmp_path / "hub"
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", True), mock.patch.object(constants, "HF_HUB_CACHE", str(cache)):
+        yield cache
+
+
+def cache_in_hub(cache: Path, repository: str, state: dict[str, torch.Tensor]) -> None:
+    """The state dict as the Hugging Face cache holds a repository's model.safetensors."""
+    revision = "0" * 40
+    folder = cache / f"models--{repository.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    (folder / "snapshots" / revision).mkdir(parents=True)
+    save_file(state, folder / "snapshots" / revision / "model.safetensors")
 
 
 def chromium_executable() -> str | None:

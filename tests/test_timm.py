@@ -4,13 +4,11 @@ Hugging Face cache, offline."""
 from __future__ import annotations
 
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import timm
 import torch
-from conftest import run_in_process, tiny, train_settings, trained_metrics
-from huggingface_hub import constants
+from conftest import cache_in_hub, run_in_process, tiny, train_settings, trained_metrics
 from safetensors.torch import save_file
 
 from skinclf.errors import SkinclfError
@@ -31,14 +29,6 @@ def imagenet_like(seed: int) -> dict[str, torch.Tensor]:
 def timm_classifier(weights: str) -> torch.nn.Module:
     settings = train_settings(["model=timm", f"model.arch={SMALL}", f"model.weights={weights}"])
     return build_model(settings, load_pretrained_weights=True)
-
-
-@pytest.fixture
-def hub_cache(tmp_path: Path) -> Path:
-    """An empty Hugging Face cache, offline: nothing is downloaded."""
-    cache = tmp_path / "hub"
-    with mock.patch.object(constants, "HF_HUB_OFFLINE", True), mock.patch.object(constants, "HF_HUB_CACHE", str(cache)):
-        yield cache
 
 
 def test_presets_take_sizes_and_normalisation_from_the_pretrained_config() -> None:
@@ -68,12 +58,8 @@ def test_weights_load_from_a_local_file_but_the_head(tmp_path: Path, suffix: str
 
 
 def test_pretrained_weights_load_from_the_hugging_face_cache(hub_cache: Path) -> None:
-    imagenet, revision = imagenet_like(seed=2), "0" * 40
-    repository = hub_cache / f"models--{SMALL.replace('/', '--').join(['timm--', ''])}"
-    (repository / "refs").mkdir(parents=True)
-    (repository / "refs" / "main").write_text(revision)
-    (repository / "snapshots" / revision).mkdir(parents=True)
-    save_file(imagenet, repository / "snapshots" / revision / "model.safetensors")
+    imagenet = imagenet_like(seed=2)
+    cache_in_hub(hub_cache, f"timm/{SMALL}", imagenet)
     backbone = timm_classifier("pretrained").backbone.state_dict()
     torch.testing.assert_close(backbone["conv_stem.weight"], imagenet["conv_stem.weight"])
 

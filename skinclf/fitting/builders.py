@@ -98,13 +98,15 @@ def build_model(
     return LesionClassifier(classifier, load_pretrained_weights=load_pretrained_weights)
 
 
-def run_info(settings: TrainConfig) -> dict[str, Any]:
-    """Who a run is: what metrics.json and every checkpoint record of it."""
+def run_info(settings: TrainConfig, weights_origin: dict[str, Any] | None) -> dict[str, Any]:
+    """Who a run is: what metrics.json and every checkpoint record of it; ``weights_origin``: where its starting
+    weights came from (skinclf.models.backbones.load_pretrained), None from random initialisation."""
     return {
         "name": settings.name,
         "arch": settings.model.arch,
         **({"library": settings.model.library} if settings.model.library != "torchvision" else {}),
         "weights": settings.model.weights,
+        **({"weights_origin": weights_origin} if weights_origin else {}),
         "aug": settings.aug.name,
         "task": settings.task.name,
         "seed": settings.seed,
@@ -154,13 +156,16 @@ def build_callbacks(configs: dict[str, Any], run_folder: Path) -> dict[str, Call
     return callbacks
 
 
-def build_trainer(settings: TrainConfig, run_folder: Path) -> tuple[pl.Trainer, dict[str, Callback]]:
+def build_trainer(
+    settings: TrainConfig, run_folder: Path, identity: dict[str, Any] | None = None
+) -> tuple[pl.Trainer, dict[str, Callback]]:
     """The Trainer with the callbacks group's callbacks (returned by name) and skinclf's own: what its checkpoints
-    hold, the learning rate to the loggers, a progress bar that reads the loss back every few steps."""
+    hold (the run's ``identity``, by default that of a run from random initialisation), the learning rate to the
+    loggers, a progress bar that reads the loss back every few steps."""
     callbacks = build_callbacks(settings.callbacks, run_folder)
     loggers = build_loggers(settings.logger, run_folder)
     own = [
-        CheckpointContents(run_info(settings)),
+        CheckpointContents(identity or run_info(settings, None)),
         *([LearningRateMonitor(logging_interval="step")] if loggers else []),
     ]
     arguments = dataclasses.asdict(settings.trainer)

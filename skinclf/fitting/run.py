@@ -22,7 +22,7 @@ from skinclf.fitting.builders import (
     run_info,
 )
 from skinclf.fitting.callbacks import CheckpointContents
-from skinclf.fitting.checkpoints import load_classifier
+from skinclf.fitting.checkpoints import load_classifier, read_checkpoint, stored_run_info
 from skinclf.inference import inference_trainer, predict_loader
 from skinclf.machine import runs_on_gpu
 from skinclf.metrics.decisions import VALIDATION, check_decidable, choose_policy, referral_of, threshold_rule
@@ -52,14 +52,20 @@ def train(settings: TrainConfig, run_folder: Path) -> dict:
     )
     if settings.explain.enabled:  # a layer or target that is not there: said before training, not after
         Explainer([model], settings.explain)
-    trainer, callbacks = build_trainer(settings, run_folder)
+    origin = (
+        model.weights_origin
+        if resume_from is None
+        else stored_run_info(read_checkpoint(resume_from)).get("weights_origin")
+    )
+    identity = run_info(settings, origin)
+    trainer, callbacks = build_trainer(settings, run_folder, identity)
     for logger in trainer.loggers:
         logger.log_hyperparams(config_params(settings))
     fitted = torch.compile(model) if settings.speed.compile else model
     trainer.fit(fitted, datamodule=datamodule, ckpt_path=resume_from)
     if not trainer.is_global_zero:
         return {}
-    return evaluate_chosen_checkpoint(settings, run_folder, trainer, callbacks, datamodule)
+    return evaluate_chosen_checkpoint(settings, identity, run_folder, trainer, callbacks, datamodule)
 
 
 def fit_novelty(classifier: LesionClassifier, loader: DataLoader, device: torch.device) -> FeatureDistance:
@@ -84,6 +90,7 @@ def stopped_early(trainer: pl.Trainer) -> bool:
 
 def evaluate_chosen_checkpoint(
     settings: TrainConfig,
+    identity: dict,
     run_folder: Path,
     trainer: pl.Trainer,
     callbacks: dict[str, Callback],
@@ -105,7 +112,7 @@ def evaluate_chosen_checkpoint(
     policy = choose_policy(validation, VALIDATION, settings.evaluation, head.malignant_diagnoses, referral)
     looked_at = validation if chosen_by == "best_checkpoint" else validation.iloc[:0]  # what the rule chose on
     record = RunRecord(
-        run_info(settings),
+        identity,
         "test split",
         settings.evaluation,
         policy,

@@ -20,6 +20,7 @@ from torchvision.models import WeightsEnum, get_model, get_model_weights
 from skinclf.atomic import load_torch
 from skinclf.errors import SkinclfError, examples
 from skinclf.models import timm_models
+from skinclf.models.weight_wheels import sha256
 
 
 def _check_architecture(arch: str) -> None:
@@ -83,27 +84,30 @@ def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision", he
     """The architecture with its classifier replaced by ``outputs`` logits (Xavier-normal weight, zero bias), after
     dropout on its features when ``head_dropout`` is above 0. ``head_slot`` names where the head sits."""
     if library == "timm":
-        model = timm_models.create(arch)
+        model = timm_models.create(arch, outputs, head_dropout)
+        head = model.get_classifier()
     else:
         _check_architecture(arch)
         model = get_model(arch)
-    head_name = _classifier_name(model)
-    parent_name, _, attribute = head_name.rpartition(".")
-    parent = model.get_submodule(parent_name)
-    head = nn.Linear(getattr(parent, attribute).in_features, outputs)
+        model.head_slot = _classifier_name(model)
+        parent_name, _, attribute = model.head_slot.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        head = nn.Linear(getattr(parent, attribute).in_features, outputs)
+        setattr(parent, attribute, nn.Sequential(nn.Dropout(head_dropout), head) if head_dropout else head)
     nn.init.xavier_normal_(head.weight)
     nn.init.zeros_(head.bias)
-    setattr(parent, attribute, nn.Sequential(nn.Dropout(head_dropout), head) if head_dropout else head)
-    model.head_slot = head_name
     return model
 
 
+def _cached_file(enum: WeightsEnum) -> Path:
+    """Where torch.hub keeps the file of torchvision's weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / enum.url.rsplit("/", 1)[-1]
+
+
 def _download_hint(enum: WeightsEnum) -> str:
-    filename = enum.url.rsplit("/", 1)[-1]
-    target = Path(torch.hub.get_dir()) / "checkpoints" / filename
     return (
-        f"put the file {enum.url} at {target} (or set TORCH_HOME to a folder whose "
-        f"hub/checkpoints/ holds it), pass model.weights=<path to a .pth file>, or pass "
+        f"put the file {enum.url} at {_cached_file(enum)} (or set TORCH_HOME to a folder whose "
+        "hub/checkpoints/ holds it), pass model.weights=<path to a .pth file>, or pass "
         "model.weights=null to train from random initialisation"
     )
 
@@ -122,20 +126,24 @@ def weights_file(path: Path) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state)
 
 
-def pretrained_state_dict(arch: str, weights: str, library: str = "torchvision") -> dict[str, torch.Tensor]:
-    """The ImageNet state dict named by ``weights``: a local file, a torchvision enum name, or timm's pretrained."""
+def pretrained_state_dict(
+    arch: str, weights: str, backbone: nn.Module, library: str = "torchvision"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The ImageNet state dict named by ``weights`` (a local file, a torchvision enum name, or timm's pretrained) in
+    the backbone's names, and where it came from: source, file and its sha256 (package and version for a wheel)."""
     if is_weights_file(weights):
-        return weights_file(Path(weights).expanduser())
+        path = Path(weights).expanduser()
+        return weights_file(path), {"source": "file", "file": str(path.resolve()), "sha256": sha256(path)}
     if library == "timm":
         if weights != timm_models.PRETRAINED:
             raise SkinclfError(
                 f"model.weights={weights!r}: a timm model takes model.weights={timm_models.PRETRAINED} (the weights "
                 "of the tag in model.arch), a path to a .safetensors or .pth file, or null"
             )
-        return timm_models.pretrained_state_dict(arch)
+        return timm_models.pretrained_state_dict(arch, backbone)
     enum = resolve_weights(arch, weights)
     try:
-        return get_model(arch, weights=enum).state_dict()
+        state = enum.get_state_dict(progress=False)
     except urllib.error.URLError as error:
         raise SkinclfError(
             f"cannot download the {arch} {enum.name} weights (no network? {error.reason}): " + _download_hint(enum)
@@ -145,12 +153,14 @@ def pretrained_state_dict(arch: str, weights: str, library: str = "torchvision")
             f"the cached {arch} {enum.name} weights cannot be loaded ({error}): delete the file and "
             + _download_hint(enum)
         ) from error
+    path = _cached_file(enum)
+    return state, {"source": "torchvision", "weights": enum.name, "url": enum.url, "sha256": sha256(path)}
 
 
-def load_pretrained(backbone: nn.Module, arch: str, weights: str, library: str = "torchvision") -> None:
-    """Copy pretrained weights into every layer of backbone but its new one-logit head."""
+def load_pretrained(backbone: nn.Module, arch: str, weights: str, library: str = "torchvision") -> dict[str, Any]:
+    """Copy pretrained weights into every layer of backbone but its new head; where they came from."""
     head_prefix = backbone.head_slot + "."
-    pretrained = pretrained_state_dict(arch, weights, library)
+    pretrained, origin = pretrained_state_dict(arch, weights, backbone, library)
     state = {k: v for k, v in pretrained.items() if not k.startswith(head_prefix)}
     try:
         result = backbone.load_state_dict(state, strict=False)
@@ -162,3 +172,4 @@ def load_pretrained(backbone: nn.Module, arch: str, weights: str, library: str =
             f"the weights {weights} do not fit {arch}: missing {examples(missing)}, "
             f"unexpected {examples(result.unexpected_keys)}"
         )
+    return origin

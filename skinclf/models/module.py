@@ -121,8 +121,12 @@ class LesionClassifier(pl.LightningModule):
         model, head = self.settings.model, self.settings.head
         outputs = len(head.diagnoses) if head.diagnoses else 1
         self.backbone = build_backbone(model.arch, outputs, model.library, model.head_dropout)
-        if model.weights and load_pretrained_weights:
+        #: where the starting weights came from (source, file, sha256), when they were loaded here
+        self.weights_origin = (
             load_pretrained(self.backbone, model.arch, model.weights, model.library)
+            if model.weights and load_pretrained_weights
+            else None
+        )
         encoding = self.settings.metadata_encoding
         self.metadata_branch = (
             metadata_branch(len(feature_names(encoding)), outputs, model.metadata_dropout) if encoding else None

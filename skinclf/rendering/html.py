@@ -155,6 +155,15 @@ def referral_rows(referral: dict | None) -> dict | None:
     return {**referral, "share": f"{referral['share_referred']:.1%}", "points": points}
 
 
+def weights_origin(origin: dict[str, str]) -> str:
+    """Where the starting weights came from, in one line: the package and version (or the source) and the file's
+    sha256."""
+    where = f"{origin['package']} {origin['version']}" if "package" in origin else origin["source"]
+    named = origin.get("repository") or origin.get("weights") or ""
+    file = origin.get("file", origin.get("url", ""))
+    return f"{where}{f' ({named})' if named else ''}, {file}, sha256 {origin['sha256']}"
+
+
 def model_card(metrics: dict) -> dict[str, Any]:
     """The model card's sections (Mitchell et al. 2019) from what a run's metrics.json knows."""
     run = metrics.get("run", {})
@@ -164,6 +173,7 @@ def model_card(metrics: dict) -> dict[str, Any]:
         "name": run.get("name"),
         "model": f"{run.get('library', 'torchvision')} {run.get('arch')} ({run.get('task', 'binary')} head), "
         f"started from {run.get('weights') or 'random initialisation'}",
+        **({"starting weights from": weights_origin(run["weights_origin"])} if run.get("weights_origin") else {}),
         **(
             {"members": f"an ensemble of {len(run['members'])} runs, combined by {run['combine']}"}
             if "members" in run

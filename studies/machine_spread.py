@@ -28,6 +28,7 @@ sys.path.insert(0, str(TESTS))
 
 from conftest import LEARNABLE_SPEC, command_line, small_table, synthetic_overrides, tiny  # noqa: E402
 from test_metadata import METADATA, blank_table  # noqa: E402
+from test_pretrained import lite0_overrides  # noqa: E402
 from test_timm import SMALL  # noqa: E402
 
 from skinclf.data.synthetic import ensure_synthetic_dataset  # noqa: E402
@@ -105,6 +106,8 @@ def configurations(folder: Path) -> dict[str, tuple[list[str], Callable[[dict], 
             test_auroc,
         ),
         "metadata fusion (5 epochs)": (metadata, test_auroc),
+        "Lite0 from ImageNet (2 epochs at 64 px)": (lite0_overrides(root, "pretrained"), test_auroc),
+        "Lite0 from random init (2 epochs at 64 px)": (lite0_overrides(root, "null"), test_auroc),
     }
 
 

@@ -15,11 +15,12 @@ from hydra.utils import instantiate
 from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid
 
-from skinclf.errors import SkinclfError
-from skinclf.metrics.outputs import ERROR_GRID_SIZE, Errors
+from skinclf.core.errors import SkinclfError
+from skinclf.reports.outputs import ERROR_GRID_SIZE, Errors
+from skinclf.runs import METRICS, REPORT_MD, predictions_file
 
 #: The files of a finished run that loggers with artifacts receive (the chosen checkpoint is Lightning's log_model).
-ARTIFACTS = ("metrics.json", "report.md", "predictions_val.csv", "predictions_test.csv", "*.png")
+ARTIFACTS = (METRICS, REPORT_MD, predictions_file("val"), predictions_file("test"), "*.png")
 
 
 def build_loggers(loggers: dict[str, Any], save_dir: Path) -> list[Logger]:

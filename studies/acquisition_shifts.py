@@ -22,12 +22,12 @@ from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from skinclf.artifact import CheckpointModel
+from skinclf.config.resolvers import register_configs
 from skinclf.data.dataset import LesionDataset
 from skinclf.data.images import load_rgb
 from skinclf.data.preprocessing import decoding, eval_transform
-from skinclf.inference import inference_trainer, predict_loader
-from skinclf.resolvers import register_configs
+from skinclf.trained import CheckpointModel
+from skinclf.trained.inference import inference_trainer, predict_loader
 
 #: The models of hold_elsewhere.py compared, by their run folders' names (seed appended).
 MODELS = {

@@ -63,10 +63,10 @@ def evaluated(checkpoint: Path, table: Path, isic: Path, adapt: str, guarded: bo
 
 def evaluate_unguarded() -> None:
     """skinclf's evaluate, its batch-norm draw unweighted (every image equally likely)."""
-    import skinclf.inference
-    from skinclf.commands.evaluate import main
+    import skinclf.trained.inference
+    from skinclf.evaluate import main
 
-    skinclf.inference.class_mix_weights = lambda probabilities, share: np.ones_like(probabilities)
+    skinclf.trained.inference.class_mix_weights = lambda probabilities, share: np.ones_like(probabilities)
     sys.argv = [sys.argv[0], *sys.argv[2:]]
     main()
 

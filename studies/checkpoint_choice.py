@@ -26,10 +26,10 @@ from hydra import compose, initialize_config_module
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from skinclf.fitting.builders import build_datamodule, build_model, build_trainer
+from skinclf.config.resolvers import register_configs
+from skinclf.config.schema import validate
 from skinclf.metrics.curves import auroc, average_precision, rank
-from skinclf.resolvers import register_configs
-from skinclf.schema import validate
+from skinclf.training.builders import build_datamodule, build_model, build_trainer
 
 
 def test_scores(model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:

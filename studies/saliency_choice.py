@@ -1,7 +1,7 @@
 """Which layer and method make the most trustworthy maps? The study behind explain.layer and explain.method.
 
 On synthetic melanomas and carcinomas drawn with their lesion masks (skinclf.data.synthetic), a trained model's
-maps are checked as ``evaluate`` checks them (skinclf.saliency): the pointing game against a random point
+maps are checked as ``evaluate`` checks them (skinclf.evaluation.saliency): the pointing game against a random point
 and the crop's centre, and the fall of the malignancy score when the pixels each map ranks highest are removed,
 against a random and a centre map; for every spatial layer of the backbone the maps can be made of, and both
 methods::
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skinclf.artifact import load_model
+from skinclf.config.schema import ExplainSettings
 from skinclf.data.synthetic import DIAGNOSES, render_lesion_and_mask
-from skinclf.explain import Explainer, output_shapes
-from skinclf.saliency import saliency_checks
-from skinclf.schema import ExplainSettings
+from skinclf.evaluation.saliency import saliency_checks
+from skinclf.trained import load_model
+from skinclf.trained.explain import Explainer, output_shapes
 
 
 def malignant_lesions(count: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:

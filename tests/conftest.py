@@ -27,12 +27,12 @@ from PIL import Image
 from safetensors.torch import save_file
 from xdist.scheduler import LoadScopeScheduling
 
+from skinclf.config.resolvers import register_configs
+from skinclf.config.schema import Preprocessing, SplitSettings, TrainConfig, validate
+from skinclf.core.locks import exclusive_lock
 from skinclf.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
-from skinclf.fitting.run import train
-from skinclf.locks import exclusive_lock
 from skinclf.metrics.decisions import HIGHEST_PRECISION, choose_thresholds, recall_key
-from skinclf.resolvers import register_configs
-from skinclf.schema import Preprocessing, SplitSettings, TrainConfig, validate
+from skinclf.training.run import train
 
 #: Whether this is one of pytest-xdist's test processes (make test), rather than pytest alone.
 UNDER_XDIST = "PYTEST_XDIST_WORKER" in os.environ
@@ -134,7 +134,7 @@ def run_in_process(command: str, *args: str, status: int = 0) -> subprocess.Comp
     For the tests of what a command does; the tests of what the command line shows of an error run
     it as a process (run_command).
     """
-    module = importlib.import_module(f"skinclf.{command}" if command != "bench" else "skinclf.commands.bench")
+    module = importlib.import_module(f"skinclf.{command}" if command != "bench" else "skinclf.bench")
     out, err = io.StringIO(), io.StringIO()
     with mock.patch.object(sys, "argv", [f"skinclf.{command}", *args]), redirect_stdout(out), redirect_stderr(err):
         try:

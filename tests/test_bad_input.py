@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import make_image_folder, run_command, run_in_process, split_settings
 
+from skinclf.core.errors import SkinclfError
 from skinclf.data.splits import prepare_splits
-from skinclf.errors import SkinclfError
 
 
 def test_missing_root(tmp_path: Path) -> None:

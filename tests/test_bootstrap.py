@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from skinclf.config.schema import BootstrapSettings
 from skinclf.metrics import figures as metrics_module
 from skinclf.metrics.bootstrap import stratified_resamples
 from skinclf.metrics.figures import evaluate
-from skinclf.schema import BootstrapSettings
 
 
 def scores_and_labels(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,12 +11,12 @@ from sklearn.linear_model import LogisticRegression
 
 from skinclf.data.color import individual_typology_angle, ita_band, shades_of_gray
 from skinclf.metrics.calibration import (
-    TemperatureScaled,
     expected_calibration_error,
     fit_temperature,
     logits_of,
     scaled,
 )
+from skinclf.trained.exported import TemperatureScaled
 
 
 def over_confident(n: int, seed: int, sharpening: float = 3.0) -> pd.DataFrame:

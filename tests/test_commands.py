@@ -15,16 +15,16 @@ import yaml
 from conftest import COMMAND_ENV, command_line, run_in_process, threshold_for_recall, trained_metrics, write_image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from skinclf.artifact import load_model
+from skinclf.core.errors import SkinclfError
 from skinclf.data.inputs import read_inputs
-from skinclf.errors import SkinclfError
-from skinclf.fitting.checkpoints import (
+from skinclf.models.checkpoints import (
     VALIDATION_KEY,
     load_classifier,
     read_checkpoint,
     stored_validation,
 )
-from skinclf.inference import Inference, inference_trainer
+from skinclf.trained import load_model
+from skinclf.trained.inference import Inference, inference_trainer
 
 
 def chosen_checkpoint(run_folder: Path) -> Path:

@@ -9,10 +9,10 @@ from conftest import compose_train_config
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import warn_of_slow_precision
-from skinclf.resolvers import register_configs
-from skinclf.schema import validate
+from skinclf.config.resolvers import register_configs
+from skinclf.config.schema import validate
+from skinclf.core.errors import SkinclfError
+from skinclf.training.builders import warn_of_slow_precision
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import run_in_process, small_table, threshold_for_recall
 
-from skinclf.artifact import load_model
 from skinclf.data.folds import assign_folds
-from skinclf.metrics.combining import EnsembleProbabilities, percentiles
+from skinclf.metrics.combining import percentiles
+from skinclf.trained import load_model
+from skinclf.trained.exported import EnsembleProbabilities
 
 FOLDS = 3
 

@@ -19,7 +19,8 @@ from skinclf.metrics.curves import (
     rates_at_threshold,
     reference_precision_at_recall,
 )
-from skinclf.metrics.figures import evaluate, summary_line
+from skinclf.metrics.figures import evaluate
+from skinclf.reports.summary import summary_line
 
 # three positives (0.9, 0.7, 0.6) and three negatives (0.8, 0.5, 0.4)
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])

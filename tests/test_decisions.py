@@ -14,10 +14,10 @@ import pytest
 from conftest import run_in_process
 from scipy.stats import beta
 
-from skinclf.artifact import load_model
-from skinclf.errors import SkinclfError
+from skinclf.core.errors import SkinclfError
 from skinclf.metrics.curves import rank
 from skinclf.metrics.decisions import HIGHEST_PRECISION, ThresholdRule, allowed_misses, check_decidable
+from skinclf.trained import load_model
 
 GUARANTEED = ThresholdRule("guaranteed", 0.95)
 #: Scores of known distributions: malignant ~ Beta(5, 2), benign ~ Beta(2, 5).

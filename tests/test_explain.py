@@ -13,14 +13,14 @@ import torch
 from conftest import preprocessing_of, run_in_process, sizes, tiny, train_settings, write_image
 from PIL import Image
 
-from skinclf.artifact import load_model
+from skinclf.config.schema import ExplainSettings
+from skinclf.core.errors import SkinclfError
 from skinclf.data.synthetic import DIAGNOSES, render_lesion_and_mask
-from skinclf.errors import SkinclfError
-from skinclf.explain import Explainer, at_image_size, spatial_layers, target_layer
-from skinclf.fitting.builders import build_model
+from skinclf.evaluation.saliency import centre_maps, pointing_game
 from skinclf.models import LesionClassifier
-from skinclf.saliency import centre_maps, pointing_game
-from skinclf.schema import ExplainSettings
+from skinclf.trained import load_model
+from skinclf.trained.explain import Explainer, at_image_size, spatial_layers, target_layer
+from skinclf.training.builders import build_model
 
 GRAD_CAM = ExplainSettings(enabled=True, method="gradcam", layer=None, target=None, mask_column=None)
 
@@ -85,6 +85,22 @@ def test_a_map_lies_on_the_image_at_its_own_size() -> None:
     rows, columns = np.nonzero(placed > 0.5)
     assert (rows.min(), rows.max() + 1) == (5, 85) and (columns.min(), columns.max() + 1) == (50, 130)
     assert at_image_size(np.ones((32, 32)), (10, 7), preprocessing).shape == (10, 7)  # smaller than the crop
+
+
+@pytest.mark.parametrize(
+    ("crop_mode", "rows", "columns"),
+    [
+        ("squash", (5, 85), (10, 170)),  # resized to 36 x 36, centre 32 x 32
+        ("border", (0, 90), (10, 170)),  # resized to 18 x 36, padded to 36 x 36, centre 32 x 32
+    ],
+)
+def test_a_map_lies_on_the_image_as_the_crop_mode_brought_it_to_size(
+    crop_mode: str, rows: tuple[int, int], columns: tuple[int, int]
+) -> None:
+    placed = at_image_size(np.ones((32, 32)), (90, 180), preprocessing_of(36, 32, crop_mode=crop_mode))
+    found_rows, found_columns = np.nonzero(placed > 0.5)
+    assert (found_rows.min(), found_rows.max() + 1) == rows
+    assert (found_columns.min(), found_columns.max() + 1) == columns
 
 
 def test_predict_writes_a_heatmap_and_an_overlay_for_every_readable_image(trained_run: Path, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import pytest
 from conftest import run_in_process, small_table, trained_metrics, write_image
 from PIL import Image
 
+from skinclf.config.schema import SyntheticSpec
 from skinclf.data.synthetic import DIAGNOSES, ensure_synthetic_dataset, render_lesion
-from skinclf.schema import SyntheticSpec
 
 #: Two models trained, then several evaluations: more than the default limit on a CPU without AVX
 pytestmark = pytest.mark.timeout(900)

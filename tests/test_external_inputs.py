@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import run_in_process, split_settings, trained_metrics, write_image
 
+from skinclf.core.errors import SkinclfError
 from skinclf.data.table import read_table_sources
-from skinclf.errors import SkinclfError
 
 
 def images(folder: Path, count: int) -> list[str]:

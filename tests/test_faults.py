@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from conftest import COMMAND_ENV, TRAINED_RUN_EPOCHS, command_line, run_in_process, tiny, trained_metrics
 
-from skinclf.errors import SIGTERM_EXIT_CODE, USER_ERROR_EXIT_CODE
+from skinclf.core.errors import SIGTERM_EXIT_CODE, USER_ERROR_EXIT_CODE
 from skinclf.models import LesionClassifier
 
 
@@ -146,7 +146,7 @@ def test_a_split_folder_that_cannot_be_made_is_named_before_any_image_is_read(
 def test_the_cache_is_refused_early_when_the_disk_is_too_small(
     learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for reader in ("skinclf.atomic.free_bytes", "skinclf.data.cache.free_bytes"):  # 100 kB left, so nothing staged
+    for reader in ("skinclf.core.atomic.free_bytes", "skinclf.data.cache.free_bytes"):  # 100 kB left, so nothing staged
         monkeypatch.setattr(reader, lambda path: 100_000)
     stderr = run_train(
         *tiny(learnable_root, "trainer.max_epochs=1"),

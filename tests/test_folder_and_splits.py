@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from conftest import make_image_folder, split_settings, write_image
 
+from skinclf.core.errors import SkinclfError
 from skinclf.data.folder import scan_image_folder
 from skinclf.data.splits import prepare_splits, stratified_holdout
-from skinclf.errors import SkinclfError
 
 
 def read_splits(split_dir: Path) -> dict[str, pd.DataFrame]:

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import run_in_process, tiny, trained_metrics
 
-from skinclf.artifact import load_model
-from skinclf.inference import Inference, inference_trainer
+from skinclf.trained import load_model
+from skinclf.trained.inference import Inference, inference_trainer
 
 pytestmark = [
     pytest.mark.gpu,

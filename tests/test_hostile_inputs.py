@@ -12,11 +12,11 @@ import pytest
 from conftest import make_image_folder, preprocessing_of, split_settings
 from PIL import Image
 
+from skinclf.core.errors import SkinclfError
 from skinclf.data.dataset import eval_dataset
 from skinclf.data.images import load_rgb
 from skinclf.data.inputs import read_inputs
 from skinclf.data.splits import load_splits, prepare_splits
-from skinclf.errors import SkinclfError
 
 
 @pytest.fixture

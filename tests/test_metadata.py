@@ -12,9 +12,9 @@ from conftest import run_in_process, train_settings
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from skinclf.artifact import load_model
 from skinclf.data.metadata import encode, feature_names, fit_encoding
-from skinclf.fitting.run import train
+from skinclf.trained import load_model
+from skinclf.training.run import train
 
 METADATA = ["age_approx", "anatom_site_general"]
 

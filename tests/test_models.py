@@ -12,13 +12,14 @@ from conftest import sizes, train_settings
 from torchvision.models import get_model
 
 import skinclf
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import build_model
-from skinclf.fitting.checkpoints import VERSION_KEY, load_classifier
-from skinclf.inference import VIEWS, Predictor, view
+from skinclf.config.presets import preprocessing_preset
+from skinclf.core.errors import SkinclfError
 from skinclf.models import LesionClassifier
 from skinclf.models.adaptation import adapt_batchnorm, class_mix_weights
-from skinclf.models.backbones import build_backbone, preprocessing_preset
+from skinclf.models.backbones import build_backbone
+from skinclf.models.checkpoints import VERSION_KEY, load_classifier
+from skinclf.trained.inference import VIEWS, Predictor, view
+from skinclf.training.builders import build_model
 
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the file name torchvision's IMAGENET1K_V1 weights download to
 

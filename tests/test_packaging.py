@@ -39,7 +39,7 @@ def test_wheel_ships_the_config_groups(tmp_path: Path) -> None:
     assert where.stdout.startswith(str(tmp_path / "site"))
     # the files beside the code: report.html's template and the server's page
     site = tmp_path / "site" / "skinclf"
-    assert (site / "rendering" / "templates" / "report.html.j2").is_file() and (site / "web" / "page.html").is_file()
+    assert (site / "reports" / "templates" / "report.html.j2").is_file() and (site / "serving" / "page.html").is_file()
     assert (site / "conf" / "serve.yaml").is_file()
     shown = subprocess.run(
         [sys.executable, "-m", "skinclf.train", "experiment=rx50_albu", "--cfg", "job", "--resolve"],

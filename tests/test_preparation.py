@@ -12,6 +12,7 @@ import pytest
 from conftest import make_image_folder, preprocessing_of, split_settings, synthetic_overrides, train_settings
 from PIL import Image
 
+from skinclf.core.errors import SkinclfError
 from skinclf.data.cache import Staging, build_cache
 from skinclf.data.images import load_rgb
 from skinclf.data.near_duplicates import near_duplicate_pairs
@@ -20,8 +21,7 @@ from skinclf.data.reading import CachedPixels
 from skinclf.data.records import check_and_hash
 from skinclf.data.splits import prepare_splits
 from skinclf.data.synthetic import CLASS_LOOKS, render_lesion
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import build_datamodule
+from skinclf.training.builders import build_datamodule
 
 
 def photograph(path: Path, size: tuple[int, int] = (2400, 1800), seed: int = 0) -> Path:

@@ -14,9 +14,9 @@ import timm
 import torch
 from conftest import cache_in_hub, run_in_process, synthetic_overrides, train_settings, trained_metrics
 
+from skinclf.core.errors import SkinclfError
 from skinclf.data.preprocessing import decoding, eval_transform
-from skinclf.errors import SkinclfError
-from skinclf.fitting.checkpoints import RUN_KEY, read_checkpoint
+from skinclf.models.checkpoints import RUN_KEY, read_checkpoint
 from skinclf.models.timm_models import pretrained_state_dict
 from skinclf.models.weight_wheels import WHEELS, WeightWheel
 

@@ -24,12 +24,12 @@ from conftest import (
 )
 
 import skinclf
-from skinclf.atomic import atomic_path
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import resume_checkpoint
-from skinclf.fitting.checkpoints import VERSION_KEY
-from skinclf.fitting.run import train
+from skinclf.core.atomic import atomic_path
+from skinclf.core.errors import SkinclfError
 from skinclf.models import LesionClassifier
+from skinclf.models.checkpoints import VERSION_KEY
+from skinclf.training.builders import resume_checkpoint
+from skinclf.training.run import train
 
 
 @pytest.mark.timeout(300)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import train_settings
 
-from skinclf.fitting.builders import build_model
 from skinclf.models import LesionClassifier
 from skinclf.models.schedule import WarmupCosine
+from skinclf.training.builders import build_model
 
 
 def test_warmup_then_cosine_to_zero() -> None:

@@ -24,10 +24,10 @@ import pytest
 from conftest import COMMAND_ENV, command_line, run_in_process
 from PIL import Image
 
-from skinclf.schema import ServeSettings
-from skinclf.speed.serving import LOOPBACK, free_port, round_of_requests
-from skinclf.web.api import LesionAPI
-from skinclf.web.uploads import RequestError
+from skinclf.benchmark.serving import LOOPBACK, free_port, round_of_requests
+from skinclf.config.schema import ServeSettings
+from skinclf.serving.api import LesionAPI
+from skinclf.serving.uploads import RequestError
 
 #: The limits the test server runs with: small enough to be crossed by small requests.
 MAX_IMAGES, MAX_BYTES, MAX_PIXELS = 4, 400_000, 100 * 100

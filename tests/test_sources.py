@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from conftest import FEW_BATCHES, run_in_process, sizes, synthetic_overrides, train_settings
 
+from skinclf.config.schema import SyntheticSpec
+from skinclf.core.errors import SkinclfError
 from skinclf.data.synthetic import ensure_synthetic_dataset
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import build_datamodule
-from skinclf.schema import SyntheticSpec
+from skinclf.training.builders import build_datamodule
 
 pytestmark = pytest.mark.timeout(600)
 

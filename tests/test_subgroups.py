@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinclf.errors import SkinclfError
+from skinclf.config.schema import BootstrapSettings
+from skinclf.core.errors import SkinclfError
 from skinclf.metrics.decisions import HIGHEST_PRECISION
-from skinclf.metrics.figures import summary_line
 from skinclf.metrics.subgroups import audit
-from skinclf.rendering.tables import subgroup_rows
-from skinclf.schema import BootstrapSettings
+from skinclf.reports.summary import summary_line
+from skinclf.reports.tables import subgroup_rows
 
 BOOTSTRAP = BootstrapSettings(resamples=300, confidence=0.95, seed=0)
 

@@ -20,13 +20,13 @@ from conftest import (
     write_image,
 )
 
+from skinclf.config.schema import SyntheticSpec
+from skinclf.core.errors import SkinclfError
 from skinclf.data.folder import scan_image_folder
 from skinclf.data.splits import prepare_splits
 from skinclf.data.synthetic import ensure_synthetic_dataset
 from skinclf.data.table import read_table_sources
-from skinclf.errors import SkinclfError
-from skinclf.fitting.run import train
-from skinclf.schema import SyntheticSpec
+from skinclf.training.run import train
 
 HAM = {"image_column": "image_id", "label_column": "dx", "group_column": "lesion_id"}
 HAM_LABELS = {"malignant": ["mel", "bcc", "akiec"], "benign": ["bkl", "df", "nv", "vasc"]}

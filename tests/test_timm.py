@@ -11,9 +11,9 @@ import torch
 from conftest import cache_in_hub, run_in_process, tiny, train_settings, trained_metrics
 from safetensors.torch import save_file
 
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import build_model
-from skinclf.fitting.checkpoints import load_classifier
+from skinclf.core.errors import SkinclfError
+from skinclf.models.checkpoints import load_classifier
+from skinclf.training.builders import build_model
 
 #: One of timm's own test models: a small EfficientNet with a pretrained config, quick on a CPU.
 SMALL = "test_efficientnet.r160_in1k"
@@ -44,6 +44,8 @@ def test_presets_take_sizes_and_normalisation_from_the_pretrained_config() -> No
     small = train_settings(["model=timm", f"model.arch={SMALL}"]).model.preprocessing
     assert (small.crop_size, small.interpolation) == (160, "bicubic")  # timm's weights resize bicubic
     assert train_settings(["model=resnet18"]).model.preprocessing.interpolation == "bilinear"  # torchvision's
+    assert convnext.model.preprocessing.crop_mode == "squash"  # timm's crop_mode of its 384 px weights
+    assert b4.model.preprocessing.crop_mode == "center"
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])

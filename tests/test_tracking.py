@@ -17,9 +17,9 @@ from conftest import FEW_BATCHES, run_in_process, tiny, train_settings
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.callbacks import LearningRateMonitor
 
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import build_trainer
+from skinclf.core.errors import SkinclfError
 from skinclf.tracking import build_loggers
+from skinclf.training.builders import build_trainer
 
 EPOCHS = 2
 

@@ -18,8 +18,8 @@ from conftest import (
     trained_metrics,
 )
 
-from skinclf.fitting.run import train
 from skinclf.models import LesionClassifier
+from skinclf.training.run import train
 
 
 def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tmp_path: Path) -> None:

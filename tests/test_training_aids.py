@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import FEW_BATCHES, tiny, train_settings
 
-from skinclf.errors import SkinclfError
-from skinclf.fitting.builders import build_trainer
-from skinclf.fitting.checkpoints import read_checkpoint, stored_validation
-from skinclf.fitting.run import train
+from skinclf.core.errors import SkinclfError
+from skinclf.models.checkpoints import read_checkpoint, stored_validation
+from skinclf.training.builders import build_trainer
+from skinclf.training.run import train
 
 
 def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_root: Path, tmp_path: Path) -> None:

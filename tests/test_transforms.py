@@ -9,9 +9,9 @@ import torch
 from conftest import compose_train_config, preprocessing_of, sizes
 from hydra.utils import instantiate
 
+from skinclf.config.schema import validate
 from skinclf.data.preprocessing import eval_transform, train_transform
 from skinclf.data.reading import CachedPixels
-from skinclf.schema import validate
 
 
 @pytest.mark.parametrize("aug", ["none", "albu"])
@@ -72,3 +72,18 @@ def test_the_model_s_interpolation_resizes_every_image_it_sees() -> None:
         assert np.array_equal(
             CachedPixels(preprocessing).of_decoded(image), cv2.resize(image, (33, 20), interpolation=flag)
         )
+
+
+@pytest.mark.parametrize("crop_mode", ["squash", "border"])
+def test_the_crop_mode_of_the_weights_brings_the_image_to_size(crop_mode: str) -> None:
+    """A wide image (90 x 180): squashed to 36 x 36 whole, or its longer side to 36 and padded with the mean colour;
+    not its centre square alone, as crop_mode=center takes it."""
+    image = np.zeros((90, 180, 3), np.uint8)
+    image[:, :30] = 255  # a white band at the left edge, which a centre crop of the shorter side leaves out
+    crop = eval_transform(preprocessing_of(36, 36, crop_mode=crop_mode))(image=image)["image"]
+    assert tuple(crop.shape) == (3, 36, 36)
+    assert crop[:, 18, :3].float().mean() > 200  # the left band is in the crop
+    if crop_mode == "border":  # the rows above and below the image are the mean colour (ImageNet's)
+        torch.testing.assert_close(crop[:, 0, 18].tolist(), [round(255 * m) for m in (0.485, 0.456, 0.406)])
+    centred = eval_transform(preprocessing_of(36, 36))(image=image)["image"]
+    assert centred[:, 18, :3].float().mean() < 50

@@ -26,9 +26,9 @@ import pytest
 from conftest import TRAINED_RUN_EPOCHS, compose_train_config, tiny, trained_metrics
 from omegaconf import OmegaConf
 
+from skinclf.config.schema import validate
 from skinclf.data.sampler import EpochSampler
-from skinclf.fitting.builders import build_datamodule
-from skinclf.schema import validate
+from skinclf.training.builders import build_datamodule
 
 GOLDEN = Path(__file__).parent / "golden"
 CONF = Path(__file__).parent.parent / "conf"

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from skinclf.atomic import atomic_path, check_free_space, free_bytes
+from skinclf.core.atomic import atomic_path, check_free_space, free_bytes
+from skinclf.core.errors import SkinclfError, megabytes
+from skinclf.core.locks import exclusive_lock, hold_shared, remove_if_unused
 from skinclf.data.reading import CachedPixels, Wanted, read_images
-from skinclf.errors import SkinclfError, megabytes
-from skinclf.locks import exclusive_lock, hold_shared, remove_if_unused
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def build_cache(
 ) -> ImageCache:
     """The cache of a split's images made as ``pixels`` say: reused if built for the same images, size and
     decoding; else copied from a staged file that holds them, or decoded in ``workers`` processes (null: every
-    usable CPU). Jobs started together build it once: the others wait for the first (see :mod:`skinclf.locks`).
+    usable CPU). Jobs started together build it once: the others wait for the first (see :mod:`skinclf.core.locks`).
     """
     key = cache_key(table, pixels)
     data_path, index_path = _paths(cache_dir, name, key)

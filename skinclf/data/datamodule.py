@@ -12,6 +12,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from skinclf.config.schema import CrossValidationSettings, DataSettings, Preprocessing
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.data.cache import ImageCache, Staging, build_cache, remove_staged
 from skinclf.data.dataset import LesionDataset, eval_dataset
 from skinclf.data.folds import fold_tables, leave_source_out, pool_of, prepare_folds, read_folds, source_names
@@ -22,8 +24,6 @@ from skinclf.data.records import data_root, default_split_dir
 from skinclf.data.sampler import EpochSampler
 from skinclf.data.splits import load_splits, prepare_splits
 from skinclf.data.synthetic import ensure_synthetic_dataset
-from skinclf.errors import SkinclfError, examples
-from skinclf.schema import CrossValidationSettings, DataSettings, Preprocessing
 
 
 class LesionDataModule(pl.LightningDataModule):

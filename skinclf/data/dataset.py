@@ -12,12 +12,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from skinclf.config.schema import Preprocessing
+from skinclf.core.errors import SkinclfError
 from skinclf.data.cache import ImageCache
-from skinclf.data.preprocessing import decoding, eval_transform
-from skinclf.errors import SkinclfError
-from skinclf.schema import Preprocessing
-
-BLANK = np.zeros((8, 8, 3), dtype=np.uint8)
+from skinclf.data.preprocessing import BLANK, decoding, eval_transform
 
 
 class LesionDataset(Dataset):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.data.images import IMAGE_EXTENSIONS, is_image_file
-from skinclf.errors import SkinclfError, examples
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinclf.atomic import write_text
+from skinclf.config.schema import CrossValidationSettings
+from skinclf.core.atomic import write_text
+from skinclf.core.errors import SkinclfError
+from skinclf.core.locks import exclusive_lock
 from skinclf.data.splits import group_classes
-from skinclf.errors import SkinclfError
-from skinclf.locks import exclusive_lock
-from skinclf.schema import CrossValidationSettings
 
 log = logging.getLogger(__name__)
 

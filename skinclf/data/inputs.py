@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.data.folder import checked_labels, has_class_folders, list_images, scan_class_folders
 from skinclf.data.images import is_image_file
-from skinclf.errors import SkinclfError, examples
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.data.table import require_columns
-from skinclf.errors import SkinclfError, examples
 
 #: How each column is encoded: {"column", "kind": "numeric", "mean", "std"} or
 #: {"column", "kind": "categorical", "values"}; a list of them, JSON-friendly for checkpoints.

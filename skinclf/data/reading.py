@@ -22,11 +22,11 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from skinclf.config.schema import Preprocessing
+from skinclf.core.machine import usable_cpus
 from skinclf.data.images import content_sha1, decoded_size, load_rgb
 from skinclf.data.near_duplicates import perceptual_hash
 from skinclf.data.preprocessing import Decoding, decoding, resize_step
-from skinclf.machine import usable_cpus
-from skinclf.schema import Preprocessing
 
 #: Fewer images than this per worker process are read with fewer workers (none below it): starting a worker
 #: costs more than it saves on a small set.
@@ -59,7 +59,7 @@ class CachedPixels:
         return {key: value for key, value in dataclasses.asdict(self.preprocessing).items() if key not in made_after}
 
     @cached_property
-    def _resize(self) -> A.SmallestMaxSize:
+    def _resize(self) -> A.BasicTransform | A.Compose:
         return resize_step(self.preprocessing)
 
     def of_decoded(self, pixels: np.ndarray) -> np.ndarray:

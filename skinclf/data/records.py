@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinclf.config.schema import SplitSettings
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.data.cache import Staging, staging
 from skinclf.data.folder import scan_image_folder
 from skinclf.data.near_duplicates import merged_groups
 from skinclf.data.reading import Wanted, read_images
 from skinclf.data.table import read_table_sources, require_columns, table_root, table_sources
-from skinclf.errors import SkinclfError, examples
-from skinclf.schema import SplitSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinclf.atomic import write_text
+from skinclf.config.schema import SplitSettings
+from skinclf.core.atomic import write_text
+from skinclf.core.errors import SkinclfError, examples
+from skinclf.core.locks import exclusive_lock
 from skinclf.data.cache import Staging
 from skinclf.data.folder import check_root, checked_labels
 from skinclf.data.near_duplicates import near_duplicate_pairs
 from skinclf.data.records import attach_groups, check_and_hash, read_records, reads_tables, report_near_duplicates
 from skinclf.data.table import SOURCE_KEYS
-from skinclf.errors import SkinclfError, examples
-from skinclf.locks import exclusive_lock
-from skinclf.schema import SplitSettings
 
 log = logging.getLogger(__name__)
 

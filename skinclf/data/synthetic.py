@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from skinclf.atomic import reporting_full_disk
-from skinclf.errors import SkinclfError
-from skinclf.locks import exclusive_lock
-from skinclf.schema import SyntheticSpec
+from skinclf.config.schema import SyntheticSpec
+from skinclf.core.atomic import reporting_full_disk
+from skinclf.core.errors import SkinclfError
+from skinclf.core.locks import exclusive_lock
 
 log = logging.getLogger(__name__)
 

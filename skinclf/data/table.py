@@ -26,10 +26,10 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from skinclf.config.schema import SplitSettings
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.data.folder import list_images, scan_image_folder
 from skinclf.data.images import IMAGE_EXTENSIONS
-from skinclf.errors import SkinclfError, examples
-from skinclf.schema import SplitSettings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from skinclf.schema import BootstrapSettings
+from skinclf.config.schema import BootstrapSettings
 
 #: Upper bound on resamples x images held in memory at once (about 16 MB per float64 array).
 CHUNK_ELEMENTS = 2_000_000

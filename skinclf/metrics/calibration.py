@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.optimize import minimize_scalar
-from torch import nn
 from torchmetrics.functional.classification import binary_calibration_error
 
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX, diagnosis_columns
@@ -91,24 +90,3 @@ def scaled(predictions: pd.DataFrame, temperature: float, malignant: list[str]) 
     else:
         result["probability"] = 1 / (1 + np.exp(-logits_of(predictions["probability"]) / temperature))
     return result
-
-
-class TemperatureScaled(nn.Module):
-    """An exported probability model (see LesionClassifier.probability_model) at a temperature: its probability of
-    malignancy, and for a diagnosis head each diagnosis' probability, as temperature scaling gives them."""
-
-    def __init__(self, model: nn.Module, temperature: float, malignant_mask: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("temperature", torch.tensor(float(temperature)))
-        self.register_buffer("malignant_mask", malignant_mask if malignant_mask is not None else torch.empty(0))
-
-    def forward(
-        self, images: torch.Tensor, metadata: torch.Tensor | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        outputs = self.model(images) if metadata is None else self.model(images, metadata)
-        if isinstance(outputs, tuple):  # a diagnosis head: (malignancy, the diagnoses' probabilities)
-            diagnoses = (outputs[1].clamp_min(TINY).log() / self.temperature).softmax(1)
-            return diagnoses[:, self.malignant_mask].sum(1), diagnoses
-        p = outputs.clamp(EPSILON, 1 - EPSILON)
-        return torch.sigmoid((p.log() - (-p).log1p()) / self.temperature)

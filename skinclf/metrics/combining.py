@@ -17,15 +17,13 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from skinclf.errors import SkinclfError, examples
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 
 
 class Member(Protocol):
-    """A finished run as an ensemble combines it (skinclf.artifact.Run): its folder, metrics and predictions."""
+    """A finished run as an ensemble combines it (skinclf.runs.Run): its folder, metrics and predictions."""
 
     folder: Path
     metrics: dict
@@ -109,45 +107,3 @@ def combined_validation(members: list[Member], rule: str) -> tuple[pd.DataFrame,
     else:
         what = f"validation predictions averaged over the {int(predicted_by.max())} runs that made each"
     return table, what
-
-
-def member_figures(member: Member) -> dict:
-    """What the ensemble's metrics.json records of a member."""
-    run = member.metrics.get("run", {})
-    return {
-        "run_folder": str(member.folder.resolve()),
-        **{key: run[key] for key in ("name", "arch", "seed", "cv") if key in run},
-        **{key: member.metrics.get(key) for key in ("val/auroc", "test/auroc", "test/auprc")},
-    }
-
-
-class EnsembleProbabilities(nn.Module):
-    """The combination as one exported model (skinclf.export), of members' probability models (see
-    ``LesionClassifier.probability_model``): the mean of their
-    probabilities of malignancy, or, given each member's validation probabilities as ``references``
-    (combine rule rank), the mean of each probability's mid-rank percentile among its member's references."""
-
-    def __init__(self, members: list[nn.Module], references: list[torch.Tensor] | None = None) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(members)
-        self.ranked = references is not None
-        for i, reference in enumerate(references or []):
-            self.register_buffer(f"reference_{i}", reference.float().flatten())
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        scores = []
-        for i, member in enumerate(self.members):
-            probability = member(images)
-            if isinstance(probability, tuple):  # task=diagnosis: (malignancy, diagnoses)
-                probability = probability[0]
-            if self.ranked:
-                probability = self.percentile(getattr(self, f"reference_{i}"), probability)
-            scores.append(probability)
-        return torch.stack(scores).mean(0)
-
-    @staticmethod
-    def percentile(reference: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """The share of the reference below each score, ties counted half (as :func:`percentiles`)."""
-        below = (reference < scores[:, None]).sum(1)
-        at_most = (reference <= scores[:, None]).sum(1)
-        return (below + at_most).float() / (2 * reference.numel())

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
-from skinclf.errors import SkinclfError
+from skinclf.config.schema import EvaluationSettings
+from skinclf.core.errors import SkinclfError
 from skinclf.metrics.calibration import fit_temperature, scaled
 from skinclf.metrics.curves import RankedCounts, best_precision_at_recall, rank
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
-from skinclf.schema import EvaluationSettings
 
 #: What a model's own validation predictions are called where a policy says what it was chosen on.
 VALIDATION = "the model's validation split"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from skinclf.config.schema import BootstrapSettings
 from skinclf.metrics.bootstrap import bootstrap_intervals
 from skinclf.metrics.curves import (
     auroc,
@@ -20,8 +21,6 @@ from skinclf.metrics.curves import (
     reference_precision_at_recall,
 )
 from skinclf.metrics.decisions import HIGHEST_PRECISION, ThresholdRule, recall_key
-from skinclf.metrics.transfer import transfer_warnings
-from skinclf.schema import BootstrapSettings
 
 #: What each operating point reports on test, at the threshold chosen on validation.
 TEST_RATES = ("precision", "recall", "specificity", "npv")
@@ -77,19 +76,6 @@ def threshold_support(scores: np.ndarray, labels: np.ndarray, target: float, thr
         "val/malignant_below_threshold": int((malignant < threshold).sum()),
         "set_by_few_images": allowed_below < MIN_MALIGNANT_ALLOWED_BELOW,
     }
-
-
-def threshold_warning(metrics: dict) -> str | None:
-    """A line saying which operating points rest on too few malignant validation images, if any."""
-    few = [recall_key(p["target_recall"]) for p in metrics["operating_points"] if p["set_by_few_images"]]
-    if not few:
-        return None
-    return (
-        f"warning: the thresholds for recall >= {', '.join(few)} are each set by the one or two lowest-scored of "
-        f"{metrics['val/malignant']} malignant validation images, so their test recall is little more than a guess "
-        "(see the intervals in metrics.json). More malignant validation images (data.val_min_malignant) or lower "
-        "targets give steadier thresholds."
-    )
 
 
 def _number(value: float) -> float | None:
@@ -193,40 +179,3 @@ def _leave_out_undefined(metrics: dict, test_labels: np.ndarray) -> None:
         "reason": f"the test set holds no {absent} image: these figures need both classes; the "
         f"{kept.removeprefix('test/')} at each operating point and the accuracy are what it measures",
     }
-
-
-def subgroup_warnings(metrics: dict) -> list[str]:
-    """Lines naming the audited subgroups whose recall falls below a target beyond their interval."""
-    lines = []
-    for column, entries in metrics.get("subgroups", {}).items():
-        for entry in entries:
-            for point in entry["operating_points"]:
-                if point["below_target"]:
-                    low, high = point["recall_ci"]
-                    lines.append(
-                        f"warning: {column}={entry['value']} ({entry['malignant']} malignant): recall "
-                        f"{point['recall']:.3f} [{low:.3f}, {high:.3f}] at the threshold for recall >= "
-                        f"{point['target_recall']:g}"
-                    )
-    return lines
-
-
-def summary_line(metrics: dict) -> str:
-    """The headline test figures in one line, then warnings: thin thresholds, subgroups below target."""
-
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.3f}"
-
-    parts = [
-        f"test AUROC {fmt(metrics['test/auroc'])}",
-        f"AUPRC {fmt(metrics['test/auprc'])}",
-        f"acc@0.5 {fmt(metrics['test/accuracy'])}",
-    ]
-    for point in metrics["operating_points"]:
-        r = recall_key(point["target_recall"])
-        rates = f"P {fmt(point['test/precision'])} R {fmt(point['test/recall'])}"
-        if point["test/recall"] is None and point["test/specificity"] is not None:  # a benign-only test set
-            rates = f"specificity {fmt(point['test/specificity'])}"
-        parts.append(f"@val-recall {r}: {rates}")
-    warnings = [w for w in [threshold_warning(metrics), *subgroup_warnings(metrics), *transfer_warnings(metrics)] if w]
-    return "\n".join([" | ".join(parts), *warnings])

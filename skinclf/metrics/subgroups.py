@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from skinclf.errors import SkinclfError, examples
+from skinclf.config.schema import BootstrapSettings
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.metrics.decisions import ThresholdRule
 from skinclf.metrics.figures import evaluate
-from skinclf.schema import BootstrapSettings
 
 #: The label of the subgroup of empty cells.
 MISSING = "(missing)"

@@ -35,7 +35,7 @@ def internal_figures(internal: Any) -> dict[str, Any]:
 
 def transfer(external: dict, internal: Any | None) -> dict:
     """``transfer`` of an external evaluation's metrics.json; internal: the model's own run folder (a
-    skinclf.artifact.Run), or None where it is not there to compare with."""
+    skinclf.runs.Run), or None where it is not there to compare with."""
     internal_points = {p["target_recall"]: p for p in internal.metrics["operating_points"]} if internal else {}
     points = []
     for point in external["operating_points"]:
@@ -58,20 +58,3 @@ def transfer(external: dict, internal: Any | None) -> dict:
         if external.get(key) is not None and record["internal"].get(key) is not None
     }
     return record
-
-
-def transfer_warnings(metrics: dict) -> list[str]:
-    """Lines naming the operating points whose external recall fell below the target beyond its interval."""
-    lines = []
-    for point in (metrics.get("transfer") or {}).get("operating_points", []):
-        if point["recall_below_target"]:
-            external = point["external"]
-            low, high = external["recall_ci"]
-            home = point.get("internal", {}).get("recall")
-            at_home = f" (on the model's own test split: {home:.3f})" if home is not None else ""
-            lines.append(
-                f"warning: transfer: at the threshold chosen for recall >= {point['target_recall']:g}, the recall here "
-                f"is {external['recall']:.3f} [{low:.3f}, {high:.3f}]{at_home}: choose thresholds on this site's own "
-                "images (evaluation.threshold_source)"
-            )
-    return lines

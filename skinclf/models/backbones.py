@@ -1,8 +1,5 @@
-"""Backbones with a one-logit head, and their ImageNet weights: torchvision's, or timm's (``model=timm``).
-
-Any torchvision classification model whose last ``nn.Linear`` is its classifier works:
-``resnet18``, ``resnext50_32x4d``, ``efficientnet_b0``, ``convnext_tiny``, ``mobilenet_v3_small``...
-and so does any timm model (see :mod:`skinclf.models.timm_models`).
+"""Backbones with a one-logit head, and their ImageNet weights: torchvision's, or timm's (``model=timm``, see
+:mod:`skinclf.models.timm_models`). Which names are known is :mod:`skinclf.config.presets`'.
 """
 
 from __future__ import annotations
@@ -14,63 +11,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision import models
-from torchvision.models import WeightsEnum, get_model, get_model_weights
+from torchvision.models import WeightsEnum, get_model
 
-from skinclf.atomic import load_torch
-from skinclf.errors import SkinclfError, examples
+from skinclf.config.presets import check_torchvision_architecture, is_weights_file, resolve_weights
+from skinclf.core.atomic import load_torch
+from skinclf.core.errors import SkinclfError, examples
 from skinclf.models import timm_models
 from skinclf.models.weight_wheels import sha256
-
-
-def _check_architecture(arch: str) -> None:
-    available = models.list_models(module=models)
-    if arch not in available:
-        raise SkinclfError(
-            f"model.arch={arch!r} is not a torchvision classification model; choose one of: {', '.join(available)}"
-        )
-
-
-def is_weights_file(weights: str) -> bool:
-    """True when model.weights names a local state-dict file rather than a weights name."""
-    return Path(weights).suffix in {".pt", ".pth", ".safetensors"} or "/" in weights
-
-
-def resolve_weights(arch: str, weights: str | None) -> WeightsEnum | None:
-    """The torchvision weights enum named by ``weights`` ("IMAGENET1K_V1", "DEFAULT"...) for arch."""
-    if weights is None or is_weights_file(weights):
-        return None
-    _check_architecture(arch)
-    enum = get_model_weights(arch)
-    try:
-        return enum.verify(weights)
-    except (KeyError, ValueError, TypeError) as error:
-        raise SkinclfError(
-            f"model.weights={weights!r} is not a weights name of {arch}: choose one of "
-            f"{examples([w.name for w in enum] + ['DEFAULT'], 20)}, a path to a .pth file, or null"
-        ) from error
-
-
-def preprocessing_preset(arch: str, weights: str | None, library: str = "torchvision") -> dict[str, Any]:
-    """Resize and crop sizes, interpolation, mean and std of the weights' own eval transforms.
-
-    With random init or a local file, those of the architecture's default weights (for timm, of
-    the arch's pretrained config).
-    """
-    if library == "timm":
-        return timm_models.preprocessing_preset(arch)
-    enum = resolve_weights(arch, weights)
-    if enum is None:
-        _check_architecture(arch)
-        enum = get_model_weights(arch).DEFAULT
-    transforms = enum.transforms()
-    return {
-        "resize_size": int(transforms.resize_size[0]),
-        "crop_size": int(transforms.crop_size[0]),
-        "interpolation": transforms.interpolation.value,
-        "mean": [float(m) for m in transforms.mean],
-        "std": [float(s) for s in transforms.std],
-    }
 
 
 def _classifier_name(model: nn.Module) -> str:
@@ -87,7 +34,7 @@ def build_backbone(arch: str, outputs: int = 1, library: str = "torchvision", he
         model = timm_models.create(arch, outputs, head_dropout)
         head = model.get_classifier()
     else:
-        _check_architecture(arch)
+        check_torchvision_architecture(arch)
         model = get_model(arch)
         model.head_slot = _classifier_name(model)
         parent_name, _, attribute = model.head_slot.rpartition(".")

@@ -16,8 +16,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.aggregation import CatMetric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
+from skinclf.core.errors import SkinclfError
 from skinclf.data.metadata import feature_names
-from skinclf.errors import SkinclfError
 from skinclf.models.backbones import build_backbone, load_pretrained
 from skinclf.models.novelty import FeatureDistance, pooled_features
 from skinclf.models.schedule import WarmupCosine

@@ -1,11 +1,11 @@
 """What a LesionClassifier is built from: the groups of the config it uses, as they are, and what the data adds.
 
 The model (with its preprocessing), optim, loss and speed groups come straight from the typed settings
-(``skinclf.schema``), so that a new setting of one of them is its YAML line and its typed field; the head and the
+(``skinclf.config.schema``), so that a new setting of one of them is its YAML line and its typed field; the head and the
 metadata encoding are derived from the data. ``save_hyperparameters`` stores them as plain dicts, and
 :func:`classifier_settings` turns those back into the typed groups, which is how
 ``LesionClassifier.load_from_checkpoint(path)`` rebuilds a model from its checkpoint alone. A checkpoint records the
-skinclf version that wrote it; one of another major or minor version is refused (skinclf.fitting.checkpoints), not
+skinclf version that wrote it; one of another major or minor version is refused (skinclf.models.checkpoints), not
 patched.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from skinclf.schema import LossSettings, ModelSettings, OptimSettings, SpeedSettings, validate
+from skinclf.config.schema import LossSettings, ModelSettings, OptimSettings, SpeedSettings, validate
 
 # OmegaConf reads the annotations at run time: keep typing.Optional/Any, no "X | None".
 # ruff: noqa: UP045

@@ -9,22 +9,21 @@
    hub client retries for 50 s before it gives up);
 3. an installed wheel that holds them (:mod:`skinclf.models.weight_wheels`: EfficientNet-Lite0/1/2), renamed on load.
 
-A file path reads a local state dict; null is random init. Preprocessing comes from the model's pretrained config,
-as torchvision's from its weights.
+A file path reads a local state dict; null is random init. Preprocessing comes from the model's pretrained config
+(skinclf.config.presets), as torchvision's from its weights.
 """
 
 from __future__ import annotations
 
-import math
 import socket
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-from skinclf.errors import SkinclfError
+from skinclf.config.presets import check_timm_architecture, timm_module
+from skinclf.core.errors import SkinclfError
 from skinclf.models.weight_wheels import EXTRA, WHEELS, sha256, timm_names
 
 #: model.weights of a timm model that names its own pretrained weights (those of the arch's tag).
@@ -33,53 +32,15 @@ PRETRAINED = "pretrained"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def _timm() -> ModuleType:
-    try:
-        import timm
-    except ImportError as error:
-        raise SkinclfError("model=timm needs the optional package timm: pip install 'skinclf[timm]'") from error
-    return timm
-
-
-def check_architecture(arch: str) -> None:
-    timm = _timm()
-    name, _, tag = arch.partition(".")
-    if not timm.is_model(name):
-        similar = timm.list_models(f"*{name.rstrip('0123456789')}*")[:8]
-        hint = f" (similar: {', '.join(similar)})" if similar else " (timm.list_models() lists them)"
-        raise SkinclfError(f"model.arch={arch!r} is not a timm model{hint}")
-    if tag and not timm.list_pretrained(arch):
-        tags = ", ".join(timm.list_pretrained(f"{name}.*")[:8])
-        raise SkinclfError(f"model.arch={arch!r}: timm has no pretrained tag {tag!r} for {name}; its tags: {tags}")
-
-
 def create(arch: str, outputs: int, head_dropout: float) -> nn.Module:
     """The timm model, randomly initialised, its classifier reset by timm to ``outputs`` logits after dropout
     ``head_dropout`` (timm's drop_rate); ``head_slot`` names the classifier as the pretrained config does."""
-    check_architecture(arch)
-    model = _timm().create_model(arch, pretrained=False, num_classes=outputs, drop_rate=head_dropout)
+    check_timm_architecture(arch)
+    model = timm_module().create_model(arch, pretrained=False, num_classes=outputs, drop_rate=head_dropout)
     model.head_slot = model.pretrained_cfg.get("classifier") or "classifier"
     if model.get_classifier() is not model.get_submodule(model.head_slot):
         raise SkinclfError(f"{arch}: timm's classifier is not the layer its pretrained config names")
     return model
-
-
-def preprocessing_preset(arch: str) -> dict[str, Any]:
-    """Resize and crop sizes (timm's crop_pct), interpolation, mean and std of the model's pretrained config."""
-    check_architecture(arch)
-    config = _timm().models.get_pretrained_cfg(arch)
-    if config is None:
-        raise SkinclfError(
-            f"timm has no pretrained config for {arch}: choose a model with one (timm.list_pretrained())"
-        )
-    crop = int(config.input_size[-1])
-    return {
-        "resize_size": math.floor(crop / config.crop_pct),
-        "crop_size": crop,
-        "interpolation": config.interpolation,
-        "mean": [float(m) for m in config.mean],
-        "std": [float(s) for s in config.std],
-    }
 
 
 def _hub_reachable() -> bool:
@@ -114,8 +75,8 @@ def _hub_file(repository: str) -> tuple[Path, str] | None:
 
 def pretrained_state_dict(arch: str, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The ImageNet weights of the arch's pretrained tag for ``model`` (timm's names), and where they came from."""
-    check_architecture(arch)
-    timm = _timm()
+    check_timm_architecture(arch)
+    timm = timm_module()
     config = timm.models.get_pretrained_cfg(arch)
     repository = config.hf_hub_id if config else None
     found = _hub_file(repository) if repository else None

@@ -1,5 +1,6 @@
 # make demo: train a small model on the built-in synthetic dataset (CPU, a few minutes).
-# make test: the test suite and the linter.
+# make test: the linter and every test (what CI runs); make test-fast: the tests not marked slow (no training, no
+# process started: the edit-test loop, under a minute on 2 cores).
 # Both create .venv and install skinclf into it first when needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: install demo test lint browser clean
+.PHONY: install demo test test-fast lint browser clean
 
 install: $(INSTALLED)
 
@@ -23,6 +24,9 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED) lint browser
 	$(BIN)/python -m pytest
+
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

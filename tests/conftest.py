@@ -55,6 +55,7 @@ SLOWEST_FIRST = [
     MADE_ONCE,  # test_explain, test_external_inputs, test_report_page, test_tables
     "test_external.py",
     "test_training.py",
+    "test_pretrained.py",
     "test_commands.py",
     "test_serve.py",
     "test_faults.py",
@@ -98,8 +99,31 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScope
     return SharedFixtureScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
+#: The fixtures that train a model or start a server: a test that asks for one is slow (make test-fast leaves it out),
+#: as is one marked so itself (it trains, or starts a process).
+TRAINING_FIXTURES = frozenset(
+    {
+        "trained_run",
+        "diagnosis_run",
+        "clinics",
+        "transferred",
+        "cv_sweep",
+        "fold_ensemble",
+        "runs",
+        "two_clinics",
+        "server",
+        "tracking_server",
+        "browser",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slowest groups first (pytest-xdist keeps this order with --no-loadscope-reorder)."""
+    """The tests that ask for a training fixture marked slow; the slowest groups first (pytest-xdist keeps this order
+    with --no-loadscope-reorder)."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(SLOWEST_FIRST)))
 

@@ -56,12 +56,14 @@ def test_corrupt_images_are_listed_or_skipped(tmp_path: Path, caplog: pytest.Log
     assert sorted(metadata["skipped_unreadable"]) == ["train/benign/img_0001.png", "train/malignant/not_an_image.jpg"]
 
 
+@pytest.mark.slow
 def test_cli_reports_a_missing_root_in_one_line_without_traceback(tmp_path: Path) -> None:
     result = run_command("split", f"data.root={tmp_path / 'missing'}", cwd=tmp_path, status=2)
     assert f"error: data root {tmp_path / 'missing'} does not exist" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
     result = run_command("train", "data.batchsize=8", cwd=tmp_path, status=1)
     assert "Key 'batchsize' not in 'DataSettings'" in result.stderr

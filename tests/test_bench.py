@@ -9,6 +9,7 @@ import pytest
 from conftest import run_in_process, synthetic_overrides
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_bench_writes_its_figures(learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty torch home"))  # no ImageNet weights at hand
@@ -39,6 +40,7 @@ def test_bench_writes_its_figures(learnable_root: Path, tmp_path: Path, monkeypa
     assert "(c) Lightning training loop" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_the_prepare_bench_times_skinclf_against_the_floor_and_reuses_its_images(tmp_path: Path) -> None:
     photographs = tmp_path / "photographs"

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import run_in_process
 
+pytestmark = pytest.mark.slow  # every README and docs command composed: the docs, not the edit-test loop
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 PAGES = [REPOSITORY / "README.md", REPOSITORY / "CONTRIBUTING.md", *sorted((REPOSITORY / "docs").glob("*.md"))]
 

@@ -122,6 +122,7 @@ def test_predict_writes_a_heatmap_and_an_overlay_for_every_readable_image(traine
         assert Image.open((out / table.loc[name, "explanation"]).with_suffix(".jpg")).size == size
 
 
+@pytest.mark.slow
 def test_evaluate_explains_every_test_image_and_train_refuses_a_missing_layer_before_training(
     trained_run: Path, learnable_root: Path, tmp_path: Path
 ) -> None:

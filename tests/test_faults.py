@@ -70,6 +70,7 @@ def leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if ".partial" in p.name or ".building-" in p.name]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_full_disk_at_each_write_stops_in_one_line_and_resume_completes(
     learnable_root: Path,
@@ -162,6 +163,7 @@ def test_the_cache_is_refused_early_when_the_disk_is_too_small(
     assert not list((tmp_path / "cache").glob("*.u8"))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_mid_epoch_stops_cleanly_and_resume_gives_the_uninterrupted_metrics(
     learnable_root: Path,
@@ -188,6 +190,7 @@ def test_sigterm_mid_epoch_stops_cleanly_and_resume_gives_the_uninterrupted_metr
     assert trained_metrics(tmp_path) == trained_metrics(trained_run)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_three_jobs_started_together_on_a_fresh_data_root_agree(tmp_path: Path) -> None:
     args = [

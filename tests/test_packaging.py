@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_wheel_ships_the_config_groups(tmp_path: Path) -> None:
     source = tmp_path / "source"

@@ -32,6 +32,7 @@ from skinclf.training.builders import resume_checkpoint
 from skinclf.training.run import train
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(
     learnable_root: Path, trained_run: Path, tmp_path: Path
@@ -59,6 +60,7 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_metrics(
     assert not list(killed.rglob("*.partial*"))  # no half-written file left behind
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,6 +98,7 @@ def test_resuming_from_a_checkpoint_of_another_architecture_is_refused(learnable
     assert resume_checkpoint(train_settings(tiny(learnable_root, "resume=true")), tmp_path) is None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_process_cpu_ddp_writes_the_metrics_once(learnable_root: Path, tmp_path: Path) -> None:
     run_folder = tmp_path / "ddp"

@@ -35,6 +35,7 @@ def finished_jobs(sweep: Path) -> list[Path]:
     return sorted(sweep.glob("*/metrics.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_killed_sweep_resumes_to_its_number_of_trials(learnable_root: Path, tmp_path: Path) -> None:
     overrides = sweep_overrides(learnable_root, tmp_path)

@@ -205,6 +205,7 @@ def test_the_synthetic_table_has_patients_diagnoses_metadata_and_unusable_rows(t
     assert all((root / mask).is_file() for mask in table["mask"])  # each row names its lesion mask
 
 
+@pytest.mark.slow
 def test_a_table_trains_exactly_as_the_equivalent_folder(
     learnable_root: Path, trained_run: Path, tmp_path: Path
 ) -> None:

@@ -83,6 +83,7 @@ def test_unknown_names_are_refused_with_similar_ones() -> None:
         timm_classifier("IMAGENET1K_V1")
 
 
+@pytest.mark.slow
 def test_a_small_timm_model_trains_end_to_end_and_learns(learnable_root: Path, tmp_path: Path) -> None:
     run_folder = tmp_path / "run"
     overrides = tiny(learnable_root, "model=timm", f"model.arch={SMALL}", "model.weights=null", "trainer.max_epochs=15")

@@ -79,6 +79,7 @@ def the_run(client: MlflowClient) -> object:
     return run
 
 
+@pytest.mark.slow
 def test_a_run_logs_to_an_mlflow_tracking_server(learnable_root: Path, tmp_path: Path, tracking_server: str) -> None:
     metrics = tracked_run(
         learnable_root, tmp_path / "run", "logger=mlflow", f"logger.mlflow.tracking_uri={tracking_server}"
@@ -104,6 +105,7 @@ def test_a_run_logs_to_an_mlflow_tracking_server(learnable_root: Path, tmp_path:
     assert "last/last.ckpt" in artifact_files(client, run.info.run_id, "last")  # Lightning's log_model
 
 
+@pytest.mark.slow
 def test_the_embedded_store_and_several_loggers_at_once(learnable_root: Path, tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     metrics = tracked_run(
@@ -142,6 +144,7 @@ def test_a_logger_without_its_package_says_what_to_install(tmp_path: Path, monke
         build_loggers(settings.logger, tmp_path)
 
 
+@pytest.mark.slow
 def test_wandb_offline_keeps_the_run_in_the_run_folder(
     learnable_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,6 +22,7 @@ from skinclf.models import LesionClassifier
 from skinclf.training.run import train
 
 
+@pytest.mark.slow
 def test_short_training_learns_and_writes_the_run_files(learnable_root: Path, tmp_path: Path) -> None:
     cfg = train_settings(
         [
@@ -103,6 +104,7 @@ def test_experiments_set_the_reference_recipe() -> None:
         assert cfg.loss.pos_weight is None and cfg.name == experiment
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> None:
     overrides = [
@@ -136,6 +138,7 @@ def test_the_three_experiment_multirun(learnable_root: Path, tmp_path: Path) -> 
         )
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics_and_the_cache_changes_nothing(
     learnable_root: Path, trained_run: Path, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from skinclf.training.builders import build_trainer
 from skinclf.training.run import train
 
 
+@pytest.mark.slow
 def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_root: Path, tmp_path: Path) -> None:
     # min_delta=1: no validation can beat the first by a whole unit of AUPRC, so patience 1 stops after epoch 2
     aids = ("callbacks=[default,ema,early_stopping]", "callbacks.ema.decay=0.5", "trainer.max_epochs=5")
@@ -35,6 +36,7 @@ def test_ema_weights_are_evaluated_and_early_stopping_ends_the_run(learnable_roo
     pd.testing.assert_frame_equal(flipped, pd.read_csv(tmp_path / "predictions_val.csv")[flipped.columns], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_gradient_clipping_trains_in_mixed_precision(learnable_root: Path, tmp_path: Path) -> None:
     """Lightning refuses to clip the gradients of a fused optimizer in mixed precision: the optimizer is not fused
     then (it is otherwise, tests/test_models.py)."""

@@ -62,6 +62,17 @@ def test_every_shipped_experiment_validates() -> None:
         validate(compose_train_config([f"experiment={experiment}"]))
 
 
+def test_the_debug_configs_run_short_on_the_cpu_without_trackers() -> None:
+    debug = {name: validate(compose_train_config([f"debug={name}"])) for name in ("default", "fdr", "limit", "overfit")}
+    for settings in debug.values():
+        assert settings.trainer.accelerator == "cpu" and settings.logger == {} and settings.data.num_workers == 0
+        assert settings.trainer.detect_anomaly is True and settings.name == "debug"
+    assert debug["default"].trainer.max_epochs == 1
+    assert debug["fdr"].trainer.fast_dev_run is True
+    assert (debug["limit"].trainer.limit_train_batches, debug["limit"].trainer.limit_val_batches) == (3, 3)
+    assert (debug["overfit"].trainer.overfit_batches, debug["overfit"].trainer.max_epochs) == (1, 20)
+
+
 def test_gpu_presets_fall_back_to_32_bit_on_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
     assert validate(compose_train_config(["trainer=ddp"])).trainer.precision == "bf16-mixed"
     assert validate(compose_train_config(["trainer=gpu"])).trainer.precision == "bf16-mixed"

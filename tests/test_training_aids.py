@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import FEW_BATCHES, tiny, train_settings
+from conftest import FEW_BATCHES, run_in_process, tiny, train_settings
 
 from skinclf.core.errors import SkinclfError
 from skinclf.models.checkpoints import read_checkpoint, stored_validation
@@ -72,3 +72,12 @@ def test_a_new_callback_is_one_yaml_file(tmp_path: Path) -> None:
     )
     trainer, callbacks = build_trainer(settings, tmp_path)
     assert type(callbacks["timer"]).__name__ == "Timer" and callbacks["timer"] in trainer.callbacks
+
+
+@pytest.mark.slow
+def test_a_fast_dev_run_trains_and_validates_one_batch_and_evaluates_nothing(
+    learnable_root: Path, tmp_path: Path
+) -> None:
+    result = run_in_process("train", *tiny(learnable_root, "debug=fdr"), f"hydra.run.dir={tmp_path / 'run'}")
+    assert "trainer.fast_dev_run: training and validation ran; nothing is evaluated" in result.stdout
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -57,3 +57,14 @@ def test_subgroup_columns_the_test_set_lacks_or_mixed_numbers_are_named() -> Non
         audit(validation, test, ["site"], [0.9], BOOTSTRAP, [30], HIGHEST_PRECISION)
     with pytest.raises(SkinclfError, match=r"the column age holds numbers but also sixty"):
         audit(validation, test, ["age"], [0.9], BOOTSTRAP, [30], HIGHEST_PRECISION)
+
+
+def test_a_labelled_skin_type_is_audited_type_by_type() -> None:
+    """A table's own Fitzpatrick column (1-6) is a scale of types, each a subgroup, not banded as the age is."""
+    rng = np.random.default_rng(1)
+    labels = np.resize([1, 0, 0], 360)
+    validation = pd.DataFrame({"label": labels, "probability": scored(labels, 1.0, rng)})
+    test = pd.DataFrame({"label": labels, "probability": scored(labels, 1.0, rng)})
+    test["fitzpatrick"] = np.resize(["1", "2", "3", "4", "5", "6", ""], 360)
+    subgroups = audit(validation, test, ["fitzpatrick"], [0.9], BOOTSTRAP, [30, 45, 60, 75], HIGHEST_PRECISION)
+    assert [entry["value"] for entry in subgroups["fitzpatrick"]] == ["1", "2", "3", "4", "5", "6", "(missing)"]

@@ -112,11 +112,14 @@ def ita_band(angle: float | None) -> str:
 SKIN_TONE_COLUMN = "skin_tone_ita"
 #: How it is made, in metrics.json and the report.
 SKIN_TONE_METHOD = (
-    "an estimate: the Individual Typology Angle, arctan((L* - 50) / b*) in degrees (Chardon et al. 1991), median "
-    f"over the image's border ({BORDER:.0%} of its shorter side from each edge, where the skin around a centred "
-    f"lesion is), leaving out pixels darker than L* {DARKEST_SKIN_L:g} or not yellowish (b* <= 0); banded very "
-    "light > 55, light 41-55, intermediate 28-41, tan 10-28, brown -30-10, dark < -30; empty where the border "
-    "holds too little skin. Measured on the image as decoded, before any colour constancy"
+    "an unvalidated estimate, which must not stand in for a labelled skin type (where the table has one, audit by "
+    "that column: evaluation.subgroups=[fitzpatrick]): the Individual Typology Angle, arctan((L* - 50) / b*) in "
+    f"degrees (Chardon et al. 1991), median over the image's border ({BORDER:.0%} of its shorter side from each edge, "
+    f"where the skin around a centred lesion is), leaving out pixels darker than L* {DARKEST_SKIN_L:g} or not "
+    "yellowish (b* <= 0); banded very light > 55, light 41-55, intermediate 28-41, tan 10-28, brown -30-10, dark < "
+    "-30; empty where the border holds too little skin. Measured on the image as decoded, before any colour "
+    "constancy. On 429 clinical photographs whose Fitzpatrick types a dermatologist labelled, its bands did not "
+    "track the types (Spearman 0.01; type I images fell in every band)"
 )
 
 

@@ -22,6 +22,9 @@ from skinclf.metrics.figures import evaluate
 
 #: The label of the subgroup of empty cells.
 MISSING = "(missing)"
+#: A numeric column of whole numbers no higher than this is a scale of types (a Fitzpatrick type 1-6, a grade): each
+#: value a subgroup, not a quantity to band as the age is.
+HIGHEST_TYPE = 10
 #: A subgroup with fewer malignant (or benign) images than this gets a recall (or specificity) interval too wide
 #: to judge it by: the audit says so.
 MIN_IMAGES_TO_JUDGE = 10
@@ -39,11 +42,16 @@ def bands(values: pd.Series, edges: Sequence[float]) -> pd.Categorical:
 
 
 def subgroup_values(column: pd.Series, name: str, edges: Sequence[float]) -> pd.Categorical:
-    """The subgroup of each row (ordered): its value, or its band for a numeric column; MISSING last."""
+    """The subgroup of each row (ordered): its value (numbers in their order where a numeric column holds few
+    values), or its band for a numeric column such as the age; MISSING last."""
     text = column.astype("string").str.strip().fillna("")
     given = text[text != ""]
     numbers = pd.to_numeric(given, errors="coerce")
-    if len(given) and numbers.notna().mean() >= 0.9:  # a numeric column, such as the age
+    numeric = len(given) and numbers.notna().mean() >= 0.9
+    if numeric and numbers.notna().all() and (numbers == numbers.round()).all() and numbers.max() <= HIGHEST_TYPE:
+        values = [str(v) for v in sorted(set(given), key=float)]
+        return pd.Categorical(text.where(text != "", MISSING), categories=[*values, MISSING], ordered=True)
+    if numeric:  # a numeric column, such as the age
         if numbers.isna().any():
             odd = examples(sorted(set(given[numbers.isna()])))
             raise SkinclfError(

@@ -218,6 +218,8 @@ def main(settings: ExportConfig, run_folder: Path) -> None:
     metadata_path = output.with_name(output.name + ".json")
     write_json(metadata_path, description(model, settings, output, difference, policy))
     print(f"wrote {output} and {metadata_path}")
+    for key, undecided in policy.undecided.items():
+        print(f"at recall {key}: {undecided.reason}: the export gives its probability, with no threshold")
     print(f"largest difference from PyTorch: {difference:.2e} (tolerance {settings.tolerance:g})")
 
 

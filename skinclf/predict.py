@@ -18,7 +18,7 @@ from skinclf.data.image_sets import Images, table_images
 from skinclf.data.inputs import read_inputs
 from skinclf.data.records import reads_tables
 from skinclf.entry import command, trained_model
-from skinclf.metrics.decisions import policy_at, with_decisions
+from skinclf.metrics.decisions import policy_at, what_decides, with_decisions
 from skinclf.trained.explain import Explainer, explain_images
 from skinclf.trained.inference import Inference
 
@@ -64,6 +64,10 @@ def main(settings: PredictConfig, run_folder: Path) -> None:
     for name, threshold in policy.operating_points.items():
         malignant = int((predictions[f"decision_{name}"] == "malignant").sum())
         print(f"  {name.replace('_', ' ')}: threshold {threshold:.4f}, {malignant} malignant")
+    for key, undecided in policy.undecided.items():
+        print(f"  at recall {key}: {undecided.reason}: probabilities only, no decision")
+    if policy.undecided:
+        print(f"  to decide them, {what_decides(policy.rule, policy.undecided, policy.chosen_on).split(': ', 1)[1]}")
     if settings.explain.enabled:
         print(f"maps of where it looked ({settings.explain.method}): {run_folder / 'explanations'}")
     print(f"-> {output}")

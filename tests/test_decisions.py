@@ -15,8 +15,16 @@ from conftest import run_in_process
 from scipy.stats import beta
 
 from skinclf.core.errors import SkinclfError
+from skinclf.data.splits import validation_reach
 from skinclf.metrics.curves import rank
-from skinclf.metrics.decisions import HIGHEST_PRECISION, ThresholdRule, allowed_misses, check_decidable
+from skinclf.metrics.decisions import (
+    HIGHEST_PRECISION,
+    ThresholdRule,
+    allowed_misses,
+    refuse_undecided,
+    undecided_targets,
+    what_decides,
+)
 from skinclf.trained import load_model
 
 GUARANTEED = ThresholdRule("guaranteed", 0.95)
@@ -85,20 +93,43 @@ def test_the_guaranteed_threshold_is_the_exact_binomial_one_and_never_below_mapi
 
 
 @pytest.mark.parametrize(
-    ("labels", "rule", "message"),
+    ("labels", "rule", "reason"),
     [
-        (np.zeros(40), HIGHEST_PRECISION, "holds 0 malignant and 40 benign images; they need both"),
-        (np.ones(12), HIGHEST_PRECISION, "holds 12 malignant and 0 benign images; they need both"),
-        (np.r_[np.ones(6), np.zeros(40)], HIGHEST_PRECISION, "6 malignant images are too few for the rule 'highest_"),
-        (np.r_[np.ones(42), np.zeros(80)], GUARANTEED, r"recall >= 0.95 needs 59, recall >= 0.99 needs 299"),
+        (np.zeros(40), HIGHEST_PRECISION, "not decided: 0 malignant images, 10 needed"),
+        (
+            np.ones(12),
+            HIGHEST_PRECISION,
+            "not decided: no benign image to measure the precision against (12 malignant)",
+        ),
+        (np.r_[np.ones(6), np.zeros(40)], HIGHEST_PRECISION, "not decided: 6 malignant images, 10 needed"),
+        (np.r_[np.ones(42), np.zeros(80)], GUARANTEED, "not decided: 42 malignant images, 59 needed"),
     ],
 )
-def test_a_sample_that_cannot_decide_is_refused_with_its_counts(
-    labels: np.ndarray, rule: ThresholdRule, message: str
+def test_a_sample_that_cannot_decide_leaves_its_targets_undecided_and_refuses_where_asked_to(
+    labels: np.ndarray, rule: ThresholdRule, reason: str
 ) -> None:
-    with pytest.raises(SkinclfError, match=message):
-        check_decidable(labels, "the clinic's sample", rule, [0.9, 0.95, 0.99])
-    check_decidable(np.r_[np.ones(300), np.zeros(10)], "enough", rule, [0.9, 0.95, 0.99])  # decides
+    undecided = undecided_targets(labels, rule, [0.9, 0.95, 0.99])
+    assert undecided["0.95"].reason == reason
+    with pytest.raises(
+        SkinclfError, match=rf"no decision can be made on the clinic's sample by the rule '{rule.name}'"
+    ):
+        refuse_undecided(undecided, "the clinic's sample", rule)
+    assert undecided_targets(np.r_[np.ones(300), np.zeros(10)], rule, [0.9, 0.95, 0.99]) == {}  # decides
+
+
+def test_each_hint_names_a_setting_that_works_for_the_counts() -> None:
+    """A lower target helps only the guaranteed rule (its need falls with the target): the target it names can be
+    decided on the sample's malignant images; more validation is offered only where the split can give it."""
+    guaranteed = undecided_targets(np.r_[np.ones(42), np.zeros(80)], GUARANTEED, [0.95, 0.99])
+    hint = what_decides(GUARANTEED, guaranteed, "validation")
+    assert "at least 299 malignant images (evaluation.threshold_source=" in hint
+    assert "evaluation.target_recalls=[0.93]" in hint
+    assert GUARANTEED.fewest_malignant(0.93) <= 42 < GUARANTEED.fewest_malignant(0.94)
+    highest = undecided_targets(np.r_[np.ones(5), np.zeros(15)], HIGHEST_PRECISION, [0.9, 0.95])
+    hint = what_decides(HIGHEST_PRECISION, highest, "validation", validation_reach(20, 10))
+    assert "target_recalls=[" not in hint and "needs 10 malignant images for every target" in hint
+    assert "data.val_min_malignant cannot help here (validation takes at most 25% of the training images: 5 of" in hint
+    assert validation_reach(40, 10).startswith("or, when training, data.val_min_malignant=10")  # 25 % of 40 holds 10
 
 
 def test_the_guaranteed_threshold_flags_the_lowest_malignant_images_it_may_miss() -> None:
@@ -136,18 +167,22 @@ def test_a_benign_only_threshold_source_stops_every_command_that_decides(
         f"hydra.run.dir={out}",
         status=2,
     )
-    named = f"{sample} (evaluation.threshold_source: 30 images, 0 malignant), which holds 0 malignant and 30 benign"
-    assert f"no decision can be made: the thresholds are chosen on {named}" in result.stderr
+    named = f"{sample} (evaluation.threshold_source: 30 images, 0 malignant)"
+    assert f"no decision can be made on {named} by the rule 'highest_precision'" in result.stderr
+    assert "not decided: 0 malignant images, 10 needed" in result.stderr
     assert not [p for p in out.rglob("*") if p.suffix in (".json", ".csv", ".onnx", ".html")]  # nothing that decides
 
 
-def test_guaranteed_thresholds_are_recorded_with_their_confidence_and_refused_where_too_few(
+def test_guaranteed_thresholds_are_recorded_with_their_confidence_and_undecided_where_too_few(
     trained_run: Path, tmp_path: Path
 ) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     rule = ("evaluation.threshold_rule=guaranteed", "evaluation.bootstrap.resamples=0")
-    refused = run_in_process("evaluate", f"ckpt={ckpt}", *rule, f"hydra.run.dir={tmp_path / 'refused'}", status=2)
-    assert "whose 42 malignant images are too few for the rule 'guaranteed' (recall >= 0.95 needs 59" in refused.stderr
+    few = run_in_process("evaluate", f"ckpt={ckpt}", *rule, f"hydra.run.dir={tmp_path / 'few'}")
+    assert "@val-recall 0.95: not decided: 42 malignant images, 59 needed" in few.stdout
+    assert "evaluation.target_recalls=[0.93]" in few.stdout  # the target 42 malignant images can guarantee
+    undecided = json.loads((tmp_path / "few" / "metrics.json").read_text())["undecided"]
+    assert [p["target_recall"] for p in undecided["operating_points"]] == [0.95, 0.99, 0.995, 0.999]
     run_in_process(
         "evaluate", f"ckpt={ckpt}", *rule, "evaluation.target_recalls=[0.9]", f"hydra.run.dir={tmp_path / 'ok'}"
     )

@@ -30,10 +30,11 @@ from skinclf.data.color import SKIN_TONE_COLUMN, SKIN_TONE_METHOD
 from skinclf.data.image_sets import Images
 from skinclf.data.overlap import Hashed, Overlap, overlap
 from skinclf.data.preprocessing import eval_transform
+from skinclf.data.splits import validation_reach
 from skinclf.evaluation.saliency import saliency_checks
 from skinclf.evaluation.seen import ImagesAsSeen, LookedAt, look_at
 from skinclf.metrics.calibration import expected_calibration_error
-from skinclf.metrics.decisions import DecisionPolicy, ThresholdRule
+from skinclf.metrics.decisions import VALIDATION, DecisionPolicy, ThresholdRule, recall_key, what_decides
 from skinclf.metrics.diagnosis import diagnosis_columns, diagnosis_figures
 from skinclf.metrics.figures import evaluate
 from skinclf.metrics.referral import referral_figures
@@ -157,15 +158,20 @@ def without(images: Images, paths: set[str]) -> Images:
 
 
 def evaluation_figures(
-    validation: pd.DataFrame, test: pd.DataFrame, settings: EvaluationSettings, rule: ThresholdRule
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    settings: EvaluationSettings,
+    rule: ThresholdRule,
+    decided: list[float],
 ) -> dict:
-    """metrics.json's figures: of val (which chooses the thresholds) and of test, by subgroup and diagnosis too."""
+    """metrics.json's figures: of val (which chooses the thresholds) and of test, by subgroup and diagnosis too;
+    operating points only at the targets the policy decided."""
     metrics = evaluate(
         validation["probability"].to_numpy(),
         validation["label"].to_numpy(),
         test["probability"].to_numpy(),
         test["label"].to_numpy(),
-        settings.target_recalls,
+        decided,
         settings.bootstrap,
         rule,
     )
@@ -174,9 +180,7 @@ def evaluation_figures(
             metrics[f"{split}/ece"] = expected_calibration_error(table["probability"], table["label"])
     if settings.subgroups:
         edges = settings.age_edges
-        metrics["subgroups"] = audit(
-            validation, test, settings.subgroups, settings.target_recalls, settings.bootstrap, edges, rule
-        )
+        metrics["subgroups"] = audit(validation, test, settings.subgroups, decided, settings.bootstrap, edges, rule)
     if diagnosis_columns(test) and "diagnosis" in test.columns:  # task=diagnosis, on images whose diagnosis is known
         metrics["diagnosis"] = diagnosis_figures(test)
     return metrics
@@ -262,7 +266,9 @@ def results(
     if looked.explanations is not None:
         test["explanation"] = looked.explanations
     calibrated["test"] = test
-    metrics = {"run": record.as_dict(), **evaluation_figures(calibrated["val"], test, settings, policy.rule)}
+    decided = [r for r in settings.target_recalls if recall_key(r) in policy.thresholds]
+    figures = evaluation_figures(calibrated["val"], test, settings, policy.rule, decided)
+    metrics = {"run": record.as_dict(), **figures}
     if policy.temperature is not None:
         metrics["calibration"] = calibration_record(policy, predictions, calibrated)
     if SKIN_TONE_COLUMN in settings.subgroups:
@@ -274,6 +280,8 @@ def results(
     if checks is not None:
         metrics["explanation_checks"] = checks
     metrics["training_data"] = training_summary(training, settings)
+    if policy.undecided:
+        metrics["undecided"] = undecided_record(policy, int(training["label"].sum()))
     uncalibrated = predictions["test"] if policy.temperature is not None else None
     return Results(metrics, calibrated, uncalibrated, error_images(seen, test, looked))
 
@@ -290,6 +298,19 @@ def write_results(folder: Path, found: Results) -> None:
     save_error_figure(found.errors, folder / ERRORS)
     write_json(folder / METRICS, metrics)
     write_reports([folder], folder)
+
+
+def undecided_record(policy: DecisionPolicy, training_malignant: int) -> dict:
+    """metrics.json's ``undecided``: each target the policy's sample could not decide, why, and what would decide
+    it, naming settings that work for these counts (with validation as the sample, what more validation can do)."""
+    cap = None
+    if policy.chosen_on == VALIDATION:
+        needed = max(u.needed for u in policy.undecided.values())
+        cap = validation_reach(training_malignant + policy.malignant, needed)
+    return {
+        "operating_points": [{**dataclasses.asdict(u), "reason": u.reason} for u in policy.undecided.values()],
+        "what_decides": what_decides(policy.rule, policy.undecided, policy.chosen_on, cap),
+    }
 
 
 def training_summary(training: pd.DataFrame, settings: EvaluationSettings) -> dict:

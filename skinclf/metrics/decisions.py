@@ -109,24 +109,78 @@ def threshold_rule(evaluation: EvaluationSettings) -> ThresholdRule:
     return ThresholdRule(evaluation.threshold_rule, evaluation.threshold_confidence if guaranteed else None)
 
 
-def check_decidable(labels: np.ndarray, chosen_on: str, rule: ThresholdRule, target_recalls: Sequence[float]) -> None:
-    """Refuse a sample on which no threshold for the targets can be chosen: one without both classes, or with too
-    few malignant images for the rule; the message names the sample, its counts and what to do."""
+def highest_guaranteed_target(confidence: float, malignant: int) -> float | None:
+    """The highest target recall (two decimals, down) the guaranteed rule can set a threshold for on this many
+    malignant images (its need, log(1 - confidence) / log(r), falls with the target); None where none."""
+    if malignant < 1:
+        return None
+    highest = math.floor(100 * (1 - confidence) ** (1 / malignant)) / 100
+    return highest if highest > 0 else None
+
+
+@dataclass(frozen=True)
+class Undecided:
+    """Why no threshold was set for a target: the malignant images the sample held and the rule's need."""
+
+    target_recall: float
+    malignant: int
+    benign: int
+    needed: int
+
+    @property
+    def reason(self) -> str:
+        if self.benign == 0:
+            return f"not decided: no benign image to measure the precision against ({self.malignant} malignant)"
+        return f"not decided: {self.malignant} malignant images, {self.needed} needed"
+
+
+def undecided_targets(labels: np.ndarray, rule: ThresholdRule, target_recalls: Sequence[float]) -> dict[str, Undecided]:
+    """The targets the labelled sample cannot decide, by recall_key: without both classes, none; otherwise those whose
+    rule needs more malignant images than it holds."""
     malignant = int(np.sum(labels))
     benign = len(labels) - malignant
-    if malignant == 0 or benign == 0:
-        raise SkinclfError(
-            f"no decision can be made: the thresholds are chosen on {chosen_on}, which holds {malignant} malignant and "
-            f"{benign} benign images; they need both (the recall is of the malignant, the precision against the "
-            "benign): give a labelled sample with both classes (evaluation.threshold_source, data.val_min_malignant)"
+    return {
+        recall_key(r): Undecided(r, malignant, benign, rule.fewest_malignant(r))
+        for r in target_recalls
+        if malignant == 0 or benign == 0 or malignant < rule.fewest_malignant(r)
+    }
+
+
+def what_decides(rule: ThresholdRule, undecided: dict[str, Undecided], chosen_on: str, cap: str | None = None) -> str:
+    """What would decide the undecided targets, naming settings that work for these counts: a labelled sample with
+    enough malignant images; a lower target where the rule's need falls with it (the guaranteed rule's); more
+    validation where the split can give it (``cap``: why it cannot, when training)."""
+    if not undecided:
+        return ""
+    first = next(iter(undecided.values()))
+    needed = max(u.needed for u in undecided.values())
+    ways = [
+        f"choose the thresholds on a labelled sample with both classes and at least {needed} malignant images "
+        "(evaluation.threshold_source=<folder or CSV>)"
+    ]
+    lower = highest_guaranteed_target(rule.confidence, first.malignant) if rule.name == "guaranteed" else None
+    if lower is not None and first.benign:
+        ways.append(
+            f"lower the target to what {first.malignant} malignant images can guarantee "
+            f"(evaluation.target_recalls=[{lower:g}])"
         )
-    short = {recall_key(r): rule.fewest_malignant(r) for r in target_recalls if malignant < rule.fewest_malignant(r)}
-    if short:
-        needs = ", ".join(f"recall >= {key} needs {count}" for key, count in short.items())
+    elif rule.name != "guaranteed":
+        ways.append(
+            f"the rule '{rule.name}' needs {MIN_MALIGNANT} malignant images for every target, so a lower "
+            "target does not help"
+        )
+    if cap is not None:
+        ways.append(cap)
+    return f"{chosen_on} cannot decide them: " + "; ".join(ways)
+
+
+def refuse_undecided(undecided: dict[str, Undecided], chosen_on: str, rule: ThresholdRule) -> None:
+    """Stop a command asked to decide on a sample (evaluation.threshold_source) that cannot, with its counts."""
+    if undecided:
+        reasons = ", ".join(f"recall >= {key}: {u.reason}" for key, u in undecided.items())
         raise SkinclfError(
-            f"no decision can be made: the thresholds are chosen on {chosen_on}, whose {malignant} malignant images "
-            f"are too few for the rule '{rule.name}' ({needs}): lower evaluation.target_recalls, or choose them on "
-            "more malignant images (evaluation.threshold_source, or data.val_min_malignant when training)"
+            f"no decision can be made on {chosen_on} by the rule '{rule.name}' ({reasons}): "
+            + what_decides(rule, undecided, chosen_on).split(": ", 1)[1]
         )
 
 
@@ -152,7 +206,8 @@ def referral_of(validation: pd.DataFrame, rate: float, chosen_on: str) -> Referr
 @dataclass(frozen=True)
 class DecisionPolicy:
     """A threshold per target recall (by recall_key), the rule that chose them, the temperature the probabilities are
-    taken at (None: as the model gives them), and the labelled images they were chosen on."""
+    taken at (None: as the model gives them), and the labelled images they were chosen on; the targets those images
+    could not decide have no threshold (``undecided``): the model then gives probabilities, not decisions, there."""
 
     thresholds: dict[str, float]
     rule: ThresholdRule
@@ -162,6 +217,8 @@ class DecisionPolicy:
     images: int
     malignant: int
     referral: Referral | None = None
+    #: the targets the sample could not decide (by recall_key), and why: they have no threshold
+    undecided: dict[str, Undecided] = dataclasses.field(default_factory=dict)
 
     def calibrated(self, predictions: pd.DataFrame) -> pd.DataFrame:
         """The predictions at the policy's temperature (a diagnosis head's diagnoses too)."""
@@ -190,6 +247,7 @@ class DecisionPolicy:
         """The policy its :meth:`record` describes (an export's JSON); ``temperature_inside``: the probabilities are
         calibrated already (an exported model applies its temperature itself)."""
         referral = record["referral"]
+        undecided = {key: Undecided(**value) for key, value in record.get("undecided", {}).items()}
         return cls(
             {key: float(threshold) for key, threshold in record["thresholds"].items()},
             ThresholdRule(record["rule"], record.get("confidence")),
@@ -199,6 +257,7 @@ class DecisionPolicy:
             record["images"],
             record["malignant"],
             Referral(**referral) if referral is not None else None,
+            undecided,
         )
 
     def record(self) -> dict:
@@ -209,6 +268,7 @@ class DecisionPolicy:
             "how": self.rule.how,
             **({"confidence": self.rule.confidence} if self.rule.confidence is not None else {}),
             "thresholds": self.thresholds,
+            **({"undecided": {k: dataclasses.asdict(u) for k, u in self.undecided.items()}} if self.undecided else {}),
             "temperature": self.temperature,
             "chosen_on": self.chosen_on,
             "images": self.images,
@@ -228,17 +288,24 @@ def choose_policy(
     evaluation: EvaluationSettings,
     malignant_diagnoses: Sequence[str] | None,
     referral: Referral | None = None,
+    must_decide: bool = False,
 ) -> DecisionPolicy:
     """The policy chosen on a labelled sample of the model's predictions (its thresholds on the sample at its
-    temperature), with its referral; refused where the sample cannot decide."""
+    temperature), with its referral. The targets the sample cannot decide are left undecided; with ``must_decide``
+    (a sample the user named to decide on) the command is refused instead."""
     rule = threshold_rule(evaluation)
-    check_decidable(sample["label"].to_numpy(), chosen_on, rule, evaluation.target_recalls)
-    temperature = fit_temperature(sample) if evaluation.calibration == "temperature" else None
+    labels = sample["label"].to_numpy()
+    undecided = undecided_targets(labels, rule, evaluation.target_recalls)
+    if must_decide:
+        refuse_undecided(undecided, chosen_on, rule)
+    both_classes = 0 < int(labels.sum()) < len(labels)
+    temperature = fit_temperature(sample) if evaluation.calibration == "temperature" and both_classes else None
     malignant = tuple(malignant_diagnoses) if malignant_diagnoses else None
     uncalibrated = DecisionPolicy({}, rule, temperature, malignant, chosen_on, 0, 0)
-    thresholds = choose_thresholds(uncalibrated.calibrated(sample), evaluation.target_recalls, rule)
-    counts = len(sample), int(sample["label"].sum())
-    return DecisionPolicy(thresholds, rule, temperature, malignant, chosen_on, *counts, referral)
+    decidable = [r for r in evaluation.target_recalls if recall_key(r) not in undecided]
+    thresholds = choose_thresholds(uncalibrated.calibrated(sample), decidable, rule)
+    counts = len(sample), int(labels.sum())
+    return DecisionPolicy(thresholds, rule, temperature, malignant, chosen_on, *counts, referral, undecided)
 
 
 def policy_at(threshold: float, chosen_on: str) -> DecisionPolicy:

@@ -66,6 +66,15 @@ def inline_picture(path: Path) -> str:
 def limitations(metrics: dict) -> list[str]:
     """What the run found that limits what its figures say."""
     found = []
+    undecided = metrics.get("undecided")
+    if undecided:
+        reasons = "; ".join(
+            f"recall ≥ {recall_key(p['target_recall'])}: {p['reason']}" for p in undecided["operating_points"]
+        )
+        found.append(
+            f"No threshold was set ({reasons}): the model gives probabilities there, not decisions. "
+            f"{undecided['what_decides'][:1].upper()}{undecided['what_decides'][1:]}."
+        )
     few = [recall_key(p["target_recall"]) for p in metrics["operating_points"] if p.get("set_by_few_images")]
     if few:
         found.append(

@@ -35,7 +35,8 @@ def subgroup_warnings(metrics: dict) -> list[str]:
 
 
 def summary_line(metrics: dict) -> str:
-    """The headline test figures in one line, then warnings: thin thresholds, subgroups below target."""
+    """The headline test figures in one line (an operating point no threshold was set for says why), then warnings:
+    undecided operating points and what would decide them, thin thresholds, subgroups below target."""
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -51,8 +52,29 @@ def summary_line(metrics: dict) -> str:
         if point["test/recall"] is None and point["test/specificity"] is not None:  # a benign-only test set
             rates = f"specificity {fmt(point['test/specificity'])}"
         parts.append(f"@val-recall {r}: {rates}")
-    warnings = [w for w in [threshold_warning(metrics), *subgroup_warnings(metrics), *transfer_warnings(metrics)] if w]
+    undecided = metrics.get("undecided")
+    for point in undecided["operating_points"] if undecided else []:
+        parts.append(f"@val-recall {recall_key(point['target_recall'])}: {point['reason']}")
+    warnings = [
+        w
+        for w in [
+            undecided_warning(metrics),
+            threshold_warning(metrics),
+            *subgroup_warnings(metrics),
+            *transfer_warnings(metrics),
+        ]
+        if w
+    ]
     return "\n".join([" | ".join(parts), *warnings])
+
+
+def undecided_warning(metrics: dict) -> str | None:
+    """A line naming the operating points no threshold was set for, and what would decide them."""
+    undecided = metrics.get("undecided")
+    if not undecided:
+        return None
+    targets = ", ".join(recall_key(p["target_recall"]) for p in undecided["operating_points"])
+    return f"warning: no threshold for recall >= {targets}: {undecided['what_decides']}"
 
 
 def transfer_warnings(metrics: dict) -> list[str]:

@@ -127,6 +127,11 @@ def notes(metrics: dict) -> list[str]:
             f"- Thresholds chosen on {policy['chosen_on']} ({policy['images']} images, {policy['malignant']} "
             f"malignant) by the rule {policy['rule']}: {policy['how']}."
         )
+    undecided = metrics.get("undecided")
+    for point in undecided["operating_points"] if undecided else []:
+        lines.append(f"- Recall ≥ {recall_key(point['target_recall'])}: {point['reason']} (no threshold).")
+    if undecided:
+        lines.append(f"- {undecided['what_decides'][:1].upper()}{undecided['what_decides'][1:]}.")
     calibration = metrics.get("calibration")
     if calibration:
         ece = ", ".join(

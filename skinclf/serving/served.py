@@ -81,7 +81,10 @@ class ServedModel(ABC):
             for uploads in requests:
                 try:
                     answers.append(
-                        [answer_of(u, predicted.iloc[row + i], overlays[row + i]) for i, u in enumerate(uploads)]
+                        [
+                            answer_of(u, predicted.iloc[row + i], overlays[row + i], self.policy)
+                            for i, u in enumerate(uploads)
+                        ]
                     )
                 except RequestError as refused:  # this request alone: the others of the batch are answered
                     answers.append(refused)
@@ -209,9 +212,10 @@ def served_model(
     return ServedCheckpoint(ckpt, evaluation, explain, serve)
 
 
-def answer_of(upload: Upload, row: pd.Series, overlay: str | None) -> dict[str, Any]:
-    """One image's answer, as predict's row for it says: the probability, the decision at each operating point, the
-    out-of-distribution score and referral where the model has them, and the overlay when asked for."""
+def answer_of(upload: Upload, row: pd.Series, overlay: str | None, policy: DecisionPolicy) -> dict[str, Any]:
+    """One image's answer, as predict's row for it says: the probability, the decision at each operating point (and
+    at each the policy left undecided, why not), the out-of-distribution score and referral where the model has
+    them, and the overlay when asked for."""
     if row["error"]:
         raise RequestError(422, f"{upload.name} could not be read: {row['error']}")
     answer: dict[str, Any] = {"name": upload.name, "probability": float(row["probability"])}
@@ -221,6 +225,8 @@ def answer_of(upload: Upload, row: pd.Series, overlay: str | None) -> dict[str, 
     if per_diagnosis:
         answer["diagnosis_probabilities"] = per_diagnosis
     answer["decisions"] = {c.removeprefix("decision_"): row[c] for c in row.index if c.startswith("decision_")}
+    if policy.undecided:
+        answer["undecided"] = {f"at_recall_{key}": u.reason for key, u in policy.undecided.items()}
     if "ood_score" in row:
         answer["ood_score"] = float(row["ood_score"])
     if "refer" in row:

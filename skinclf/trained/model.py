@@ -76,8 +76,9 @@ class TrainedModel(ABC):
         self, evaluation: EvaluationSettings, inference: Inference, data_root: str | None = None
     ) -> tuple[DecisionPolicy, pd.DataFrame]:
         """Its decision policy for the evaluation settings, and the labelled predictions it was chosen on: the
-        images of evaluation.threshold_source (a clinic's own sample), or its validation predictions. Its referral
-        is always chosen on its own validation: a share of the images it knows."""
+        images of evaluation.threshold_source (a clinic's own sample: refused where it cannot decide every target),
+        or its validation predictions (the targets it cannot decide are left undecided). Its referral is always
+        chosen on its own validation: a share of the images it knows."""
         validation = self.validation(inference, evaluation.tta, data_root)
         referral = referral_of(validation, evaluation.referral_rate, self.described_validation)
         source = evaluation.threshold_source
@@ -93,7 +94,10 @@ class TrainedModel(ABC):
             sample = self.predict(Images(root, table, source), inference, evaluation.tta)
             malignant = int(sample["label"].sum())
             chosen_on = f"{source} (evaluation.threshold_source: {len(sample)} images, {malignant} malignant)"
-        return choose_policy(sample, chosen_on, evaluation, self.malignant_diagnoses, referral), sample
+        # a sample named to decide on must decide; the model's own validation may leave targets undecided
+        must_decide = source is not None
+        policy = choose_policy(sample, chosen_on, evaluation, self.malignant_diagnoses, referral, must_decide)
+        return policy, sample
 
     @abstractmethod
     def split(self, name: str, data_root: str | None = None) -> Images:

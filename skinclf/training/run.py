@@ -15,7 +15,6 @@ from skinclf.core.machine import runs_on_gpu
 from skinclf.data.datamodule import LesionDataModule
 from skinclf.data.image_sets import Images
 from skinclf.evaluation import Evaluation
-from skinclf.metrics.decisions import VALIDATION, check_decidable, threshold_rule
 from skinclf.models import LesionClassifier
 from skinclf.models.checkpoints import load_classifier, read_checkpoint, stored_run_info
 from skinclf.models.novelty import FeatureDistance, pooled_features
@@ -45,11 +44,7 @@ def train(settings: TrainConfig, run_folder: Path) -> dict:
     """
     resume_from = resume_checkpoint(settings, run_folder)
     datamodule = build_datamodule(settings)
-    datamodule.prepare_data()  # the validation split chooses the thresholds: said now if it cannot, not after training
-    validation_labels = datamodule.run_tables()["val"]["label"].to_numpy()
-    check_decidable(
-        validation_labels, VALIDATION, threshold_rule(settings.evaluation), settings.evaluation.target_recalls
-    )
+    datamodule.prepare_data()
     pl.seed_everything(settings.seed, workers=True)  # after the data is read: the job that made it starts alike
     model = build_model(
         settings, resume_from is None, class_weights(settings, datamodule), datamodule.metadata_encoding()

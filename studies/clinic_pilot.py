@@ -23,12 +23,11 @@ def pilot_folder(isic: Path, folder: Path) -> Path:
     if (folder / "train").is_dir():
         return folder
     table = pd.read_csv(isic / "labels.csv")
-    pool = table[table["isic2017_part"] != "Test"]
+    test = table["isic2017_part"].str.startswith("Test")
+    pool = table[~test]
     share = TRAINING_IMAGES / len(pool)
-    drawn = pool.groupby("melanoma", group_keys=False).apply(
-        lambda rows: rows.sample(round(share * len(rows)), random_state=0)
-    )
-    for split, rows in (("train", drawn), ("test", table[table["isic2017_part"] == "Test"])):
+    drawn = pd.concat([rows.sample(round(share * len(rows)), random_state=0) for _, rows in pool.groupby("melanoma")])
+    for split, rows in (("train", drawn), ("test", table[test])):
         for path, melanoma in zip(rows["path"], rows["melanoma"], strict=True):
             link = folder / split / ("malignant" if melanoma else "benign") / Path(path).name
             link.parent.mkdir(parents=True, exist_ok=True)

@@ -5,4 +5,4 @@ import os
 # albumentations checks PyPI for a newer version at import; this project runs offline.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,5 +1,5 @@
-"""Referral: every prediction gets an ood_score from the model's features, images unlike its training images are
-referred, and an evaluation says how many and what the decisions are on the images kept."""
+"""Referral: every prediction gets an ood_score from the model's early statistics, images unlike its training images
+are referred, and an evaluation says how many and what the decisions are on the images kept."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import run_in_process, trained_metrics
 from PIL import Image, ImageDraw
+from pytorch_ood.detector import KNN
 from sklearn.datasets import load_sample_images
 from sklearn.metrics import roc_auc_score
+
+from skinclf.models.novelty import Familiarity, K
 
 #: A clinic whose camera and light tint every image blue and darken it.
 TINT = np.array([0.7, 0.8, 1.15]) * 0.85
@@ -60,8 +64,8 @@ def tinted_clinic(trained_run: Path, learnable_root: Path, folder: Path) -> Path
 
 
 def test_images_that_are_not_dermoscopy_are_told_apart_and_referred(trained_run: Path, tmp_path: Path) -> None:
-    """Measured with the shared run (two epochs at 32 px): AUROC of the ood_score against the run's own test images
-    0.98 (flat colour), 1.00 (text, generated scenes, photographs)."""
+    """With the shared run (two epochs at 32 px): the kNN distance of the early statistics tells each kind of image
+    that is not dermoscopy from the run's own test images (AUROC above 0.85) and refers most of them."""
     kinds = not_dermoscopy(tmp_path / "odd")
     out = tmp_path / "predicted"
     ckpt = trained_run / "checkpoints" / "last.ckpt"
@@ -105,3 +109,16 @@ def test_the_referral_threshold_refers_the_set_share_of_the_model_s_own_validati
     validation = pd.read_csv(trained_run / "predictions_val.csv")
     assert policy["rate"] == 0.05
     assert np.mean(validation["ood_score"] > policy["threshold"]) == pytest.approx(0.05, abs=1 / len(validation))
+
+
+def test_the_novelty_score_is_pytorch_ood_s_knn_distance() -> None:
+    """The K-th nearest training image's distance of L2-normalised early statistics (Sun et al. 2022), as
+    pytorch-ood's KNN detector computes it through scikit-learn."""
+    generator = torch.Generator().manual_seed(0)
+    training, images = torch.randn(300, 24, generator=generator), torch.randn(40, 24, generator=generator) * 2
+    familiarity = Familiarity.fit(training, training[:50])
+    reference = KNN(None, k=K).fit_features(training, torch.zeros(len(training), dtype=torch.long))
+    torch.testing.assert_close(
+        familiarity.score(images).double(), reference.predict_features(images), rtol=1e-5, atol=1e-6
+    )
+    assert familiarity.reference.shape == (50, 24)

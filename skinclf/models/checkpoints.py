@@ -7,8 +7,8 @@ A checkpoint written by ``skinclf.train`` is a Lightning checkpoint (the weights
 - ``skinclf_version``: the skinclf version that wrote it; a checkpoint of another major or minor version is refused;
 - ``skinclf_run``: the run's name, architecture, augmentation, seed, recipe and evaluation settings;
 - ``skinclf_data``: the data root and split folder of the run (and its fold, under cross-validation);
-- ``skinclf_novelty`` (in the checkpoint a run evaluated): the statistics of its training images' features that
-  score how unlike them an image is (skinclf.models.novelty), for referral;
+- ``skinclf_novelty`` (in the checkpoint a run evaluated): the early statistics of its training images, which score
+  how unlike them an image is, and of its validation images, which a set is tested against (skinclf.models.novelty);
 - ``skinclf_validation`` (in every checkpoint of a validated epoch): path, label and probability of every
   validation image, from which a threshold for any target recall can be chosen later;
   ``skinclf_validation_<tta>`` the same predicted with test-time views (evaluation.tta), in the checkpoint a run
@@ -29,7 +29,7 @@ from skinclf.data.folds import fold_tables, leave_source_out, read_folds
 from skinclf.data.splits import load_splits
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 from skinclf.models import LesionClassifier
-from skinclf.models.novelty import FeatureDistance
+from skinclf.models.novelty import Familiarity
 
 VERSION_KEY = "skinclf_version"
 RUN_KEY = "skinclf_run"
@@ -70,7 +70,7 @@ def load_classifier(path: str | Path) -> tuple[LesionClassifier, dict[str, Any]]
     except RuntimeError as error:
         raise SkinclfError(f"the weights in {path} do not fit its own architecture: {error}") from error
     if NOVELTY_KEY in checkpoint:
-        model.novelty = FeatureDistance(**checkpoint[NOVELTY_KEY])
+        model.novelty = Familiarity(**checkpoint[NOVELTY_KEY])
     return model.eval(), checkpoint
 
 

@@ -3,7 +3,9 @@ the optim group's optimizer with warmup then cosine decay."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+import functools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,8 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 from skinclf.core.errors import SkinclfError
 from skinclf.data.metadata import feature_names
 from skinclf.models.backbones import build_backbone, load_pretrained
-from skinclf.models.novelty import FeatureDistance, pooled_features
+from skinclf.models.layers import early_stage_input
+from skinclf.models.novelty import Caught, Familiarity, early_statistics
 from skinclf.models.schedule import WarmupCosine
 from skinclf.models.settings import ClassifierSettings, as_hyperparameters, classifier_settings
 
@@ -149,7 +152,7 @@ class LesionClassifier(pl.LightningModule):
         #: the latest validation epoch's scores, which the checkpoints of that epoch keep
         self.validation_scores: ValidationScores | None = None
         #: how unlike its training images an image is (skinclf.models.novelty), where its checkpoint holds it
-        self.novelty: FeatureDistance | None = None
+        self.novelty: Familiarity | None = None
 
     def forward(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for images of pixel values 0-255 (and their encoded metadata, for a model with
@@ -197,17 +200,32 @@ class LesionClassifier(pl.LightningModule):
         """The backbone's head: its input is the image's pooled features."""
         return self.backbone.get_submodule(self.backbone.head_slot)
 
+    @functools.cached_property
+    def early_stage(self) -> nn.Module | None:
+        """The module whose input the early statistics are taken of (skinclf.models.novelty); None for a backbone
+        with no feature map at 1/4 of the image's side."""
+        return early_stage_input(self.backbone)
+
+    @contextlib.contextmanager
+    def early_statistics(self) -> Iterator[Caught | None]:
+        """Catch the early statistics of every forward pass inside the block (None where the backbone has none)."""
+        if self.early_stage is None:
+            yield None
+            return
+        with early_statistics(self.early_stage) as caught:
+            yield caught
+
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Probabilities of malignancy (and of each diagnosis), and with a novelty detector each image's ood_score;
         label and error pass through where given."""
-        with pooled_features(self.head) as pooled:
+        with self.early_statistics() as early:
             logits = self(batch["image"], batch.get("metadata"))
         passed_on = {k: v for k, v in batch.items() if k not in ("image", "metadata")}
         outputs = {**passed_on, "probability": self.malignancy(logits).float()}
         if self.malignant_mask is not None:
             outputs["diagnosis_probabilities"] = logits.softmax(1).float()
-        if self.novelty is not None:
-            outputs["ood_score"] = self.novelty.score(pooled.features)
+        if self.novelty is not None and early is not None:
+            outputs["ood_score"] = self.novelty.score(early.last)
         return outputs
 
     def on_predict_start(self) -> None:

@@ -1,11 +1,18 @@
-"""How unlike the images it trained on an image is to a model: the score behind referral.
+"""How unlike the images it trained on an image is to a model, and whether a whole set is: the scores behind referral
+and the set alarm.
 
-The score is the Mahalanobis distance (Lee et al., NeurIPS 2018) of the image's pooled backbone features (the input of
-the classifier's head) to the nearest class mean of the training images, under their shared covariance, shrunk
-towards its mean variance so that it inverts however few the images (Ledoit-Wolf style, SHRINKAGE). It is fitted on
-the training images when a run ends and kept in the checkpoint beside the weights. A one-logit model's own scores
-(its energy or maximum softmax) measure how sure it is, not how new an image is: on a photograph or a flat colour it
-can be as sure as on a lesion (measured in the note of issue 28), so referral rests on the features.
+Both read the image's early statistics: the mean and standard deviation of each channel of the backbone's last
+feature map at 1/4 of the image's side (the input of its second stage: ResNets' layer1 output, EfficientNets' second
+stage's), where how the image was taken shows: the dermoscope or the camera, the light, the field of view. The pooled
+features the head reads have learnt the lesion and forgotten the rest; on a model pretrained on ImageNet they could
+not tell a smartphone photograph from dermoscopy (studies/referral_rule.py; docs/evaluation.md).
+
+- An image's ``ood_score`` is the distance of its L2-normalised statistics to their K-th nearest neighbour among the
+  training images' (Sun et al., ICML 2022). pytorch-ood's KNN computes the same distance through scikit-learn's
+  NearestNeighbors (refitted from the bank at every load, on the CPU); here it is one cdist and topk, on the model's
+  device, the bank a tensor in the checkpoint (tests/test_referral.py checks the two agree).
+- A set is tested against the validation images' statistics (held out from training, as a set from the same clinic
+  would be) by skinclf.metrics.shift.
 """
 
 from __future__ import annotations
@@ -17,58 +24,69 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-#: How far the covariance is drawn towards a multiple of the identity (its mean variance).
-SHRINKAGE = 0.1
+#: Neighbours of the kNN distance (Sun et al.'s choice for a full training set).
+K = 50
+#: Training images kept in the bank, and validation images kept as the set test's reference (drawn at random).
+BANK = 2000
+REFERENCE = 500
 
 
 @dataclass(frozen=True)
-class FeatureDistance:
-    """Class means (classes, D) and the precision matrix (D, D) of the training images' pooled features."""
+class Familiarity:
+    """The L2-normalised early statistics of training images (the bank of the kNN distance) and of validation images
+    (the reference of the set test)."""
 
-    means: torch.Tensor
-    precision: torch.Tensor
+    bank: torch.Tensor
+    reference: torch.Tensor
 
     @classmethod
-    def fit(cls, features: torch.Tensor, labels: torch.Tensor) -> FeatureDistance:
-        """Fitted on features (N, D) of the training images and their labels (0 benign, 1 malignant)."""
-        features = features.double()
-        classes = labels.long().unique()
-        means = torch.stack([features[labels.long() == c].mean(0) for c in classes])
-        centred = features - means[torch.searchsorted(classes, labels.long())]
-        covariance = centred.T @ centred / len(features)
-        identity = torch.eye(covariance.shape[0], dtype=covariance.dtype)
-        shrunk = (1 - SHRINKAGE) * covariance + SHRINKAGE * covariance.diagonal().mean() * identity
-        # the pseudo-inverse: features that never vary (dead units, a model barely trained) leave it singular
-        return cls(means.float(), torch.linalg.pinv(shrunk, hermitian=True).float())
+    def fit(cls, training: torch.Tensor, validation: torch.Tensor, seed: int = 0) -> Familiarity:
+        """From the early statistics (N, D) of the training and of the validation images, at most BANK and REFERENCE
+        of them."""
+        generator = torch.Generator().manual_seed(seed)
 
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        """The squared distance of each image (N, D) to its nearest class mean: higher is less like training."""
-        means, precision = self.means.to(features.device), self.precision.to(features.device)
-        with torch.autocast(features.device.type, enabled=False):  # distances in 32 bits under mixed precision too
-            differences = features.float()[:, None, :] - means[None]
-            return torch.einsum("ncd,de,nce->nc", differences, precision, differences).min(1).values
+        def drawn(statistics: torch.Tensor, most: int) -> torch.Tensor:
+            kept = torch.randperm(len(statistics), generator=generator)[:most].sort().values
+            return nn.functional.normalize(statistics[kept].float(), dim=1)
+
+        return cls(drawn(training, BANK), drawn(validation, REFERENCE))
+
+    def score(self, statistics: torch.Tensor) -> torch.Tensor:
+        """The distance of each image's normalised statistics (N, D) to its K-th nearest training image: higher is
+        less like training."""
+        bank = self.bank.to(statistics.device)
+        with torch.autocast(statistics.device.type, enabled=False):
+            distances = torch.cdist(nn.functional.normalize(statistics.float(), dim=1), bank)
+            return distances.topk(min(K, len(bank)), dim=1, largest=False).values[:, -1]
 
     def state(self) -> dict[str, torch.Tensor]:
         """As a checkpoint keeps it."""
-        return {"means": self.means, "precision": self.precision}
+        return {"bank": self.bank, "reference": self.reference}
 
 
-class Pooled:
-    """The pooled features a forward pass gives its head, caught by a hook."""
+class Caught:
+    """What a hook caught of every forward pass inside its block, in order."""
 
-    features: torch.Tensor | None = None
+    def __init__(self) -> None:
+        self.batches: list[torch.Tensor] = []
+
+    @property
+    def last(self) -> torch.Tensor:
+        return self.batches[-1]
 
 
 @contextmanager
-def pooled_features(head: nn.Module) -> Iterator[Pooled]:
-    """Catch the input of the head (the pooled features) of every forward pass inside the block."""
-    pooled = Pooled()
+def early_statistics(stage: nn.Module) -> Iterator[Caught]:
+    """Catch, for every forward pass inside the block, each image's early statistics: the mean and standard deviation
+    of each channel of the input of ``stage`` (skinclf.models.layers.early_stage_input)."""
+    caught = Caught()
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        pooled.features = inputs[0].detach().flatten(1).float()
+        maps = inputs[0].detach().float()
+        caught.batches.append(torch.cat([maps.mean((2, 3)), maps.std((2, 3))], 1))
 
-    handle = head.register_forward_pre_hook(hook)
+    handle = stage.register_forward_pre_hook(hook)
     try:
-        yield pooled
+        yield caught
     finally:
         handle.remove()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from skinclf.core.errors import SkinclfError, examples
 from skinclf.data.metadata import encode
 from skinclf.data.preprocessing import Decoded, decoded_images
 from skinclf.models import LesionClassifier
+from skinclf.models.layers import output_shapes
 from skinclf.runs import EXPLANATIONS
 from skinclf.trained.inference import VIEWS, view
 
@@ -42,31 +42,6 @@ log = logging.getLogger(__name__)
 METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
 #: How much of an overlay is the heatmap's colour.
 OVERLAY_WEIGHT = 0.45
-
-
-def output_shapes(backbone: nn.Module, size: int) -> dict[str, tuple[int, ...]]:
-    """The shape of every module's output for a (1, 3, size, size) input; {} where the model takes no such input."""
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def record(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: object, output: object) -> None:  # returns None: the output stays
-            shapes.setdefault(name, tuple(output.shape) if isinstance(output, torch.Tensor) else ())
-
-        return hook
-
-    hooks = [module.register_forward_hook(record(name)) for name, module in backbone.named_modules() if name]
-    modes = {module: module.training for module in backbone.modules()}  # training goes on as it was
-    try:
-        with torch.no_grad():
-            backbone.eval()(torch.zeros(1, 3, size, size))
-    except (RuntimeError, AssertionError, ValueError):  # a transformer made for one input size
-        return {}
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, training in modes.items():
-            module.train(training)
-    return shapes
 
 
 #: A map of fewer cells a side cannot point at a lesion: at small inputs (tests, quick checks) an earlier stage is

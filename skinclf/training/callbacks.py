@@ -22,7 +22,7 @@ from skinclf.models.checkpoints import (
     validation_key,
     validation_record,
 )
-from skinclf.models.novelty import FeatureDistance
+from skinclf.models.novelty import Familiarity
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -91,11 +91,12 @@ class CheckpointContents(pl.Callback):
 
     @staticmethod
     def add_evaluated(
-        path: Path, checkpoint: dict[str, Any], validation: pd.DataFrame, tta: str, novelty: FeatureDistance
+        path: Path, checkpoint: dict[str, Any], validation: pd.DataFrame, tta: str, novelty: Familiarity | None
     ) -> None:
         """Store, in the checkpoint a run evaluates (its contents, as read from path), atomically: the validation
         predictions made with the views ``tta`` (with their ood_score), on which later commands choose thresholds and
         referral, and the novelty detector fitted on the training images."""
         checkpoint[validation_key(tta)] = validation_record(validation)
-        checkpoint[NOVELTY_KEY] = novelty.state()
+        if novelty is not None:
+            checkpoint[NOVELTY_KEY] = novelty.state()
         save_torch(checkpoint, path)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
-from torch.utils.data import DataLoader
 
 from skinclf.config.schema import TrainConfig
 from skinclf.core.machine import runs_on_gpu
@@ -17,7 +16,7 @@ from skinclf.data.image_sets import Images
 from skinclf.evaluation import Evaluation
 from skinclf.models import LesionClassifier
 from skinclf.models.checkpoints import load_classifier, read_checkpoint, stored_run_info
-from skinclf.models.novelty import FeatureDistance, pooled_features
+from skinclf.models.novelty import Familiarity
 from skinclf.runs import LEFT_OUT, training_identity
 from skinclf.tracking import config_params
 from skinclf.trained import CheckpointModel
@@ -67,18 +66,21 @@ def train(settings: TrainConfig, run_folder: Path) -> dict:
     return evaluate_chosen_checkpoint(settings, run_folder, trainer, callbacks, datamodule)
 
 
-def fit_novelty(classifier: LesionClassifier, loader: DataLoader, device: torch.device) -> FeatureDistance:
-    """The novelty detector of the classifier, fitted on the pooled features of the loader's (training) images."""
-    features, labels = [], []
+def fit_novelty(classifier: LesionClassifier, datamodule: LesionDataModule, device: torch.device) -> Familiarity | None:
+    """The classifier's novelty detector: the early statistics of its training images (as evaluated, without
+    augmentation) and of its validation images; None for a backbone without early statistics."""
+    if classifier.early_stage is None:
+        return None
     classifier = classifier.to(device)
-    with torch.inference_mode(), pooled_features(classifier.head) as pooled:
-        for batch in loader:
-            metadata = batch["metadata"].to(device) if "metadata" in batch else None
-            classifier(batch["image"].to(device), metadata)
-            features.append(pooled.features.cpu())
-            labels.append(batch["label"])
+    statistics = {}
+    for split, loader in (("train", datamodule.train_as_evaluated_dataloader()), ("val", datamodule.val_dataloader())):
+        with torch.inference_mode(), classifier.early_statistics() as early:
+            for batch in loader:
+                metadata = batch["metadata"].to(device) if "metadata" in batch else None
+                classifier(batch["image"].to(device), metadata)
+        statistics[split] = torch.cat(early.batches).cpu()
     classifier.cpu()
-    return FeatureDistance.fit(torch.cat(features), torch.cat(labels))
+    return Familiarity.fit(statistics["train"], statistics["val"])
 
 
 def stopped_early(trainer: pl.Trainer) -> bool:
@@ -99,7 +101,7 @@ def evaluate_chosen_checkpoint(
     ckpt_path, chosen_by = chosen_checkpoint(callbacks)
     classifier, checkpoint = load_classifier(ckpt_path)
     device = torch.device("cuda" if runs_on_gpu(settings.trainer.accelerator) else "cpu")
-    classifier.novelty = fit_novelty(classifier, datamodule.train_as_evaluated_dataloader(), device)
+    classifier.novelty = fit_novelty(classifier, datamodule, device)
     predictor = inference_trainer(settings.trainer.accelerator, settings.trainer.precision)  # one device after DDP
     tta = settings.evaluation.tta
     # predicted again with the views of evaluation.tta and the novelty score; stored, for predict and evaluate

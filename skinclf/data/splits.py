@@ -81,7 +81,7 @@ def validation_fraction(labels: np.ndarray, settings: SplitSettings) -> float:
 def validation_reach(pool_malignant: int, needed: int) -> str:
     """What data.val_min_malignant can do for a rule that needs ``needed`` malignant validation images, given the
     malignant images of the pool validation is drawn from (the training and validation splits together)."""
-    most = int(MAX_VAL_FRACTION * pool_malignant)
+    most = round(MAX_VAL_FRACTION * pool_malignant)
     share = f"{MAX_VAL_FRACTION:.0%} of the training images: {most} of their {pool_malignant} malignant"
     if most >= needed:
         return f"or, when training, data.val_min_malignant={needed} (validation may take up to {share})"

@@ -19,6 +19,7 @@ from skinclf.data.inputs import read_inputs
 from skinclf.data.records import reads_tables
 from skinclf.entry import command, trained_model
 from skinclf.metrics.decisions import policy_at, what_decides, with_decisions
+from skinclf.metrics.shift import set_alarm
 from skinclf.trained.explain import Explainer, explain_images
 from skinclf.trained.inference import Inference
 
@@ -70,6 +71,9 @@ def main(settings: PredictConfig, run_folder: Path) -> None:
         print(f"  to decide them, {what_decides(policy.rule, policy.undecided, policy.chosen_on).split(': ', 1)[1]}")
     if settings.explain.enabled:
         print(f"maps of where it looked ({settings.explain.method}): {run_folder / 'explanations'}")
+    shift = set_alarm(model.validation(inference, evaluation.tta, settings.data.root), predictions)
+    if shift is not None:
+        print(f"{'warning' if shift.alarm else 'as a set'}: {shift.sentence()}")
     print(f"-> {output}")
 
 

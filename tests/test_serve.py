@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from conftest import COMMAND_ENV, command_line, run_in_process
 from PIL import Image
+from test_referral import not_dermoscopy
 
 from skinclf.benchmark.serving import LOOPBACK, free_port, round_of_requests
 from skinclf.config.schema import ServeSettings
@@ -31,6 +32,8 @@ from skinclf.serving.uploads import RequestError
 
 #: The limits the test server runs with: small enough to be crossed by small requests.
 MAX_IMAGES, MAX_BYTES, MAX_PIXELS = 4, 400_000, 100 * 100
+#: The recent images the server's set alarm tests.
+RECENT = 24
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ def server(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         f"serve.max_images_per_request={MAX_IMAGES}",
         f"serve.max_request_bytes={MAX_BYTES}",
         f"serve.max_image_pixels={MAX_PIXELS}",
+        f"serve.recent_images={RECENT}",
     ]
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -96,7 +100,7 @@ def any_left(session: int, within_s: float) -> bool:
 def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-            return answer.read() == b"ok"
+            return answer.read().startswith(b"ok")
     except OSError:
         return False
 
@@ -240,8 +244,8 @@ def test_an_exported_onnx_model_answers_as_its_checkpoint(server: Server, some_i
     """ckpt=model.onnx: onnxruntime on the same eval dataset, with the decision policy its JSON fixed; no referral and
     no maps (a request for them is refused)."""
     run_in_process("export", f"ckpt={server.ckpt}", "format=onnx", f"hydra.run.dir={tmp_path}")
-    limits = ServeSettings("127.0.0.1", 8000, "cpu", 1, 8, 0.01, 60, MAX_BYTES, MAX_IMAGES, MAX_PIXELS)
-    api = LesionAPI(str(tmp_path / "model.onnx"), None, None, limits)
+    limits = ServeSettings("127.0.0.1", 8000, "cpu", 1, 8, 0.01, 60, MAX_BYTES, MAX_IMAGES, MAX_PIXELS, 0)
+    api = LesionAPI(str(tmp_path / "model.onnx"), None, None, limits, tmp_path)
     api.setup("cpu")
     files = sorted(some_images.iterdir())[:MAX_IMAGES]
     payload = {"images": [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in files]}
@@ -265,3 +269,22 @@ def test_the_serve_bench_times_concurrent_clients(server: Server, some_images: P
     assert (measured["clients"], measured["requests"]) == (3, 12)
     assert 0 < measured["latency_p50_ms"] <= measured["latency_p99_ms"]
     assert measured["images_per_second"] > 0
+
+
+def test_recent_requests_unlike_the_model_s_images_raise_the_set_alarm(server: Server, tmp_path: Path) -> None:
+    """The last RECENT images answered, tested as a set against the model's own validation: flat colours, text,
+    generated scenes and photographs are not like dermoscopy; GET /model and /health say so."""
+    kinds = not_dermoscopy(tmp_path / "odd", count=RECENT // 4)
+    files = [tmp_path / "odd" / path for paths in kinds.values() for path in paths]
+    for start in range(0, len(files), MAX_IMAGES):
+        status, _ = request(
+            f"{server.url}/predict", as_json([(p.name, p.read_bytes()) for p in files[start : start + MAX_IMAGES]])
+        )
+        assert status == 200
+    recent = request(f"{server.url}/model")[1]["recent_requests"]
+    assert recent["alarm"] and recent["images"] == RECENT and recent["p_value"] < 0.01
+    with urllib.request.urlopen(f"{server.url}/health", timeout=10) as answer:
+        said = answer.read().decode()
+    assert said.startswith(
+        f"ok; warning: these {RECENT} recent images are not like the images the model was checked on"
+    )

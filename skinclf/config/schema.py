@@ -544,6 +544,7 @@ class ServeSettings:
     max_request_bytes: int
     max_images_per_request: int
     max_image_pixels: int
+    recent_images: int
 
     def __post_init__(self) -> None:
         hosts = ("127.0.0.1", "0.0.0.0", "::")
@@ -555,6 +556,7 @@ class ServeSettings:
         for key in ("workers", "max_batch_size", "max_request_bytes", "max_images_per_request", "max_image_pixels"):
             require(getattr(self, key) > 0, f"serve.{key}", getattr(self, key), "> 0")
         require(self.batch_timeout >= 0, "serve.batch_timeout", self.batch_timeout, ">= 0 seconds")
+        require(self.recent_images >= 0, "serve.recent_images", self.recent_images, ">= 0 (0: no set alarm)")
 
 
 @dataclass

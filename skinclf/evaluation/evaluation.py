@@ -38,6 +38,7 @@ from skinclf.metrics.decisions import VALIDATION, DecisionPolicy, ThresholdRule,
 from skinclf.metrics.diagnosis import diagnosis_columns, diagnosis_figures
 from skinclf.metrics.figures import evaluate
 from skinclf.metrics.referral import referral_figures
+from skinclf.metrics.shift import set_alarm
 from skinclf.metrics.subgroups import audit, subgroup_values
 from skinclf.metrics.transfer import transfer
 from skinclf.models.adaptation import GUARD
@@ -115,6 +116,9 @@ class Evaluation:
             test = self.model.predict(images, self.inference, settings.tta)
         record = RunRecord(self.model.identity, images.described, settings, policy, checkpoint, checkpoint_choice)
         found = results(record, {"val": sample, "test": test}, self.seen(images.root), trained_on.table, folder)
+        shift = set_alarm(self.model.validation(self.inference, settings.tta, self.run_root), test)
+        if shift is not None:
+            found.metrics["shift"] = shift.record()
         if copies is not None:
             found.metrics["overlap_with_training"] = copies.record(settings.exclude_training_duplicates)
             found.metrics["transfer"] = transfer(found.metrics, self.model.internal_run())

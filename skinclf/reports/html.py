@@ -92,6 +92,9 @@ def limitations(metrics: dict) -> list[str]:
                 f"By {column}, too few images (under {MIN_IMAGES_TO_JUDGE} malignant or benign) to judge: "
                 f"{', '.join(small)}."
             )
+    shift = metrics.get("shift")
+    if shift and shift["alarm"]:
+        found.append(f"As a set, {shift['sentence'].removeprefix('these ')}.")
     overlap = metrics.get("overlap_with_training")
     if overlap and overlap["identical"] + overlap["near_identical"]:
         found.append(

@@ -62,10 +62,19 @@ def summary_line(metrics: dict) -> str:
             threshold_warning(metrics),
             *subgroup_warnings(metrics),
             *transfer_warnings(metrics),
+            shift_line(metrics),
         ]
         if w
     ]
     return "\n".join([" | ".join(parts), *warnings])
+
+
+def shift_line(metrics: dict) -> str | None:
+    """The set alarm's finding: a warning where it fired, else what it found."""
+    shift = metrics.get("shift")
+    if not shift:
+        return None
+    return f"{'warning' if shift['alarm'] else 'set'}: {shift['sentence']}"
 
 
 def undecided_warning(metrics: dict) -> str | None:

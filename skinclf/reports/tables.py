@@ -141,6 +141,9 @@ def notes(metrics: dict) -> list[str]:
         )
         temperature, fitted_on = calibration["temperature"], calibration["fitted_on"]
         lines.append(f"- Calibrated by temperature {temperature:.3f}, fitted on {fitted_on}: {ece}.")
+    shift = metrics.get("shift")
+    if shift:
+        lines.append(f"- As a set: {shift['sentence']} (KS {shift['statistic']:.3f}; {shift['test']}).")
     if "skin_tone" in metrics:
         lines.append(f"- Skin tone ({metrics['skin_tone']['column']}) is {metrics['skin_tone']['how']}.")
     return lines

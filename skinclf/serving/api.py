@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import litserve
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from skinclf.config.schema import EvaluationSettings, ExplainSettings, ServeSettings
 from skinclf.core.quiet import quiet_third_parties
+from skinclf.serving.recent import RecentScores
 from skinclf.serving.served import served_model
 from skinclf.serving.uploads import RequestError, Upload, uploads_of
 
@@ -26,10 +28,17 @@ class LesionAPI(litserve.LitAPI):
     from its settings (which is all that is pickled)."""
 
     def __init__(
-        self, ckpt: str, evaluation: EvaluationSettings, explain: ExplainSettings, serve: ServeSettings
+        self,
+        ckpt: str,
+        evaluation: EvaluationSettings,
+        explain: ExplainSettings,
+        serve: ServeSettings,
+        recent_folder: Path,
     ) -> None:
+        """``recent_folder``: where each worker keeps the novelty scores of the images it answered lately."""
         super().__init__(max_batch_size=serve.max_batch_size, batch_timeout=serve.batch_timeout, api_path="/predict")
         self.ckpt, self.evaluation_settings, self.explain_settings, self.limits = ckpt, evaluation, explain, serve
+        self.recent_folder = recent_folder
 
     def setup(self, device: str) -> None:
         quiet_third_parties()
@@ -38,6 +47,8 @@ class LesionAPI(litserve.LitAPI):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.served = served_model(self.ckpt, self.evaluation_settings, self.explain_settings, self.limits)
+        if self.limits.recent_images:
+            self.served.recent = RecentScores(self.recent_folder, self.limits.recent_images)
 
     # ``request`` unannotated: LitServe then reads the body (JSON; BoundedUploads has turned a form into it) and hands
     # this worker the parsed payload

@@ -1,16 +1,19 @@
-"""The server: LitServe's app with POST /predict (:mod:`skinclf.serving.api`), GET /health (LitServe's), GET /model (the
-model card's facts) and the page at /; every request body bounded in size, and a multipart form turned into the JSON
-that /predict reads."""
+"""The server: LitServe's app with POST /predict (:mod:`skinclf.serving.api`), GET /health (LitServe's readiness, and
+a warning where the recent requests drifted), GET /model (the model card's facts and the set alarm of the recent
+requests) and the page at /; every request body bounded in size, and a multipart form turned into the JSON that
+/predict reads."""
 
 from __future__ import annotations
 
 import base64
 import json
+import tempfile
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import litserve
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skinclf.config.schema import EvaluationSettings, ExplainSettings, ServeSettings
 from skinclf.serving.api import LesionAPI
+from skinclf.serving.recent import recent_drift
 from skinclf.serving.served import served_model
 from skinclf.serving.uploads import USAGE
 
@@ -107,9 +111,12 @@ def page() -> str:
 def server(
     ckpt: str, evaluation: EvaluationSettings, explain: ExplainSettings, serve: ServeSettings
 ) -> litserve.LitServer:
-    """LitServe's server for the model, with the routes of the module docstring; its model card is read once here."""
-    card = served_model(ckpt, evaluation, explain, serve).card()
-    api = LesionAPI(ckpt, evaluation, explain, serve)
+    """LitServe's server for the model, with the routes of the module docstring; its model card is read once here, and
+    the set alarm of the recent requests at each GET of /health and /model."""
+    served = served_model(ckpt, evaluation, explain, serve)
+    card, validation_scores = served.card(), served.validation_scores
+    recent_folder = Path(tempfile.mkdtemp(prefix="skinclf-serve-recent-"))
+    api = LesionAPI(ckpt, evaluation, explain, serve, recent_folder)
     litserver = litserve.LitServer(
         api,
         accelerator=serve.accelerator,
@@ -123,5 +130,21 @@ def server(
     app = litserver.app
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != "/"]
     app.add_api_route("/", lambda: HTMLResponse(page()), methods=["GET"], include_in_schema=False)
-    app.add_api_route("/model", lambda: JSONResponse(card), methods=["GET"])
+
+    def drift() -> dict:
+        return recent_drift(recent_folder, validation_scores, serve.recent_images)
+
+    litservers_health = next(r.endpoint for r in app.router.routes if getattr(r, "path", None) == "/health")
+
+    async def health(request: Request) -> Response:
+        """LitServe's readiness (ok, or 503 not ready), and where the recent requests drifted, the alarm's sentence."""
+        answer = await litservers_health(request)
+        alarm = drift()
+        if answer.status_code != 200 or not alarm["alarm"]:
+            return answer
+        return Response(content=f"ok; warning: {alarm['sentence']}", status_code=200)
+
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) != "/health"]
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/model", lambda: JSONResponse({**card, "recent_requests": drift()}), methods=["GET"])
     return litserver

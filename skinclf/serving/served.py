@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -28,6 +29,7 @@ from skinclf.data.image_sets import Images
 from skinclf.data.preprocessing import description as preprocessing_description
 from skinclf.metrics.decisions import DecisionPolicy, with_decisions
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
+from skinclf.serving.recent import RecentScores
 from skinclf.serving.uploads import RequestError, Upload
 from skinclf.trained import TrainedModel, load_model
 from skinclf.trained.explain import Explainer, explain_images
@@ -40,6 +42,14 @@ class ServedModel(ABC):
     policy: DecisionPolicy
     #: Whether it can show where it looked (explain=true).
     explains: bool
+    #: The novelty scores of the images it answered lately, for the set alarm (set by the worker that serves it).
+    recent: RecentScores | None = None
+
+    @property
+    def validation_scores(self) -> np.ndarray | None:
+        """The novelty scores of the model's own validation images, which the recent images are tested against;
+        None where the model gives none."""
+        return None
 
     @property
     @abstractmethod
@@ -74,6 +84,8 @@ class ServedModel(ABC):
                     paths.append(path.as_posix())
             images = Images(root, pd.DataFrame({"path": paths}), "the images of the requests")
             predicted = with_decisions(self.predictions(images), self.policy)
+            if self.recent is not None and "ood_score" in predicted:
+                self.recent.add(predicted["ood_score"].to_numpy())
             wanted = [asked for asked, uploads in zip(explain, requests, strict=True) for _ in uploads]
             overlays = self.overlays(images, wanted)
             answers: list[list[dict[str, Any]] | RequestError] = []
@@ -121,6 +133,11 @@ class ServedCheckpoint(ServedModel):
         batch_size = serve.max_batch_size * serve.max_images_per_request
         self.inference = Inference(inference_trainer(serve.accelerator, progress_bar=False), batch_size, num_workers=0)
         self.policy = self.model.decision_policy(evaluation, self.inference)[0]
+
+    @property
+    def validation_scores(self) -> np.ndarray | None:
+        validation = self.model.validation(self.inference, self.evaluation.tta)
+        return validation["ood_score"].to_numpy() if "ood_score" in validation else None
 
     @property
     def identity(self) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 
 from skinclf.core.atomic import atomic_path
-from skinclf.reports.plots import plot_pr_curves, plot_reliability, plot_roc_curves, save_figure
+from skinclf.reports.plots import plot_pr_curves, plot_reliability, plot_roc_curves
 from skinclf.runs import PR_CURVE, RELIABILITY, ROC_CURVE, predictions_file
 
 #: How many of the most confident misses of each kind the error figure shows.
@@ -60,22 +60,34 @@ def confident_errors(test: pd.DataFrame, count: int = ERROR_GRID_SIZE) -> dict[s
     }
 
 
-def save_error_figure(errors: Errors, path: Path, count: int = ERROR_GRID_SIZE) -> Path:
-    """The most confident errors as a PNG, each image with its probability.
+#: The height of each image of the error gallery, in pixels, and the room for each caption.
+ERROR_CELL, CAPTION = 128, 16
 
-    A regular grid of thumbnails, spaced by hand: Matplotlib's constrained layout measured each of its 16 axes and
-    took half the figure's time."""
-    height = 1.8 * len(errors) + 0.4
-    figure = Figure(figsize=(1.5 * count, height))
-    spacing = {"left": 0.03, "right": 0.995, "bottom": 0.02, "top": 1 - 0.55 / height, "wspace": 0.08, "hspace": 0.3}
-    axes = figure.subplots(len(errors), count, squeeze=False, gridspec_kw=spacing)
-    for axis_row, (kind, (rows, images)) in zip(axes, errors.items(), strict=True):
-        axis_row[0].set_ylabel(kind, fontsize=8)
-        for axis, image, probability in zip(axis_row, images, rows["probability"], strict=False):
-            axis.imshow(image)
-            axis.set_title(f"p = {probability:.3f}", fontsize=8)
-        for axis in axis_row:
-            axis.set_xticks([])
-            axis.set_yticks([])
-    figure.suptitle("most confident errors on test")
-    return save_figure(figure, path, dpi=110)
+
+def save_error_figure(errors: Errors, path: Path, count: int = ERROR_GRID_SIZE) -> Path:
+    """The most confident errors as one PNG: a row of images per kind of error, each under its probability, the
+    kind at the row's start. Drawn with Pillow: a matplotlib figure of 16 axes took half a second of every run."""
+    cells = {
+        kind: [
+            Image.fromarray(image).resize((round(ERROR_CELL * image.shape[1] / image.shape[0]), ERROR_CELL))
+            for image in images
+        ]
+        for kind, (_, images) in errors.items()
+    }
+    width = max([ERROR_CELL, *(c.width for row in cells.values() for c in row)])
+    gallery = Image.new(
+        "RGB", (count * (width + 4) + 4, CAPTION + len(errors) * (2 * CAPTION + ERROR_CELL + 4)), "white"
+    )
+    draw = ImageDraw.Draw(gallery)
+    draw.text((4, 2), "most confident errors on test", fill="black")
+    top = CAPTION
+    for (kind, (rows, _)), images in zip(errors.items(), cells.values(), strict=True):
+        draw.text((4, top + 2), kind, fill="black")
+        for i, (image, probability) in enumerate(zip(images, rows["probability"], strict=False)):
+            left = 4 + i * (width + 4)
+            draw.text((left, top + CAPTION + 2), f"p = {probability:.3f}", fill="black")
+            gallery.paste(image, (left, top + 2 * CAPTION))
+        top += 2 * CAPTION + ERROR_CELL + 4
+    with atomic_path(path) as partial:
+        gallery.save(partial, format="PNG")
+    return path

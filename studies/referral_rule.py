@@ -245,25 +245,20 @@ def at_rates(scores: dict[str, np.ndarray]) -> dict[str, str]:
 
 
 def mmd_p_value(reference: torch.Tensor, drawn: torch.Tensor, generator: torch.Generator) -> float:
-    """The permutation p-value of the squared MMD (RBF kernel, the median distance of the reference as bandwidth)."""
-    pooled = torch.cat([reference, drawn])
-    distances = torch.cdist(pooled, pooled).pow(2)
-    bandwidth = distances[: len(reference), : len(reference)].median()
-    kernel = torch.exp(-distances / bandwidth.clamp_min(1e-12))
-    n = len(reference)
-
-    def mmd(order: torch.Tensor) -> torch.Tensor:
-        k = kernel[order][:, order]
-        x, y = k[:n, :n], k[n:, n:]
-        return (
-            (x.sum() - x.trace()) / (n * (n - 1))
-            + (y.sum() - y.trace()) / (len(drawn) * (len(drawn) - 1))
-            - 2 * k[:n, n:].mean()
-        )
-
-    observed = mmd(torch.arange(len(pooled)))
-    permuted = torch.stack([mmd(torch.randperm(len(pooled), generator=generator)) for _ in range(PERMUTATIONS)])
-    return float((1 + (permuted >= observed).sum()) / (1 + PERMUTATIONS))
+    """The permutation p-value of the squared MMD (RBF kernel, the median squared distance of the reference as
+    bandwidth; biased V-statistic), every relabelling at once: its statistic is w' K w, w = 1/n on one side and -1/m
+    on the other."""
+    pooled = torch.cat([reference, drawn]).double()
+    squared = torch.cdist(pooled, pooled).pow(2)
+    n, m = len(reference), len(drawn)
+    kernel = torch.exp(-squared / squared[:n, :n].median().clamp_min(1e-12))
+    orders = torch.stack(
+        [torch.arange(n + m), *(torch.randperm(n + m, generator=generator) for _ in range(PERMUTATIONS))]
+    )
+    by_position = torch.where(torch.arange(n + m) < n, 1.0 / n, -1.0 / m).double().expand(len(orders), -1)
+    weights = torch.empty_like(by_position).scatter_(1, orders, by_position)
+    statistics = ((weights @ kernel) * weights).sum(1)
+    return float((1 + (statistics[1:] >= statistics[0]).sum()) / (1 + PERMUTATIONS))
 
 
 def set_alarm(sets: dict[str, dict], space: str) -> dict[str, float]:
@@ -329,12 +324,46 @@ def study_run(run: Path, data: dict[str, pd.DataFrame], photos: pd.DataFrame, ou
     }
 
 
+SUMMARISED = (
+    "referred: own test",
+    "referred: other clinic",
+    "referred: photographs",
+    "other clinic AUROC: all",
+    "other clinic AUROC: kept",
+    "other clinic AURC",
+)
+
+
+def summary(results: dict, scores: list[str] | None = None) -> str:
+    """Mean ± sd over the seeds of each recipe and direction: every score's figures, then the set alarms'."""
+    groups: dict[str, list[dict]] = {}
+    for key, result in results.items():
+        recipe, run = key.split("/")
+        groups.setdefault(f"{recipe} {run.rsplit('-', 1)[0]}", []).append(result)
+    lines = []
+    for group, runs in groups.items():
+        lines.append(f"\n{group} ({len(runs)} seeds)\n| score | " + " | ".join(SUMMARISED) + " |")
+        for score in scores or list(runs[0]["scores"]):
+            cells = []
+            for figure in SUMMARISED:
+                values = np.array([r["scores"][score][figure] for r in runs])
+                cells.append(
+                    f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+                )
+            lines.append(f"| {score} | " + " | ".join(cells) + " |")
+        for alarm in runs[0]["set alarm"]:
+            fired = {k: np.mean([r["set alarm"][alarm][k] for r in runs]) for k in runs[0]["set alarm"][alarm]}
+            lines.append(f"set alarm on {alarm}: " + ", ".join(f"{k} {v:.2f}" for k, v in fired.items()))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ham", type=Path, required=True)
     parser.add_argument("--isic2017", type=Path, required=True)
     parser.add_argument("--photos", type=Path, required=True)
-    parser.add_argument("--runs", type=Path, nargs="+", required=True)
+    parser.add_argument("--runs", type=Path, nargs="*", default=[])
+    parser.add_argument("--summary", action="store_true", help="print the tables of the runs studied so far")
     parser.add_argument("--out", type=Path, default=Path("referral_rule"))
     arguments = parser.parse_args()
     ham, isic = arguments.ham.resolve(), arguments.isic2017.resolve()
@@ -349,6 +378,9 @@ def main() -> None:
     arguments.out.mkdir(parents=True, exist_ok=True)
     stored = arguments.out / "results.json"
     results = json.loads(stored.read_text()) if stored.is_file() else {}
+    if arguments.summary:
+        print(summary(results))
+        return
     for run in arguments.runs:
         key = f"{run.parent.name}/{run.name}"
         if key not in results or "early" not in results[key]["set alarm"]:

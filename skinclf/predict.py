@@ -55,8 +55,9 @@ def main(settings: PredictConfig, run_folder: Path) -> None:
     if policy.referral is not None:
         referred = int((predictions["refer"] == "true").sum())
         print(
-            f"{referred} image(s) referred: unlike the images the model knows ({policy.referral.rate:.0%} of its "
-            f"validation would be)"
+            f"{referred} image(s) referred, to be decided by hand: near a decision and unusual, or unlike any image "
+            f"the model knows ({policy.referral.rate:.0%} of its validation would be); the column unusual says where "
+            "each image stands among the images it was checked on"
         )
     tta = f", evaluation.tta={evaluation.tta}" if evaluation.tta != "none" else ""
     calibration = ", calibrated by temperature" if policy.temperature is not None else ""

@@ -109,7 +109,7 @@ def test_predict_writes_a_decision_per_image_and_lists_unreadable_ones(trained_r
 
     table = pd.read_csv(output / "predictions.csv", keep_default_na=False)
     decided = ["decision_at_recall_0.95", "decision_at_recall_0.99"]
-    assert list(table.columns) == ["path", "probability", "ood_score", "refer", *decided, "error"]
+    assert list(table.columns) == ["path", "probability", "ood_score", "unusual", "refer", *decided, "error"]
     assert sorted(table["path"]) == ["lesión 0.jpg", "lesión 1.jpg", "lesión 2.jpg", "notes/broken.png"]
     broken = table.set_index("path").loc["notes/broken.png"]
     assert broken[decided].tolist() == ["", ""] and "UnidentifiedImageError" in broken["error"]

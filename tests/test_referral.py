@@ -16,6 +16,7 @@ from pytorch_ood.detector import KNN
 from sklearn.datasets import load_sample_images
 from sklearn.metrics import roc_auc_score
 
+from skinclf.metrics.decisions import UNLIKE_SHARE, DecisionPolicy
 from skinclf.models.novelty import Familiarity, K
 
 #: A clinic whose camera and light tint every image blue and darken it.
@@ -104,11 +105,18 @@ def test_a_shifted_clinic_is_referred_more_often_and_evaluate_reports_the_kept_i
     assert f"{there['referred']} of the evaluated images" in (out / "report.html").read_text()
 
 
-def test_the_referral_threshold_refers_the_set_share_of_the_model_s_own_validation(trained_run: Path) -> None:
-    policy = trained_metrics(trained_run)["run"]["decision_policy"]["referral"]
+def test_the_referral_refers_the_set_share_of_the_model_s_own_validation(trained_run: Path) -> None:
+    """5 % of the validation images: the nearest the decision among the unusual, and the most unusual (a fifth of
+    the share); where an image stands among them in words a clinician reads (unusual: the share below it)."""
+    policy = DecisionPolicy.of_record(trained_metrics(trained_run)["run"]["decision_policy"])
     validation = pd.read_csv(trained_run / "predictions_val.csv")
-    assert policy["rate"] == 0.05
-    assert np.mean(validation["ood_score"] > policy["threshold"]) == pytest.approx(0.05, abs=1 / len(validation))
+    assert policy.referral.rate == 0.05 and policy.referral.at == "0.95"
+    referred = policy.referred(validation["probability"].to_numpy(), validation["ood_score"].to_numpy())
+    assert referred.mean() == pytest.approx(0.05, abs=1 / len(validation))
+    unusual = policy.referral.unusual(validation["ood_score"].to_numpy())
+    assert np.mean(unusual > 0.99) == pytest.approx(0.01, abs=2 / len(validation))
+    most_unusual = unusual > 1 - UNLIKE_SHARE * policy.referral.rate
+    assert referred[most_unusual].all()  # unlike any image it knows: referred, whatever its probability
 
 
 def test_the_novelty_score_is_pytorch_ood_s_knn_distance() -> None:

@@ -168,6 +168,7 @@ def test_answers_equal_predict_for_the_same_images(server: Server, some_images: 
         assert answer["probability"] == pytest.approx(row["probability"], abs=1e-6)
         assert answer["decisions"] == {c.removeprefix("decision_"): row[c] for c in decision_columns}
         assert answer["ood_score"] == pytest.approx(row["ood_score"], rel=1e-5)
+        assert 0 <= answer["unusual"] <= 1
         assert answer["refer"] == bool(row["refer"])
     assert by_form["model"]["name"] == by_json["model"]["name"] == "resnet18_albu"
 
@@ -232,6 +233,9 @@ def test_the_page_takes_an_image_and_shows_its_decisions(browser: object, server
     probability = page.inner_text(".probability")
     assert f"{expected['predictions'][0]['probability']:.4f}" in probability
     assert "referred" in page.inner_text("#result").lower()
+    assert "more unusual than" in page.inner_text("#result") and "% of the images it was checked on" in page.inner_text(
+        "#result"
+    )
     overlay = page.query_selector("img[alt='where the model looked']")
     assert overlay is not None and overlay.evaluate("i => i.complete && i.naturalWidth > 0")
     assert "the model's validation split" in page.inner_text("#card")

@@ -40,8 +40,12 @@ from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 
 #: What a model's own validation predictions are called where a policy says what it was chosen on.
 VALIDATION = "the model's validation split"
-#: What the ood_score is, for the record.
-NOVELTY_SCORE = "Mahalanobis distance of the pooled features to the training images' nearest class mean"
+#: What the referral weighs, for the record.
+NOVELTY_SCORE = (
+    "the larger of: how near the decision and how unusual an image is, averaged; how unusual it is alone. Unusual: "
+    "the kNN distance of its early statistics (the channels' mean and spread at 1/4 of its side) to the training "
+    "images'"
+)
 #: The fewest malignant images the highest-precision rule decides on: with fewer, the sample's recall moves in steps
 #: of more than 0.1 and every target of 0.9 or above falls on its lowest-scored malignant image.
 MIN_MALIGNANT = 10
@@ -184,23 +188,91 @@ def refuse_undecided(undecided: dict[str, Undecided], chosen_on: str, rule: Thre
         )
 
 
+#: The share of the referral rate given to the images unlike any the model knows (their novelty alone); the rest goes
+#: to the images both near a decision and unusual (studies/referral_rule.py, docs/evaluation.md).
+UNLIKE_SHARE = 0.2
+#: The quantiles of the model's own validation scores a referral keeps, to place any score among them.
+QUANTILES = np.linspace(0, 1, 101)
+
+
+def percentile_among(quantiles: Sequence[float], scores: np.ndarray) -> np.ndarray:
+    """Where each score lies among scores whose QUANTILES are given: the share of them below it (0 to 1)."""
+    return np.interp(np.asarray(scores, dtype=float), np.asarray(quantiles), QUANTILES)
+
+
+def logit(probabilities: np.ndarray | float) -> np.ndarray:
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def margin_of(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """How near the decision each probability lies: minus the distance of its logit from the threshold's."""
+    return -np.abs(logit(probabilities) - logit(threshold))
+
+
 @dataclass(frozen=True)
 class Referral:
-    """Images whose ood_score is above ``threshold`` are referred: the score ``rate`` of the images it was chosen on
-    (the model's own validation) exceed."""
+    """Which images are referred, to be decided by hand: ``rate`` of the model's own validation images.
+
+    Two kinds, each placed among the validation images' (a percentile): an image unlike every image the model knows,
+    whose novelty score is above all but UNLIKE_SHARE of the rate of them (a photograph that is not dermoscopy); and
+    an image both near the decision at the operating point ``at`` and unusual, whose two percentiles averaged lie above
+    ``threshold``, which fills the rest of the rate on validation. Without an operating point to be near, the novelty
+    alone at the whole rate. ``novelty``, ``margin`` and ``near``: the validation scores' QUANTILES.
+    """
 
     rate: float
     threshold: float
     chosen_on: str
+    novelty: list[float]
+    at: str | None = None
+    margin: list[float] | None = None
+    near: list[float] | None = None
     score: str = NOVELTY_SCORE
 
+    @property
+    def unlike_share(self) -> float:
+        return UNLIKE_SHARE * self.rate if self.at is not None else self.rate
 
-def referral_of(validation: pd.DataFrame, rate: float, chosen_on: str) -> Referral | None:
-    """The referral threshold that refers ``rate`` of the model's own validation images; None where the model has no
-    novelty score or refers none."""
+    def unusual(self, ood_scores: np.ndarray) -> np.ndarray:
+        """The share of the model's own validation images less unusual than each image (NaN where it has no score)."""
+        scores = np.asarray(ood_scores, dtype=float)
+        return np.where(np.isnan(scores), np.nan, percentile_among(self.novelty, scores))
+
+    def nearness(self, probabilities: np.ndarray, ood_scores: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+        """How near the decision and how unusual each image is, averaged and placed among the validation images'."""
+        margin = percentile_among(self.margin, margin_of(probabilities, thresholds[self.at]))
+        return percentile_among(self.near, (margin + self.unusual(ood_scores)) / 2)
+
+    def scores(self, probabilities: np.ndarray, ood_scores: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+        """Each image's referral score: positive where it is referred, higher the sooner (-inf: no novelty score)."""
+        parts = [self.unusual(ood_scores) - (1 - self.unlike_share)]
+        if self.at is not None:
+            parts.append(self.nearness(probabilities, ood_scores, thresholds) - self.threshold)
+        return np.nan_to_num(np.max(parts, axis=0), nan=-np.inf)
+
+
+def referral_of(validation: pd.DataFrame, rate: float, chosen_on: str, thresholds: dict[str, float]) -> Referral | None:
+    """The referral that refers ``rate`` of the model's own validation images (at the policy's temperature), near the
+    first decided operating point; None where the model has no novelty score or refers none."""
     if "ood_score" not in validation.columns or rate == 0:
         return None
-    return Referral(rate, float(np.quantile(validation["ood_score"], 1 - rate)), chosen_on)
+    quantiles = lambda values: [float(v) for v in np.quantile(values, QUANTILES)]  # noqa: E731
+    ood, probabilities = validation["ood_score"].to_numpy(), validation["probability"].to_numpy()
+    referral = Referral(rate, 1.0, chosen_on, quantiles(ood))
+    at = next(iter(thresholds), None)
+    if at is None:
+        return referral
+    margin = quantiles(margin_of(probabilities, thresholds[at]))
+    referral = dataclasses.replace(referral, at=at, margin=margin, near=margin)  # near: replaced below
+    margin_percentile = percentile_among(margin, margin_of(probabilities, thresholds[at]))
+    referral = dataclasses.replace(referral, near=quantiles((margin_percentile + referral.unusual(ood)) / 2))
+    nearness = referral.nearness(probabilities, ood, thresholds)
+    unlike = referral.unusual(ood) > 1 - referral.unlike_share
+    rest = max(0, round(rate * len(validation)) - int(unlike.sum()))  # the near images that fill the rate
+    ranked = np.sort(nearness[~unlike])[::-1]
+    threshold = float(ranked[rest]) if rest < len(ranked) else -np.inf
+    return dataclasses.replace(referral, threshold=threshold)
 
 
 @dataclass(frozen=True)
@@ -236,11 +308,11 @@ class DecisionPolicy:
         """Malignant (True) or benign at each operating point, by its name."""
         return {name: probabilities >= threshold for name, threshold in self.operating_points.items()}
 
-    def referred(self, ood_scores: np.ndarray) -> np.ndarray:
+    def referred(self, probabilities: np.ndarray, ood_scores: np.ndarray) -> np.ndarray:
         """Which images it refers rather than decides: scored above its referral threshold (none without one)."""
         if self.referral is None:
             return np.zeros(len(ood_scores), dtype=bool)
-        return np.nan_to_num(np.asarray(ood_scores, dtype=float), nan=-np.inf) > self.referral.threshold
+        return self.referral.scores(probabilities, ood_scores, self.thresholds) > 0
 
     @classmethod
     def of_record(cls, record: dict, temperature_inside: bool = False) -> DecisionPolicy:
@@ -326,10 +398,12 @@ def with_decisions(predictions: pd.DataFrame, policy: DecisionPolicy) -> pd.Data
     if "ood_score" in predictions:
         predictions.loc[~readable, "ood_score"] = np.nan
         referral.append("ood_score")
-    if policy.referral is not None:  # referred: not like the images the model knows; to be decided by hand
-        referred = policy.referred(predictions["ood_score"].to_numpy())
+    if policy.referral is not None:  # referred: near a decision and unusual, or unlike every image it knows
+        ood = predictions["ood_score"].to_numpy()
+        predictions["unusual"] = policy.referral.unusual(ood)
+        referred = policy.referred(predictions["probability"].to_numpy(), ood)
         predictions["refer"] = np.where(readable, np.where(referred, "true", "false"), "")
-        referral.append("refer")
+        referral += ["unusual", "refer"]
     per_diagnosis = [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
     columns = [
         "path",

@@ -137,8 +137,8 @@ def plot_reliability(curves: Curves, path: Path, title: str, bins: int = CALIBRA
 
 
 def plot_risk_coverage(referral: dict, path: Path, title: str) -> Path:
-    """Recall and specificity at each operating point on the images kept, as the most novel images are referred;
-    the share this policy refers marked."""
+    """The error at the first operating point, and the recall and specificity at each, on the images kept as the
+    highest-scored images are referred; the share this policy refers marked."""
     figure, margins = with_margins((9.5, 4.2), right=3.3)
     axis = figure.subplots(gridspec_kw=margins)
     curve, colours = referral["risk_coverage"], colormaps["tab10"].colors
@@ -148,8 +148,10 @@ def plot_risk_coverage(referral: dict, path: Path, title: str) -> Path:
             values = [entry["operating_points"][key][figure_name] for entry in curve]
             values = [np.nan if v is None else v for v in values]
             axis.plot(shares, values, style, color=colour, label=f"{figure_name} at the threshold for recall >= {key}")
+    errors = [np.nan if entry.get("error") is None else entry["error"] for entry in curve]
+    axis.plot(shares, errors, "k-", linewidth=2, label="error at the first operating point")
     axis.axvline(referral["share_referred"], color="grey", linestyle=":", label="referred by the policy")
-    axis.set_xlabel("share of the images referred (the most unlike the training images first)")
+    axis.set_xlabel("share of the images referred (the highest referral scores first)")
     axis.set_ylabel("on the images kept")
     axis.set_title(title)
     axis.grid(alpha=0.3)

@@ -246,6 +246,8 @@ def answer_of(upload: Upload, row: pd.Series, overlay: str | None, policy: Decis
         answer["undecided"] = {f"at_recall_{key}": u.reason for key, u in policy.undecided.items()}
     if "ood_score" in row:
         answer["ood_score"] = float(row["ood_score"])
+    if "unusual" in row:
+        answer["unusual"] = float(row["unusual"])
     if "refer" in row:
         answer["refer"] = row["refer"] == "true"
     if overlay is not None:

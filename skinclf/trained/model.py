@@ -9,6 +9,7 @@ of it takes and gives.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,6 @@ class TrainedModel(ABC):
         or its validation predictions (the targets it cannot decide are left undecided). Its referral is always
         chosen on its own validation: a share of the images it knows."""
         validation = self.validation(inference, evaluation.tta, data_root)
-        referral = referral_of(validation, evaluation.referral_rate, self.described_validation)
         source = evaluation.threshold_source
         if source is None:
             sample, chosen_on = validation, self.described_validation
@@ -96,8 +96,11 @@ class TrainedModel(ABC):
             chosen_on = f"{source} (evaluation.threshold_source: {len(sample)} images, {malignant} malignant)"
         # a sample named to decide on must decide; the model's own validation may leave targets undecided
         must_decide = source is not None
-        policy = choose_policy(sample, chosen_on, evaluation, self.malignant_diagnoses, referral, must_decide)
-        return policy, sample
+        policy = choose_policy(sample, chosen_on, evaluation, self.malignant_diagnoses, must_decide=must_decide)
+        referral = referral_of(
+            policy.calibrated(validation), evaluation.referral_rate, self.described_validation, policy.thresholds
+        )
+        return dataclasses.replace(policy, referral=referral), sample
 
     @abstractmethod
     def split(self, name: str, data_root: str | None = None) -> Images:

@@ -127,7 +127,11 @@ def main() -> None:
     parser.add_argument("--levers", nargs="+", choices=list(TRAINED), default=list(TRAINED))
     parser.add_argument("--no-leave-out", action="store_true", help="leave the data=sources runs out")
     parser.add_argument("--out", type=Path, default=Path("hold_elsewhere"))
+    parser.add_argument("--table", action="store_true", help="print the table of the runs so far, and stop")
     arguments = parser.parse_args()
+    if arguments.table:
+        print(table(json.loads((arguments.out / "results.json").read_text())))
+        return
     ham, isic = arguments.ham.resolve(), arguments.isic2017.resolve()
     data = datasets(ham, isic)
     recipe: Recipe = RECIPES[arguments.recipe]
@@ -186,16 +190,30 @@ def main() -> None:
         trained(run, recipe.on(source), *both, "cv.leave_out=source", f"cv.fold={fold}", f"seed={seed}")
         left_out = json.loads((run / "left_out" / "metrics.json").read_text())
         record(f"{source} -> {target} | data=sources, {target} left out", figures(left_out), seed)
+    print(table(results))
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    """The rows of docs/training.md's table: mean ± sd over the seeds (a single value for one seed)."""
+    columns = [
+        "internal AUROC",
+        "AUROC",
+        "AUPRC",
+        "recall @0.95",
+        "specificity @0.95",
+        "recall @0.9",
+        "specificity @0.9",
+    ]
+    lines = ["| train → external | configuration | seeds | " + " | ".join(columns) + " |"]
     for name, runs in results.items():
-        line = (
-            [
-                f"{figure} {np.mean([r[figure] for r in runs]):.3f} ± {np.std([r[figure] for r in runs], ddof=1):.3f}"
-                for figure in runs[0]
-            ]
-            if len(runs) > 1
-            else [json.dumps(runs[0])]
-        )
-        print(f"{name} ({len(runs)} seeds): " + "; ".join(line))
+        direction, configuration = name.split(" | ")
+        cells = []
+        for figure in columns:
+            values = np.array([r[figure] for r in runs if figure in r], dtype=float)
+            spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
+            cells.append(f"{values.mean():.3f}{spread}" if len(values) else "")
+        lines.append(f"| {direction} | {configuration} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

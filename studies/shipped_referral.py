@@ -68,10 +68,13 @@ def main() -> None:
     parser.add_argument("--shares", type=float, nargs="+", default=[decisions.UNLIKE_SHARE])
     arguments = parser.parse_args()
     rows: dict[tuple[str, float], list[dict[str, float]]] = {}
-    for run in sorted(arguments.study.glob("*/HAM10000-plain-*")):
+    for run in sorted(arguments.study.glob("*/*-plain-*")):
+        if not all((run / f"{name}.npz").is_file() for name in ("bank", *SETS)):
+            continue  # referral_rule.py has not finished this run
         sets = outputs(run)
+        model = f"{run.parent.name}, trained on {run.name.split('-')[0]}"
         for share in arguments.shares:
-            rows.setdefault((run.parent.name, share), []).append(measured(sets, share))
+            rows.setdefault((model, share), []).append(measured(sets, share))
     figures = " | ".join(next(iter(rows.values()))[0])
     print(f"| model | unlike share of the rate | seeds | {figures} | kept - all |")
     for (model, share), runs in rows.items():

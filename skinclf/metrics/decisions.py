@@ -34,7 +34,7 @@ from scipy.stats import binom
 
 from skinclf.config.schema import EvaluationSettings
 from skinclf.core.errors import SkinclfError
-from skinclf.metrics.calibration import fit_temperature, scaled
+from skinclf.metrics.calibration import fit_temperature, logits_of, scaled
 from skinclf.metrics.curves import RankedCounts, best_precision_at_recall, rank
 from skinclf.metrics.diagnosis import PROBABILITY_PREFIX
 
@@ -200,14 +200,9 @@ def percentile_among(quantiles: Sequence[float], scores: np.ndarray) -> np.ndarr
     return np.interp(np.asarray(scores, dtype=float), np.asarray(quantiles), QUANTILES)
 
 
-def logit(probabilities: np.ndarray | float) -> np.ndarray:
-    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return np.log(clipped) - np.log1p(-clipped)
-
-
 def margin_of(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     """How near the decision each probability lies: minus the distance of its logit from the threshold's."""
-    return -np.abs(logit(probabilities) - logit(threshold))
+    return -np.abs(logits_of(probabilities) - logits_of(np.array(threshold)))
 
 
 @dataclass(frozen=True)
@@ -259,16 +254,17 @@ def referral_of(validation: pd.DataFrame, rate: float, chosen_on: str, threshold
         return None
     quantiles = lambda values: [float(v) for v in np.quantile(values, QUANTILES)]  # noqa: E731
     ood, probabilities = validation["ood_score"].to_numpy(), validation["probability"].to_numpy()
-    referral = Referral(rate, 1.0, chosen_on, quantiles(ood))
+    novelty = quantiles(ood)
     at = next(iter(thresholds), None)
     if at is None:
-        return referral
-    margin = quantiles(margin_of(probabilities, thresholds[at]))
-    referral = dataclasses.replace(referral, at=at, margin=margin, near=margin)  # near: replaced below
-    margin_percentile = percentile_among(margin, margin_of(probabilities, thresholds[at]))
-    referral = dataclasses.replace(referral, near=quantiles((margin_percentile + referral.unusual(ood)) / 2))
-    nearness = referral.nearness(probabilities, ood, thresholds)
-    unlike = referral.unusual(ood) > 1 - referral.unlike_share
+        return Referral(rate, 1.0, chosen_on, novelty)
+    margins = margin_of(probabilities, thresholds[at])
+    margin = quantiles(margins)
+    unusual = percentile_among(novelty, ood)
+    near_and_unusual = (percentile_among(margin, margins) + unusual) / 2
+    referral = Referral(rate, 1.0, chosen_on, novelty, at, margin, quantiles(near_and_unusual))
+    nearness = percentile_among(referral.near, near_and_unusual)
+    unlike = unusual > 1 - referral.unlike_share
     rest = max(0, round(rate * len(validation)) - int(unlike.sum()))  # the near images that fill the rate
     ranked = np.sort(nearness[~unlike])[::-1]
     threshold = float(ranked[rest]) if rest < len(ranked) else -np.inf

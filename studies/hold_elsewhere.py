@@ -38,6 +38,7 @@ TRAINED = {
 }
 EVALUATION = ["evaluation.bootstrap.resamples=0", "data.num_workers=2"]
 DIRECTIONS = (("HAM10000", "ISIC 2017"), ("ISIC 2017", "HAM10000"))
+SOURCES = [source for source, _ in DIRECTIONS]
 #: The other clinic's labelled sample that chooses the thresholds and the temperature: malignant, benign images.
 SAMPLE = (100, 300)
 LOCAL = [
@@ -126,11 +127,15 @@ def main() -> None:
     parser.add_argument("--recipe", choices=list(RECIPES), default="resnet18-random")
     parser.add_argument("--levers", nargs="+", choices=list(TRAINED), default=list(TRAINED))
     parser.add_argument("--no-leave-out", action="store_true", help="leave the data=sources runs out")
+    parser.add_argument(
+        "--train-on", nargs="+", choices=SOURCES, default=SOURCES, help="the directions to run, by the set trained on"
+    )
+    parser.add_argument("--results", default="results.json", help="the file under --out that collects the runs")
     parser.add_argument("--out", type=Path, default=Path("hold_elsewhere"))
     parser.add_argument("--table", action="store_true", help="print the table of the runs so far, and stop")
     arguments = parser.parse_args()
     if arguments.table:
-        print(table(json.loads((arguments.out / "results.json").read_text())))
+        print(table(json.loads((arguments.out / arguments.results).read_text())))
         return
     ham, isic = arguments.ham.resolve(), arguments.isic2017.resolve()
     data = datasets(ham, isic)
@@ -140,10 +145,10 @@ def main() -> None:
     def record(row: str, measured: dict[str, float], seed: int) -> None:
         results.setdefault(row, []).append(measured)
         print(f"{row} | seed {seed} | {json.dumps(measured)}", flush=True)
-        (arguments.out / "results.json").write_text(json.dumps(results, indent=2))
+        (arguments.out / arguments.results).write_text(json.dumps(results, indent=2))
 
     for seed in arguments.seeds:
-        for source, target in DIRECTIONS:
+        for source, target in [d for d in DIRECTIONS if d[0] in arguments.train_on]:
             for lever in arguments.levers:
                 run = arguments.out / f"{source}-{lever}-{seed}".replace(" ", "").replace(",", "+").replace("=", "-")
                 internal = trained(

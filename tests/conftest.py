@@ -48,31 +48,32 @@ if ONE_THREAD_EACH:
 #: made once; every other file runs whole in one process (--dist loadfile).
 MADE_ONCE = "diagnosis_run"
 
-#: The groups of test files that take over 5 s (measured with --durations=0), slowest first: each test process takes
-#: the next group when it is free, so the processes end together on the quick files instead of one running a long
-#: file alone.
+#: The groups of test files that take over 5 s, slowest first (their summed --durations=0 on 2 cores: 73 s for
+#: test_external down to 5 s for test_bench): each test process takes the next group when it is free, so the
+#: processes end together on the quick files instead of one running a long file alone.
 SLOWEST_FIRST = [
-    MADE_ONCE,  # test_explain, test_external_inputs, test_report_page, test_tables
     "test_external.py",
+    MADE_ONCE,  # test_explain, test_external_inputs, test_report_page, test_tables
     "test_training.py",
-    "test_pretrained.py",
     "test_commands.py",
-    "test_serve.py",
     "test_faults.py",
-    "test_reliability.py",
     "test_tracking.py",
+    "test_reliability.py",
     "test_cross_validation.py",
+    "test_pretrained.py",
+    "test_serve.py",
     "test_sources.py",
-    "test_metadata.py",
     "test_sweeps.py",
+    "test_metadata.py",
     "test_bad_input.py",
-    "test_docs.py",
-    "test_packaging.py",
-    "test_timm.py",
-    "test_small_data.py",
-    "test_models.py",
     "test_training_aids.py",
+    "test_timm.py",
     "test_folder_and_splits.py",
+    "test_docs.py",
+    "test_small_data.py",
+    "test_packaging.py",
+    "test_decisions.py",
+    "test_models.py",
     "test_bench.py",
 ]
 

@@ -20,20 +20,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from shipped_referral import RATE, SETS, TARGET
 from sklearn.metrics import roc_auc_score
 
 from skinclf.metrics.decisions import HIGHEST_PRECISION, choose_thresholds, margin_of
 from skinclf.models.novelty import Familiarity
 
-RATE = 0.05
-TARGET = 0.95
-SETS = ("val", "test", "other", "photos")
 #: Where the unlike part reads novelty, by the name the table gives it.
 UNLIKE = {"early (shipped)": ("early",), "frozen ImageNet": ("imagenet",), "higher of the two": ("early", "imagenet")}
 
 
 def percentile(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The share of the reference below each score (ties counted half)."""
+    """The share of the reference below each score (ties counted half), as studies/referral_rule.py places them (that
+    study runs at f535c3e, so it is not imported here)."""
     ordered = np.sort(reference)
     return (np.searchsorted(ordered, scores, "left") + np.searchsorted(ordered, scores, "right")) / (2 * len(ordered))
 

@@ -27,6 +27,9 @@ of its own validation. The set alarm: an MMD two-sample test (RBF kernel, median
 100 images against the model's own validation, on the pooled and on the ImageNet features: how often it fires on
 draws of its own test split (false alarms), of the other clinic and of the photographs.
 
+It studies checkpoints whose novelty was the Mahalanobis distance of the pooled features (the rule it replaced), so
+it runs with skinclf as it was then: a checkout of f535c3e (git worktree add <folder> f535c3e; PYTHONPATH=<folder>).
+
     python studies/referral_rule.py --ham <HAM10000> --isic2017 <ISIC 2017> --photos <clinical_photos> \\
         --runs <hold_elsewhere out>/HAM10000-plain-0 ... --out <folder>
 """

@@ -63,9 +63,8 @@ def test_cli_reports_a_missing_root_in_one_line_without_traceback(tmp_path: Path
     assert "Traceback" not in result.stderr + result.stdout
 
 
-@pytest.mark.slow
-def test_cli_reports_an_unknown_config_key(tmp_path: Path) -> None:
-    result = run_command("train", "data.batchsize=8", cwd=tmp_path, status=1)
+def test_cli_reports_an_unknown_config_key() -> None:
+    result = run_in_process("train", "data.batchsize=8", status=1)
     assert "Key 'batchsize' not in 'DataSettings'" in result.stderr
     assert "full_key: data.batchsize" in result.stderr
 

@@ -1,6 +1,6 @@
 """Colour: Shades of Gray colour constancy, and an estimate of skin tone from the skin around a lesion.
 
-**Colour constancy** (``data.color_constancy=shades_of_gray``; Finlayson & Trezzi 2004, the ISIC
+**Colour constancy** (``model.preprocessing.color_constancy=shades_of_gray``; Finlayson & Trezzi 2004, the ISIC
 2019 winners' preprocessing): the light an image was taken under is estimated, per channel, as the
 Minkowski p-norm mean of its pixels (p = 6: between the grey world, p = 1, and the white patch,
 p = infinity), and each channel is scaled so that this light becomes neutral grey, the image's

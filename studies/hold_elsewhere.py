@@ -39,6 +39,8 @@ TRAINED = {
 EVALUATION = ["evaluation.bootstrap.resamples=0", "data.num_workers=2"]
 DIRECTIONS = (("HAM10000", "ISIC 2017"), ("ISIC 2017", "HAM10000"))
 SOURCES = [source for source, _ in DIRECTIONS]
+#: evaluation.adapt: as trained, and with the batch norm statistics of the other set
+ADAPTATIONS = ["none", "batchnorm"]
 #: The other clinic's labelled sample that chooses the thresholds and the temperature: malignant, benign images.
 SAMPLE = (100, 300)
 LOCAL = [
@@ -131,6 +133,9 @@ def main() -> None:
         "--train-on", nargs="+", choices=SOURCES, default=SOURCES, help="the directions to run, by the set trained on"
     )
     parser.add_argument("--results", default="results.json", help="the file under --out that collects the runs")
+    parser.add_argument(
+        "--adapt", nargs="+", choices=ADAPTATIONS, default=ADAPTATIONS, help="how each model meets the other set"
+    )
     parser.add_argument("--out", type=Path, default=Path("hold_elsewhere"))
     parser.add_argument("--table", action="store_true", help="print the table of the runs so far, and stop")
     arguments = parser.parse_args()
@@ -159,7 +164,7 @@ def main() -> None:
                     f"data.split_dir={arguments.out / 'splits' / source.replace(' ', '')}",
                     f"seed={seed}",
                 )
-                for adapt in ("none", "batchnorm"):
+                for adapt in arguments.adapt:
                     external = evaluated(run, data[target], f"external-{adapt}", f"evaluation.adapt={adapt}")
                     name = lever if adapt == "none" else f"{lever}, adapt=batchnorm"
                     record(

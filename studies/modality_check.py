@@ -23,18 +23,12 @@ import torch
 from shipped_referral import RATE, SETS, TARGET
 from sklearn.metrics import roc_auc_score
 
+from skinclf.metrics.combining import percentiles
 from skinclf.metrics.decisions import HIGHEST_PRECISION, choose_thresholds, margin_of
 from skinclf.models.novelty import Familiarity
 
 #: Where the unlike part reads novelty, by the name the table gives it.
 UNLIKE = {"early (shipped)": ("early",), "frozen ImageNet": ("imagenet",), "higher of the two": ("early", "imagenet")}
-
-
-def percentile(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The share of the reference below each score (ties counted half), as studies/referral_rule.py places them (that
-    study runs at f535c3e, so it is not imported here)."""
-    ordered = np.sort(reference)
-    return (np.searchsorted(ordered, scores, "left") + np.searchsorted(ordered, scores, "right")) / (2 * len(ordered))
 
 
 def novelty(kept: dict, space: str) -> dict[str, np.ndarray]:
@@ -51,12 +45,12 @@ def referred(kept: dict, spaces: tuple[str, ...], unlike_share: float) -> dict[s
     threshold = next(iter(choose_thresholds(validation, [TARGET], HIGHEST_PRECISION).values()))
     margins = {name: margin_of(kept[name]["probability"], threshold) for name in SETS}
     unusual = {
-        name: np.max([percentile(scores[space]["val"], scores[space][name]) for space in spaces], axis=0)
+        name: np.max([percentiles(scores[space]["val"], scores[space][name]) for space in spaces], axis=0)
         for name in SETS
     }
     unlike = {name: unusual[name] > np.quantile(unusual["val"], 1 - unlike_share) for name in SETS}
     near = {
-        name: (percentile(margins["val"], margins[name]) + percentile(scores["early"]["val"], scores["early"][name]))
+        name: (percentiles(margins["val"], margins[name]) + percentiles(scores["early"]["val"], scores["early"][name]))
         / 2
         for name in SETS
     }
